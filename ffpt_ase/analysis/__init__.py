@@ -1,0 +1,1 @@
+"""Analysis and plots of frames, teachers and (later) simulations."""

@@ -1,0 +1,145 @@
+"""``ffpt-ase`` command line: one sub-command per step of the FFPT pipeline.
+
+::
+
+    ffpt-ase sample --system HO2 --teacher qforce --n 100000 --sigma 0.2 --seed 0 -o pt.npz
+    ffpt-ase parametrize gaff2 aspirin -o params/ [--name aspirin_gaff2 --charge 0]
+    ffpt-ase parametrize qforce -o qforce.json [--xc b3lyp --basis 6-31g*]
+    ffpt-ase data convert IN OUT
+    ffpt-ase data info FILE
+    ffpt-ase demo [-o demo_output]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def _cmd_sample(args):
+    from ..analysis.plots import plot_frame_statistics
+    from ..sampling import RattleSampler
+    from ..systems import get_system
+
+    calc, ref, teacher = get_system(args.system, args.teacher, args.parameters)
+    sampler = RattleSampler(calc, ref, sigma=args.sigma, seed=args.seed, teacher_name=teacher,
+                            system_name=args.system)
+    out = Path(args.output)
+    checkpoint = out.with_name(out.stem + ".partial.npz")
+    frames = sampler.sample(args.n, batch_size=args.batch_size, show_progress=not args.quiet,
+                            checkpoint=checkpoint)
+    frames.save(out)
+    checkpoint.unlink(missing_ok=True)
+    print(f"wrote {len(frames)} frames of {args.system} ({teacher} labels, sigma "
+          f"{args.sigma} A, seed {args.seed}) to {out} "
+          f"[{frames.metadata['frames_per_second']:.0f} frames/s]")
+    if frames.metadata["dropped_nonfinite"]:
+        print(f"WARNING: {frames.metadata['dropped_nonfinite']} frames with non-finite labels "
+              f"were dropped")
+    if args.plot:
+        png = plot_frame_statistics({args.system: frames}, out.with_suffix(".png"))
+        print(f"wrote {png}")
+    return 0
+
+
+def _cmd_parametrize(args):
+    if args.kind == "gaff2":
+        from ..forcefields.gaff2 import parametrize_gaff2
+        if not args.molecule:
+            raise SystemExit("parametrize gaff2 needs a molecule name or structure file")
+        name = args.name or Path(args.molecule).stem + "_gaff2"
+        paths = parametrize_gaff2(args.molecule, args.output, name=name, net_charge=args.charge)
+        for kind, p in paths.items():
+            print(f"{kind:7s} {p}")
+        return 0
+    from ..forcefields.qforce_fit import write_parameters
+    out = Path(args.output)
+    if out.is_dir() or not out.suffix:
+        out = out / "qforce_h2combustion.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_parameters(out, xc=args.xc, basis=args.basis)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_data(args):
+    from ..data import read_frames, write_frames
+
+    if args.action == "info":
+        print(read_frames(args.input).summary())
+        return 0
+    if not args.output:
+        raise SystemExit("data convert needs IN and OUT")
+    frames = read_frames(args.input)
+    write_frames(frames, args.output)
+    print(f"wrote {len(frames)} frames to {args.output}")
+    return 0
+
+
+def _cmd_demo(args):
+    from .demo import run_demo
+    run_demo(args.output, n_per_species=args.n, seed=args.seed)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ffpt-ase", description="Force-field pre-training and fine-tuning of MLIPs "
+        "(units: eV, Angstrom, fs)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("sample", help="rattle a molecule and label the frames with a teacher")
+    p.add_argument("--system", required=True,
+                   help="H, O, H2, O2, OH, H2O, HO2, H2O2, water, aspirin, or a structure file")
+    p.add_argument("--teacher", choices=["qforce", "tip3p", "gaff2"], default=None,
+                   help="classical teacher (default: the system's own)")
+    p.add_argument("--n", type=int, default=100000, help="number of frames")
+    p.add_argument("--sigma", type=float, default=0.2, help="rattle amplitude in A (not rescaled)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--parameters", default=None, help="Q-Force parameter file (JSON)")
+    p.add_argument("--batch-size", type=int, default=10000, help="frames labelled per batch")
+    p.add_argument("--plot", action="store_true", help="also write a PNG of the label statistics")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-o", "--output", required=True, help="output .npz")
+    p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser("parametrize", help="make classical force-field parameters")
+    p.add_argument("kind", choices=["gaff2", "qforce"])
+    p.add_argument("molecule", nargs="?", help="gaff2: a known name (aspirin) or structure file")
+    p.add_argument("-o", "--output", required=True, help="output folder (gaff2) or JSON (qforce)")
+    p.add_argument("--name", default=None, help="gaff2: base name of the written files")
+    p.add_argument("--charge", type=int, default=0, help="gaff2: net charge in e")
+    p.add_argument("--xc", default="b3lyp", help="qforce: DFT functional (PySCF name)")
+    p.add_argument("--basis", default="6-31g*", help="qforce: basis set")
+    p.set_defaults(func=_cmd_parametrize)
+
+    p = sub.add_parser("data", help="inspect or convert frame files")
+    p.add_argument("action", choices=["info", "convert"])
+    p.add_argument("input", help="file or DeePMD folder (.npz, .xyz/.extxyz, .traj)")
+    p.add_argument("output", nargs="?", help="convert: output file (.npz, .xyz, .traj)")
+    p.set_defaults(func=_cmd_data)
+
+    p = sub.add_parser("demo", help="run the pipeline on the embedded default (no data needed)")
+    p.add_argument("-o", "--output", default="demo_output")
+    p.add_argument("--n", type=int, default=20000, help="rattled frames per species")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, KeyError, RuntimeError, ImportError) as err:
+        print(f"ffpt-ase {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""The labelled-frame container and its on-disk format.
+
+On disk a :class:`Frames` set is one ``.npz`` file (``numpy.savez``, no pickles) with arrays
+
+=============  ========================  ==================================================
+key            shape                     meaning
+=============  ========================  ==================================================
+``positions``  (frames, atoms, 3)        Cartesian coordinates in Angstrom
+``numbers``    (atoms,) or               atomic numbers; 0 marks padding when frames have
+               (frames, atoms)           different atom counts (padding rows are ignored)
+``energy``     (frames,)                 total energy in eV (optional)
+``forces``     (frames, atoms, 3)        forces in eV/Angstrom (optional)
+``cell``       (frames, 3, 3)            cell vectors (rows) in Angstrom; zeros if none
+``pbc``        (3,)                      periodic directions
+``time``       (frames,)                 time index of trajectory frames (optional; unit in
+                                         metadata ``time_unit``, e.g. ``fs`` or ``step``)
+``extra__X``   (frames, ...)             any per-frame array X (e.g. ``extra__reaction``)
+``metadata``   () string                 JSON provenance: teacher, sigma, seed, source, ...
+=============  ========================  ==================================================
+
+Loading 100k small-molecule frames is a single ``np.load``; no per-frame objects are built
+unless :meth:`Frames.to_atoms` is called.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+
+FORMAT_VERSION = 1
+
+
+class DataFormatError(ValueError):
+    """A data file is malformed or not in the expected format."""
+
+
+@dataclass
+class Frames:
+    """A set of labelled frames (see the module docstring for units and shapes)."""
+
+    positions: np.ndarray
+    numbers: np.ndarray
+    energy: np.ndarray | None = None
+    forces: np.ndarray | None = None
+    cell: np.ndarray | None = None
+    pbc: np.ndarray = field(default_factory=lambda: np.zeros(3, bool))
+    time: np.ndarray | None = None
+    extras: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.positions = np.asarray(self.positions, float)
+        self.numbers = np.asarray(self.numbers, int)
+        if self.energy is not None:
+            self.energy = np.asarray(self.energy, float).reshape(-1)
+        if self.forces is not None:
+            self.forces = np.asarray(self.forces, float)
+        if self.cell is None:
+            self.cell = np.zeros((len(self.positions), 3, 3))
+        else:
+            self.cell = np.asarray(self.cell, float)
+            if self.cell.shape == (3, 3):
+                self.cell = np.broadcast_to(self.cell, (len(self.positions), 3, 3)).copy()
+        self.pbc = np.asarray(self.pbc, bool).reshape(3)
+        if self.time is not None:
+            self.time = np.asarray(self.time, float).reshape(-1)
+        self.validate()
+
+    # -- shape checks ---------------------------------------------------------------------
+    def validate(self, where: str = "frames") -> None:
+        """Raise :class:`DataFormatError` if shapes disagree."""
+        p = self.positions
+        if p.ndim != 3 or p.shape[-1] != 3:
+            raise DataFormatError(f"{where}: positions must be (frames, atoms, 3), got {p.shape}")
+        nf, na = p.shape[:2]
+        if self.numbers.shape not in ((na,), (nf, na)):
+            raise DataFormatError(f"{where}: numbers must be ({na},) or ({nf}, {na}), "
+                                  f"got {self.numbers.shape}")
+        if self.energy is not None and self.energy.shape != (nf,):
+            raise DataFormatError(f"{where}: energy must be ({nf},), got {self.energy.shape}")
+        if self.forces is not None and self.forces.shape != p.shape:
+            raise DataFormatError(f"{where}: forces must be {p.shape}, got {self.forces.shape}")
+        if self.cell.shape != (nf, 3, 3):
+            raise DataFormatError(f"{where}: cell must be ({nf}, 3, 3), got {self.cell.shape}")
+        if self.time is not None and self.time.shape != (nf,):
+            raise DataFormatError(f"{where}: time must be ({nf},), got {self.time.shape}")
+        for k, v in self.extras.items():
+            if len(v) != nf:
+                raise DataFormatError(f"{where}: extra array {k!r} has {len(v)} rows, not {nf}")
+        if (self.numbers < 0).any() or (self.numbers > 118).any():
+            raise DataFormatError(f"{where}: atomic numbers outside 0..118")
+
+    # -- basic properties -----------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    @property
+    def numbers_per_frame(self) -> np.ndarray:
+        """Atomic numbers as (frames, atoms) (0 = padding)."""
+        if self.numbers.ndim == 1:
+            return np.broadcast_to(self.numbers, self.positions.shape[:2])
+        return self.numbers
+
+    @property
+    def n_atoms(self) -> np.ndarray:
+        """Number of real (non-padding) atoms in each frame."""
+        return (self.numbers_per_frame > 0).sum(axis=1)
+
+    @property
+    def elements(self) -> np.ndarray:
+        """Sorted atomic numbers present (padding excluded)."""
+        z = np.unique(self.numbers)
+        return z[z > 0]
+
+    def __getitem__(self, index) -> "Frames":
+        """Subset of frames (int, slice, index array or boolean mask)."""
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        pick = lambda a: None if a is None else a[index]  # noqa: E731
+        return Frames(
+            positions=self.positions[index],
+            numbers=self.numbers if self.numbers.ndim == 1 else self.numbers[index],
+            energy=pick(self.energy), forces=pick(self.forces), cell=self.cell[index],
+            pbc=self.pbc, time=pick(self.time),
+            extras={k: v[index] for k, v in self.extras.items()},
+            metadata=dict(self.metadata))
+
+    def nonfinite_frames(self) -> np.ndarray:
+        """Indices of frames with a non-finite position, energy or force."""
+        bad = ~np.isfinite(self.positions).all(axis=(1, 2))
+        if self.energy is not None:
+            bad |= ~np.isfinite(self.energy)
+        if self.forces is not None:
+            bad |= ~np.isfinite(self.forces).all(axis=(1, 2))
+        return np.nonzero(bad)[0]
+
+    # -- conversion -----------------------------------------------------------------------
+    def to_atoms(self, index: int) -> Atoms:
+        """One frame as ASE Atoms (padding removed), labels attached as a single point."""
+        z = self.numbers_per_frame[index]
+        real = z > 0
+        atoms = Atoms(numbers=z[real], positions=self.positions[index][real],
+                      cell=self.cell[index], pbc=self.pbc)
+        if self.energy is not None or self.forces is not None:
+            atoms.calc = SinglePointCalculator(
+                atoms,
+                energy=None if self.energy is None else float(self.energy[index]),
+                forces=None if self.forces is None else self.forces[index][real])
+        return atoms
+
+    def to_atoms_list(self) -> list:
+        return [self.to_atoms(i) for i in range(len(self))]
+
+    @classmethod
+    def from_atoms_list(cls, images, metadata=None) -> "Frames":
+        """Build from ASE Atoms; energies/forces from ``info``/``arrays`` or attached calc."""
+        images = list(images)
+        if not images:
+            raise DataFormatError("no frames given")
+        n_max = max(len(a) for a in images)
+        nf = len(images)
+        pos = np.zeros((nf, n_max, 3))
+        num = np.zeros((nf, n_max), int)
+        energy = np.full(nf, np.nan)
+        forces = np.full((nf, n_max, 3), np.nan)
+        cell = np.zeros((nf, 3, 3))
+        have_e = have_f = False
+        for i, a in enumerate(images):
+            n = len(a)
+            pos[i, :n] = a.positions
+            num[i, :n] = a.numbers
+            cell[i] = a.cell.array
+            e = a.info.get("energy")
+            f = a.arrays.get("forces")
+            if a.calc is not None:
+                res = a.calc.results
+                e = res.get("energy", e)
+                f = res.get("forces", f)
+            if e is not None:
+                energy[i] = e
+                have_e = True
+            if f is not None:
+                forces[i, :n] = f
+                forces[i, n:] = 0.0
+                have_f = True
+        if have_e and np.isnan(energy).any():
+            raise DataFormatError(f"energy missing in frames {np.nonzero(np.isnan(energy))[0][:10]}")
+        same = (num == num[0]).all()
+        return cls(positions=pos, numbers=num[0] if same else num,
+                   energy=energy if have_e else None, forces=forces if have_f else None,
+                   cell=cell, pbc=images[0].pbc, metadata=dict(metadata or {}))
+
+    @classmethod
+    def concatenate(cls, parts) -> "Frames":
+        """Join frame sets (atom counts may differ: shorter frames are zero-padded)."""
+        parts = list(parts)
+        n_max = max(p.positions.shape[1] for p in parts)
+
+        def pad(a, fill=0.0):
+            w = n_max - a.shape[1]
+            return a if w == 0 else np.concatenate(
+                [a, np.full((a.shape[0], w) + a.shape[2:], fill, a.dtype)], axis=1)
+
+        nums = [pad(np.array(p.numbers_per_frame), 0) for p in parts]
+        num = np.concatenate(nums)
+        same = (num == num[0]).all()
+        has = lambda name: all(getattr(p, name) is not None for p in parts)  # noqa: E731
+        keys = set.intersection(*(set(p.extras) for p in parts))
+        return cls(
+            positions=np.concatenate([pad(p.positions) for p in parts]),
+            numbers=num[0] if same else num,
+            energy=np.concatenate([p.energy for p in parts]) if has("energy") else None,
+            forces=np.concatenate([pad(p.forces) for p in parts]) if has("forces") else None,
+            cell=np.concatenate([p.cell for p in parts]), pbc=parts[0].pbc,
+            time=np.concatenate([p.time for p in parts]) if has("time") else None,
+            extras={k: np.concatenate([p.extras[k] for p in parts]) for k in keys},
+            metadata={"concatenated_from": [p.metadata for p in parts]})
+
+    # -- disk -----------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the ``.npz`` format described in the module docstring."""
+        path = Path(path)
+        arrays = {"positions": self.positions, "numbers": self.numbers, "cell": self.cell,
+                  "pbc": self.pbc, "format_version": np.array(FORMAT_VERSION),
+                  "metadata": np.array(json.dumps(self.metadata, default=str))}
+        for name in ("energy", "forces", "time"):
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
+        for k, v in self.extras.items():
+            arrays[f"extra__{k}"] = np.asarray(v)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, **arrays)
+        tmp.replace(path)  # never leave a half-written file under the final name
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Frames":
+        """Read a file written by :meth:`save` (raises DataFormatError if malformed)."""
+        path = Path(path)
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise DataFormatError(f"{path}: not a readable .npz file ({err})") from err
+        with data:
+            missing = {"positions", "numbers"} - set(data.files)
+            if missing:
+                raise DataFormatError(f"{path}: not an ffpt-ase frame file, missing arrays "
+                                      f"{sorted(missing)} (found {data.files})")
+            get = lambda k: data[k] if k in data.files else None  # noqa: E731
+            try:
+                meta = json.loads(str(data["metadata"])) if "metadata" in data.files else {}
+            except json.JSONDecodeError as err:
+                raise DataFormatError(f"{path}: metadata is not valid JSON ({err})") from err
+            return cls(
+                positions=data["positions"], numbers=data["numbers"], energy=get("energy"),
+                forces=get("forces"), cell=get("cell"),
+                pbc=get("pbc") if "pbc" in data.files else np.zeros(3, bool),
+                time=get("time"),
+                extras={k[7:]: data[k] for k in data.files if k.startswith("extra__")},
+                metadata=meta)
+
+    def summary(self) -> str:
+        """Human-readable description (what ``ffpt-ase data info`` prints)."""
+        from ase.data import chemical_symbols
+        n = self.n_atoms
+        lines = [f"frames: {len(self)}",
+                 f"atoms per frame: {n.min()}" + (f"..{n.max()}" if n.max() != n.min() else ""),
+                 "elements: " + " ".join(chemical_symbols[z] for z in self.elements),
+                 f"periodic: {self.pbc.tolist()}"]
+        if self.energy is not None:
+            lines.append(f"energy [eV]: min {self.energy.min():.4f}  max {self.energy.max():.4f}"
+                         f"  mean {self.energy.mean():.4f}")
+        if self.forces is not None:
+            real = self.numbers_per_frame > 0
+            fn = np.linalg.norm(self.forces, axis=-1)[real]
+            lines.append(f"|force| [eV/A]: mean {fn.mean():.4f}  max {fn.max():.4f}")
+        if self.time is not None:
+            lines.append(f"time: {self.time[0]:g} .. {self.time[-1]:g} "
+                         f"{self.metadata.get('time_unit', '')}")
+        if self.extras:
+            lines.append("extra arrays: " + ", ".join(sorted(self.extras)))
+        bad = self.nonfinite_frames()
+        if len(bad):
+            lines.append(f"WARNING: {len(bad)} frames with non-finite values")
+        if self.metadata:
+            lines.append("metadata: " + json.dumps(self.metadata, default=str)[:800])
+        return "\n".join(lines)

@@ -1,0 +1,175 @@
+"""Rattled pre-training frames: relax with the teacher, rattle, label in batches.
+
+Rattling follows the FFPT recipe: ``x~ = x0 + sigma * eps`` with ``eps ~ N(0, 1)`` drawn
+independently for every Cartesian component of every atom, ``sigma = 0.2 A`` by default and
+*not* rescaled, around a reference geometry ``x0`` relaxed with the teacher itself. Frames are
+therefore uncorrelated.
+
+Reproducibility: frames are drawn in fixed blocks of :data:`BLOCK` frames, block ``b`` from
+``numpy.random.default_rng([seed, b])``. The same ``(seed, n)`` gives the same frames
+whatever the batch size, and an interrupted run resumes from its last finished block.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.optimize import BFGS
+
+from .data.frames import Frames
+from .progress import progress
+
+log = logging.getLogger(__name__)
+
+#: frames per random block (fixed so that results do not depend on batch sizes)
+BLOCK = 1000
+
+
+def relax(atoms: Atoms, calc, fmax: float = 1e-4, steps: int = 2000) -> Atoms:
+    """Minimize ``atoms`` with ``calc`` (BFGS) to max force ``fmax`` eV/A; returns a copy."""
+    work = atoms.copy()
+    work.calc = calc
+    if len(work) > 1:
+        opt = BFGS(work, logfile=None)
+        converged = opt.run(fmax=fmax, steps=steps)
+        if not converged:
+            fmax_now = np.linalg.norm(work.get_forces(), axis=1).max()
+            raise RuntimeError(f"relaxation did not converge in {steps} steps "
+                               f"(max force {fmax_now:.2e} eV/A)")
+    out = work.copy()
+    out.calc = None
+    return out
+
+
+@dataclass
+class RattleSampler:
+    """Draw and label rattled frames of one molecule.
+
+    Parameters
+    ----------
+    teacher:
+        A teacher calculator with ``evaluate_batch`` (any :class:`BatchForceField`).
+    reference:
+        The geometry to rattle around. Relaxed with the teacher first unless ``relax=False``.
+    sigma:
+        Standard deviation of the Gaussian displacement per Cartesian component, Angstrom.
+    seed:
+        Seed of the random stream (see module doc).
+    """
+
+    teacher: object
+    reference: Atoms
+    sigma: float = 0.2
+    seed: int = 0
+    relax: bool = True
+    teacher_name: str = ""
+    system_name: str = ""
+
+    def __post_init__(self):
+        if not np.isfinite(self.sigma) or self.sigma < 0:
+            raise ValueError(f"sigma must be a finite non-negative length in A, got {self.sigma}")
+        if not np.all(np.isfinite(self.reference.positions)):
+            raise ValueError("reference geometry has non-finite coordinates")
+        self.numbers = self.reference.get_atomic_numbers()
+        if hasattr(self.teacher, "bind"):
+            self.teacher.bind(self.reference)  # topology from the reference, never a rattled frame
+        self.x0 = (relax(self.reference, self.teacher) if self.relax
+                   else self.reference.copy()).positions
+
+    def block_positions(self, block: int) -> np.ndarray:
+        """Positions of random block ``block``: (BLOCK, atoms, 3) in Angstrom."""
+        rng = np.random.default_rng([self.seed, block])
+        eps = rng.standard_normal((BLOCK,) + self.x0.shape)
+        return self.x0[None] + self.sigma * eps
+
+    def metadata(self, n: int) -> dict:
+        return {
+            "kind": "rattled", "teacher": self.teacher_name or type(self.teacher).__name__,
+            "teacher_source": str(getattr(getattr(self.teacher, "parameters", None), "source", "")
+                                  or getattr(self.teacher, "system_file", "")),
+            "system": self.system_name, "sigma_angstrom": self.sigma, "seed": self.seed,
+            "n_requested": n, "block": BLOCK, "relaxed_reference": self.relax,
+            "reference_positions_angstrom": self.x0.round(8).tolist(),
+        }
+
+    def sample(self, n: int, batch_size: int = 10000, show_progress: bool = True,
+               checkpoint: str | Path | None = None) -> Frames:
+        """Draw ``n`` frames and label them with the teacher.
+
+        ``checkpoint``: a ``.npz`` path where finished blocks are saved every batch; if it
+        exists and belongs to the same (system, teacher, sigma, seed) the run resumes from it.
+        Frames whose labels are not finite are dropped and reported in the metadata
+        (``dropped_nonfinite``) and in the log.
+        """
+        if n <= 0:
+            raise ValueError("n must be a positive number of frames")
+        n_blocks = -(-n // BLOCK)
+        blocks_per_batch = max(1, batch_size // BLOCK)
+        meta = self.metadata(n)
+        done_pos, done_e, done_f, start = [], [], [], 0
+        if checkpoint is not None and Path(checkpoint).exists():
+            start, done_pos, done_e, done_f = self._resume(Path(checkpoint), meta)
+        t0 = time.perf_counter()
+        with progress(total=n_blocks * BLOCK, initial=start * BLOCK, unit="frame",
+                      desc=f"rattle+label {self.system_name or ''}".strip(),
+                      disable=not show_progress) as bar:
+            for b0 in range(start, n_blocks, blocks_per_batch):
+                blocks = range(b0, min(b0 + blocks_per_batch, n_blocks))
+                pos = np.concatenate([self.block_positions(b) for b in blocks])
+                e, f = self.teacher.evaluate_batch(pos)
+                done_pos.append(pos)
+                done_e.append(e)
+                done_f.append(f)
+                bar.update(len(pos))
+                if checkpoint is not None:
+                    self._save_checkpoint(Path(checkpoint), meta, blocks[-1] + 1,
+                                          done_pos, done_e, done_f)
+        elapsed = time.perf_counter() - t0
+        pos = np.concatenate(done_pos)[:n]
+        energy = np.concatenate(done_e)[:n]
+        forces = np.concatenate(done_f)[:n]
+        bad = ~(np.isfinite(energy) & np.isfinite(forces).all(axis=(1, 2)))
+        meta["dropped_nonfinite"] = int(bad.sum())
+        if bad.any():
+            log.warning("%d of %d rattled frames had non-finite teacher labels and were "
+                        "dropped (first indices %s)", bad.sum(), n, np.nonzero(bad)[0][:10].tolist())
+        meta["frames_per_second"] = round((n - start * BLOCK) / max(elapsed, 1e-9), 1)
+        return Frames(positions=pos[~bad], numbers=self.numbers, energy=energy[~bad],
+                      forces=forces[~bad], metadata=meta)
+
+    @staticmethod
+    def _key(meta):
+        return {k: meta[k] for k in ("teacher", "system", "sigma_angstrom", "seed", "block",
+                                     "reference_positions_angstrom")}
+
+    def _save_checkpoint(self, path, meta, next_block, pos, e, f):
+        Frames(positions=np.concatenate(pos), numbers=self.numbers, energy=np.concatenate(e),
+               forces=np.concatenate(f),
+               metadata={**meta, "checkpoint_next_block": next_block}).save(path)
+
+    def _resume(self, path, meta):
+        ck = Frames.load(path)
+        if self._key(ck.metadata) != self._key(meta):
+            raise ValueError(f"checkpoint {path} belongs to another sampling run "
+                             f"({json.dumps(self._key(ck.metadata))[:200]}...); remove it or "
+                             f"use another output name")
+        start = int(ck.metadata["checkpoint_next_block"])
+        log.info("resuming from %s: %d blocks already labelled", path, start)
+        return start, [ck.positions], [ck.energy], [ck.forces]
+
+
+def sample_system(system: str, n: int, teacher: str | None = None, sigma: float = 0.2,
+                  seed: int = 0, parameters=None, **kwargs) -> Frames:
+    """Convenience: :func:`ffpt_ase.systems.get_system` + :class:`RattleSampler`."""
+    from .systems import get_system
+
+    calc, ref, tname = get_system(system, teacher, parameters)
+    sampler = RattleSampler(calc, ref, sigma=sigma, seed=seed, teacher_name=tname,
+                            system_name=system)
+    return sampler.sample(n, **kwargs)

@@ -1,0 +1,41 @@
+"""Shared fixtures. Reference data are read from ../shared/data (or $FFPT_DATA_DIR); tests
+that need them are skipped, with the reason printed, when the folder is absent."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("FFPT_DATA_DIR", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    if not DATA_DIR.is_dir():
+        pytest.skip(f"reference data folder {DATA_DIR} not found (set FFPT_DATA_DIR)")
+    return DATA_DIR
+
+
+def finite_difference_forces(calc_energy, positions, h=1e-5):
+    """Central-difference forces -dE/dx of a function E(positions (atoms, 3))."""
+    pos = np.array(positions, float)
+    out = np.zeros_like(pos)
+    for a in range(pos.shape[0]):
+        for k in range(3):
+            p = pos.copy()
+            p[a, k] += h
+            ep = calc_energy(p)
+            p[a, k] -= 2 * h
+            em = calc_energy(p)
+            out[a, k] = -(ep - em) / (2 * h)
+    return out
+
+
+def random_rotation(rng):
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q *= np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] *= -1
+    return q

@@ -1,0 +1,38 @@
+"""The ffpt-ase command line (run in-process through its main())."""
+
+import numpy as np
+
+from ffpt_ase.cli.main import main
+from ffpt_ase.data import read_frames
+
+
+def test_sample_info_convert(tmp_path, capsys):
+    out = tmp_path / "pt.npz"
+    assert main(["sample", "--system", "HO2", "--teacher", "qforce", "--n", "3000",
+                 "--sigma", "0.2", "--seed", "0", "-o", str(out), "--plot", "--quiet"]) == 0
+    fr = read_frames(out)
+    assert len(fr) == 3000 and fr.metadata["teacher"] == "qforce"
+    assert out.with_suffix(".png").stat().st_size > 1000
+    assert not (tmp_path / "pt.partial.npz").exists()
+    assert main(["data", "info", str(out)]) == 0
+    assert "frames: 3000" in capsys.readouterr().out
+    assert main(["data", "convert", str(out), str(tmp_path / "pt.xyz")]) == 0
+    back = read_frames(tmp_path / "pt.xyz")
+    np.testing.assert_allclose(back.energy, fr.energy, rtol=1e-9)
+
+
+def test_errors_exit_nonzero_with_message(tmp_path, capsys):
+    assert main(["sample", "--system", "HO3", "--n", "10", "-o", str(tmp_path / "x.npz")]) == 2
+    assert "unknown system" in capsys.readouterr().err
+    assert main(["data", "info", str(tmp_path / "missing.npz")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_demo_writes_outputs(tmp_path, capsys):
+    assert main(["demo", "-o", str(tmp_path), "--n", "1000"]) == 0
+    for name in ("pretrain_combustion.npz", "pretrain_aspirin.npz", "pretrain_water.npz",
+                 "ho2_oh_scan_qforce.png", "pretrain_combustion_labels.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    scan = np.loadtxt(tmp_path / "ho2_oh_scan_qforce.txt")
+    assert scan[0, 1] > 10.0 and scan[-1, 1] < 0  # repulsive wall, bound O2 at 3 A
+    assert len(read_frames(tmp_path / "pretrain_combustion.npz")) == 8000

@@ -1,0 +1,154 @@
+"""Frame container, its .npz format, and readers on synthetic and real files."""
+
+import numpy as np
+import pytest
+from ase import Atoms, units
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import write
+
+from ffpt_ase.data import (DataFormatError, Frames, read_combustion_npz, read_deepmd,
+                           read_frames, write_frames)
+
+KCAL = units.kcal / units.mol
+
+
+def _frames(nf=5, na=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return Frames(positions=rng.normal(size=(nf, na, 3)), numbers=[8, 8, 1][:na],
+                  energy=rng.normal(size=nf), forces=rng.normal(size=(nf, na, 3)),
+                  time=np.arange(nf) * 0.5, extras={"tag": np.arange(nf)},
+                  metadata={"teacher": "qforce", "sigma_angstrom": 0.2})
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".xyz", ".traj"])
+def test_round_trip(tmp_path, suffix):
+    f = _frames()
+    path = write_frames(f, tmp_path / f"frames{suffix}")
+    g = read_frames(path)
+    np.testing.assert_allclose(g.positions, f.positions, atol=1e-8)
+    np.testing.assert_allclose(g.energy, f.energy, atol=1e-8)
+    np.testing.assert_allclose(g.forces, f.forces, atol=1e-8)
+    assert g.numbers_per_frame[0].tolist() == [8, 8, 1]
+    if suffix == ".npz":
+        assert g.metadata == f.metadata
+        np.testing.assert_array_equal(g.time, f.time)
+        np.testing.assert_array_equal(g.extras["tag"], f.extras["tag"])
+
+
+def test_mixed_sizes_are_padded_and_stripped(tmp_path):
+    a, b = _frames(3, 3), _frames(2, 2, seed=1)
+    both = Frames.concatenate([a, b])
+    assert both.positions.shape == (5, 3, 3)
+    assert both.n_atoms.tolist() == [3, 3, 3, 2, 2]
+    g = read_frames(both.save(tmp_path / "mixed.npz"))
+    atoms = g.to_atoms(4)
+    assert len(atoms) == 2 and atoms.get_potential_energy() == pytest.approx(b.energy[1])
+    sub = g[[0, 4]]
+    assert len(sub) == 2 and sub.n_atoms.tolist() == [3, 2]
+
+
+def test_from_atoms_list_reads_info_and_calc():
+    a = Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]])
+    a.info["energy"] = -1.0
+    b = a.copy()
+    b.calc = SinglePointCalculator(b, energy=-2.0, forces=np.ones((2, 3)))
+    fr = Frames.from_atoms_list([a, b])
+    assert fr.energy.tolist() == [-1.0, -2.0]
+
+
+def _write_combustion(path, **override):
+    R = np.zeros((2, 6, 3))
+    R[:, :3] = np.random.default_rng(0).normal(size=(2, 3, 3))
+    Z = np.zeros((2, 6), int)
+    Z[:, :3] = [8, 8, 1]
+    arrays = dict(R=R, Z=Z, N=np.array([[3], [3]]), E=np.array([[-178.8], [-170.0]]),
+                  F=np.ones((2, 6, 3)), RXN=np.array([["09"], ["09"]]))
+    arrays.update(override)
+    np.savez(path, **arrays)
+    return path
+
+
+def test_combustion_reader_units_and_padding(tmp_path):
+    fr = read_combustion_npz(_write_combustion(tmp_path / "09_aimd.npz"))
+    assert fr.positions.shape == (2, 3, 3) and fr.numbers.tolist() == [8, 8, 1]
+    assert fr.energy[0] == pytest.approx(-178.8 * KCAL)
+    assert fr.forces[0, 0, 0] == pytest.approx(KCAL)
+    assert fr.time.tolist() == [0.0, 1.0] and fr.extras["reaction"].tolist() == ["09", "09"]
+
+
+@pytest.mark.parametrize("override, match", [
+    ({"N": np.array([[2], [3]])}, "atom counts"),
+    ({"F": np.ones((2, 5, 3))}, "inconsistent shapes"),
+])
+def test_combustion_reader_rejects_malformed(tmp_path, override, match):
+    with pytest.raises(DataFormatError, match=match):
+        read_combustion_npz(_write_combustion(tmp_path / "x.npz", **override))
+    np.savez(tmp_path / "y.npz", R=np.zeros(3))
+    with pytest.raises(DataFormatError, match="missing keys"):
+        read_combustion_npz(tmp_path / "y.npz")
+
+
+def test_malformed_files(tmp_path):
+    (tmp_path / "junk.npz").write_text("not a zip")
+    with pytest.raises(DataFormatError, match="not a readable"):
+        read_frames(tmp_path / "junk.npz")
+    np.savez(tmp_path / "other.npz", a=np.zeros(2))
+    with pytest.raises(DataFormatError, match="unknown .npz layout"):
+        read_frames(tmp_path / "other.npz")
+    np.savez(tmp_path / "bad.npz", positions=np.zeros((2, 3, 3)), numbers=np.zeros(4, int))
+    with pytest.raises(DataFormatError, match="numbers must be"):
+        read_frames(tmp_path / "bad.npz")
+    (tmp_path / "bad.xyz").write_text("3\nno\nX 0 0\n")
+    with pytest.raises(DataFormatError, match="extended XYZ"):
+        read_frames(tmp_path / "bad.xyz")
+    (tmp_path / "f.csv").write_text("1")
+    with pytest.raises(DataFormatError, match="unknown data format"):
+        read_frames(tmp_path / "f.csv")
+    with pytest.raises(FileNotFoundError):
+        read_frames(tmp_path / "missing.npz")
+    (tmp_path / "dp").mkdir()
+    with pytest.raises(DataFormatError, match="no DeePMD system"):
+        read_deepmd(tmp_path / "dp")
+
+
+def test_nonfinite_frames_are_found():
+    f = _frames()
+    f.energy[2] = np.nan
+    f.forces[4, 0, 0] = np.inf
+    assert f.nonfinite_frames().tolist() == [2, 4]
+    assert "non-finite" in f.summary()
+
+
+# ---------------------------------------------------------------- real data (../shared/data)
+def test_real_combustion_file(data_dir):
+    path = data_dir / "h2combustion" / "npz" / "09_irc.npz"
+    raw = np.load(path)
+    fr = read_frames(path)
+    assert len(fr) == len(raw["E"]) and fr.positions.shape[1:] == (3, 3)
+    np.testing.assert_allclose(fr.energy, raw["E"][:, 0] * KCAL)
+    np.testing.assert_allclose(fr.forces, raw["F"][:, :3] * KCAL)
+    # HO2 about -178.8 kcal/mol relative to the atoms (data README)
+    assert fr.energy.min() == pytest.approx(-178.8 * KCAL, abs=0.05)
+
+
+def test_real_combustion_aimd_is_time_ordered(data_dir):
+    fr = read_frames(data_dir / "h2combustion" / "npz" / "09_aimd.npz")
+    assert len(fr) == 10000 and fr.time is not None and np.all(np.diff(fr.time) == 1)
+    step = np.linalg.norm(np.diff(fr.positions, axis=0), axis=-1).max(axis=1)
+    assert np.median(step) < 0.1  # consecutive frames are close: a trajectory
+
+
+def test_real_aspirin_extxyz(data_dir):
+    fr = read_frames(data_dir / "aspirin_ccsd" / "aspirin_ccsd-train.xyz")
+    assert len(fr) == 1000 and fr.positions.shape[1] == 21
+    assert fr.energy.mean() == pytest.approx(-17592, abs=2)
+    assert np.sort(fr.numbers).tolist() == [1] * 8 + [6] * 9 + [8] * 4
+
+
+def test_real_water_deepmd(data_dir):
+    fr = read_frames(data_dir / "water_bulk")
+    assert len(fr) == 400 and fr.positions.shape[1] == 192 and fr.pbc.all()
+    np.testing.assert_allclose(np.diag(fr.cell[0]), 12.4447, atol=1e-3)
+    one = read_deepmd(data_dir / "water_bulk" / "data_1")
+    assert len(one) == 160
+    assert (fr.numbers == 8).sum() == 64
