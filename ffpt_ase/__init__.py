@@ -10,5 +10,21 @@ from .sampling import RattleSampler, relax, sample_system
 
 __version__ = "0.1.0"
 
-__all__ = ["FlexibleTIP3PCalculator", "Frames", "OpenMMCalculator", "QForceCalculator",
-           "RattleSampler", "read_frames", "relax", "sample_system", "write_frames"]
+__all__ = ["FFPTCalculator", "FlexibleTIP3PCalculator", "Frames", "OpenMMCalculator",
+           "Potential", "QForceCalculator", "RattleSampler", "TrainConfig", "read_frames",
+           "relax", "sample_system", "train", "write_frames"]
+
+_LAZY = {  # torch-backed names, imported on first use so that `import ffpt_ase` stays light
+    "FFPTCalculator": ("ffpt_ase.calculators", "FFPTCalculator"),
+    "Potential": ("ffpt_ase.model.potential", "Potential"),
+    "TrainConfig": ("ffpt_ase.training.config", "TrainConfig"),
+    "train": ("ffpt_ase.training.trainer", "train"),
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'ffpt_ase' has no attribute {name!r}")

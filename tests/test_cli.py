@@ -36,3 +36,32 @@ def test_demo_writes_outputs(tmp_path, capsys):
     scan = np.loadtxt(tmp_path / "ho2_oh_scan_qforce.txt")
     assert scan[0, 1] > 10.0 and scan[-1, 1] < 0  # repulsive wall, bound O2 at 3 A
     assert len(read_frames(tmp_path / "pretrain_combustion.npz")) == 8000
+
+
+def test_train_evaluate_bench_contract(tmp_path, capsys):
+    """The command-line names external checks rely on (issue: MLIP)."""
+    import json
+    data = tmp_path / "pt.npz"
+    assert main(["sample", "--system", "HO2", "--n", "200", "-o", str(data), "--quiet"]) == 0
+    out = tmp_path / "runs" / "pt"
+    assert main(["train", "--stage", "pretrain", "--data", str(data), "-o", str(out),
+                 "--epochs", "2", "--features", "8", "--interactions", "1", "--cutoff", "4.0",
+                 "--batch-size", "16", "--seed", "1"]) == 0
+    for name in ("best.pt", "last.pt", "log.csv"):
+        assert (out / name).exists()
+    ft = tmp_path / "runs" / "ft"
+    assert main(["train", "--stage", "finetune", "--init", str(out / "best.pt"), "--data",
+                 str(data), "-o", str(ft), "--epochs", "1", "--batch-size", "16"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(ft / "best.pt"), str(data), "--json",
+                 "--plot", str(tmp_path / "parity.png")]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("energy_mae", "energy_rmse", "forces_mae", "forces_rmse", "energy_per_atom_mae"):
+        assert res[key] >= 0
+    assert (tmp_path / "parity.png").stat().st_size > 1000
+    assert main(["bench", "speed", "--system", "HO2", "--features", "8", "--interactions", "1",
+                 "--dtype", "float32", "--threads", "1", "--calls", "5", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["ms_per_call"] > 0 and res["n_atoms"] == 3
+    assert main(["evaluate", str(data), str(data)]) == 2
+    assert "could not be read" in capsys.readouterr().err

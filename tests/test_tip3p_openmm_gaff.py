@@ -49,6 +49,11 @@ def test_shipped_gaff2_aspirin_file():
         assert f" {t} " in f" {' '.join(types.split())} ", t
     ref = reference_structure(shipped_file(ASPIRIN_PRMTOP))
     assert ref.get_chemical_formula() == "C9H8O4"
+    # the stored geometry is a molecule in Angstrom: every H has a partner at ~1 A
+    d = ref.get_all_distances()
+    np.fill_diagonal(d, np.inf)
+    assert np.all(d[ref.numbers == 1].min(axis=1) < 1.15)
+    assert d[np.isfinite(d)].max() < 8.0
 
 
 def test_openmm_units_against_direct_openmm():

@@ -63,3 +63,56 @@ def plot_energy_scan(curves: dict, path: str | Path, xlabel: str, title: str = "
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_learning_curve(log_csv: str | Path, path: str | Path) -> Path:
+    """Training/validation loss, validation force MAE and learning rate per epoch."""
+    import csv
+    plt = _pyplot()
+    with open(log_csv) as fh:
+        rows = list(csv.DictReader(fh))
+    ep = [int(r["epoch"]) for r in rows]
+    col = lambda k: [float(r[k]) if r[k] not in ("", "None") else np.nan for r in rows]  # noqa: E731
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    axes[0].semilogy(ep, col("train_loss"), label="train")
+    axes[0].semilogy(ep, col("val_loss"), label="validation")
+    axes[0].set_ylabel("loss (w_E MSE_E + w_F MSE_F)")
+    axes[0].legend()
+    axes[1].semilogy(ep, col("val_forces_mae"), label="forces [eV/A]")
+    axes[1].semilogy(ep, col("val_energy_mae"), label="energy [eV]")
+    axes[1].set_ylabel("validation MAE")
+    axes[1].legend()
+    axes[2].semilogy(ep, col("lr"))
+    axes[2].set_ylabel("learning rate")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_parity(ref_e, pred_e, ref_f, pred_f, path: str | Path, title: str = "") -> Path:
+    """Parity plots of energies (eV) and force components (eV/A)."""
+    plt = _pyplot()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 4.2))
+    for ax, x, y, unit in ((a1, ref_e, pred_e, "energy [eV]"), (a2, ref_f, pred_f, "force [eV/A]")):
+        if x is None:
+            ax.set_visible(False)
+            continue
+        x, y = np.ravel(x), np.ravel(y)
+        lo, hi = min(x.min(), y.min()), max(x.max(), y.max())
+        ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+        ax.scatter(x, y, s=2, alpha=0.4)
+        mae = np.mean(np.abs(y - x))
+        ax.set_xlabel(f"reference {unit}")
+        ax.set_ylabel(f"predicted {unit}")
+        ax.set_title(f"MAE {mae:.4g}")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -78,6 +78,73 @@ def _cmd_data(args):
     return 0
 
 
+def _cmd_train(args):
+    from ..training.config import TrainConfig
+    from ..training.trainer import train
+
+    if args.overwrite:
+        import shutil
+        shutil.rmtree(args.output, ignore_errors=True)
+    cfg = TrainConfig.from_sources(
+        args.config, stage=args.stage, data=args.data, output=args.output, init=args.init,
+        epochs=args.epochs, features=args.features, interactions=args.interactions,
+        basis=args.basis, cutoff=args.cutoff, batch_size=args.batch_size, seed=args.seed,
+        lr=args.lr, n_train=args.n_train, n_val=args.n_val, max_time_s=args.max_time,
+        temporal_pairs=args.temporal_pairs or None, w_temporal=args.w_temporal,
+        w_energy=args.w_energy, w_forces=args.w_forces, dtype=args.dtype, threads=args.threads)
+    summary = train(cfg)
+    final = summary["final"] or {}
+    print(f"{cfg.stage}: {summary['epochs']} epochs ({summary['stop_reason']}); validation "
+          f"energy MAE {final.get('val_energy_mae', float('nan')):.4f} eV, force MAE "
+          f"{final.get('val_forces_mae', float('nan')):.4f} eV/A")
+    print(f"wrote {cfg.output}/best.pt, last.pt, log.csv, learning_curve.png")
+    return 0
+
+
+def _cmd_evaluate(args):
+    import json
+
+    import torch
+
+    from ..analysis.plots import plot_parity
+    from ..data import read_frames
+    from ..model.potential import load_potential
+    from ..training.metrics import error_metrics, predict
+
+    dtype = torch.float64 if args.dtype == "float64" else torch.float32
+    model = load_potential(args.model, dtype=dtype)
+    frames = read_frames(args.data)
+    e, f = predict(model, frames, batch_size=args.batch_size, dtype=dtype)
+    metrics = error_metrics(frames, e, f)
+    metrics.update(model=str(args.model), data=str(args.data))
+    if args.plot:
+        real = frames.numbers_per_frame > 0
+        plot_parity(frames.energy, e, None if frames.forces is None else frames.forces[real],
+                    f[real], args.plot, title=f"{Path(args.model).name} on {Path(args.data).name}")
+        metrics["parity_plot"] = str(args.plot)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        for k, v in metrics.items():
+            print(f"{k:22s} {v}")
+    return 0
+
+
+def _cmd_bench(args):
+    import json
+
+    from ..benchmark import inference_speed, training_speed
+
+    kw = dict(system=args.system, features=args.features, interactions=args.interactions,
+              dtype=args.dtype, threads=args.threads)
+    if args.what == "speed":
+        res = inference_speed(n_calls=args.calls, compile=args.compile, **kw)
+    else:
+        res = training_speed(batch_size=args.batch_size, **kw)
+    print(json.dumps(res) if args.json else "\n".join(f"{k:20s} {v}" for k, v in res.items()))
+    return 0
+
+
 def _cmd_demo(args):
     from .demo import run_demo
     run_demo(args.output, n_per_species=args.n, seed=args.seed)
@@ -121,6 +188,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="file or DeePMD folder (.npz, .xyz/.extxyz, .traj)")
     p.add_argument("output", nargs="?", help="convert: output file (.npz, .xyz, .traj)")
     p.set_defaults(func=_cmd_data)
+
+    p = sub.add_parser("train", help="train a NewtonNet potential (scratch, pretrain, finetune)")
+    p.add_argument("--stage", choices=["scratch", "pretrain", "finetune"], default=None)
+    p.add_argument("--data", default=None, help="frames (.npz, .xyz, .traj, DeePMD folder)")
+    p.add_argument("--init", default=None, help="checkpoint to start from (finetune)")
+    p.add_argument("-o", "--output", default=None, help="run folder (resumed if it has last.pt)")
+    p.add_argument("--config", default=None, help="TOML file with [train] keys")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--features", type=int)
+    p.add_argument("--interactions", type=int)
+    p.add_argument("--basis", type=int)
+    p.add_argument("--cutoff", type=float, help="A")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--n-train", type=int)
+    p.add_argument("--n-val", type=int)
+    p.add_argument("--max-time", type=float, help="seconds of wall time")
+    p.add_argument("--temporal-pairs", action="store_true",
+                   help="add the temporal-pair loss (time-ordered data only)")
+    p.add_argument("--w-temporal", type=float)
+    p.add_argument("--w-energy", type=float)
+    p.add_argument("--w-forces", type=float)
+    p.add_argument("--dtype", choices=["float32", "float64"])
+    p.add_argument("--threads", type=int)
+    p.add_argument("--overwrite", action="store_true", help="delete the run folder first")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="energy/force errors of a model on a data set")
+    p.add_argument("model")
+    p.add_argument("data")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", default=None, help="write a parity plot PNG here")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("bench", help="speed of the model (random weights, no data needed)")
+    p.add_argument("what", choices=["speed", "train"])
+    p.add_argument("--system", default="aspirin")
+    p.add_argument("--features", type=int, default=128)
+    p.add_argument("--interactions", type=int, default=3)
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--calls", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--compile", action="store_true", help="torch.compile the network")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("demo", help="run the pipeline on the embedded default (no data needed)")
     p.add_argument("-o", "--output", default="demo_output")

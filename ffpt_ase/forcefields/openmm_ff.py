@@ -111,9 +111,10 @@ def gaff2_aspirin(**kwargs) -> OpenMMCalculator:
 def reference_structure(prmtop: str | Path) -> Atoms:
     """Atoms with the coordinates of the ``.inpcrd`` next to a ``.prmtop``."""
     import openmm.app as app
+    import openmm.unit as unit
 
     prmtop = Path(prmtop)
     top = app.AmberPrmtopFile(str(prmtop))
     crd = app.AmberInpcrdFile(str(prmtop.with_suffix(".inpcrd")))
-    pos = np.array(crd.getPositions()._value) * _NM
+    pos = crd.getPositions(asNumpy=True).value_in_unit(unit.angstrom)
     return Atoms(numbers=[a.element.atomic_number for a in top.topology.atoms()], positions=pos)

@@ -1,0 +1,91 @@
+"""Speed measurements behind ``ffpt-ase bench speed`` (no training or external data needed).
+
+``inference_speed`` times full ASE calls (graph construction + energy + forces) of a randomly
+initialised model of the requested size on a built-in molecule whose geometry is perturbed
+before every call, as in MD. ``training_speed`` times optimizer steps on rattled teacher
+frames (energy + force loss, double backward), in frames per second.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .calculators import FFPTCalculator
+from .data.graphs import batch_from_frames
+from .model.potential import Potential
+from .sampling import RattleSampler
+from .systems import get_system
+from .training.losses import energy_force_loss
+
+
+def _model_for(system, features, interactions, basis, cutoff, seed=0):
+    calc, ref, teacher = get_system(system)
+    torch.manual_seed(seed)
+    model = Potential(sorted(set(ref.numbers.tolist())), features, interactions, basis, cutoff)
+    return model, calc, ref, teacher
+
+
+def inference_speed(system="aspirin", features=128, interactions=3, basis=20, cutoff=5.0,
+                    dtype="float32", threads=1, n_calls=300, compile=False) -> dict:
+    torch.set_num_threads(threads)
+    model, _, ref, _ = _model_for(system, features, interactions, basis, cutoff)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "random.pt"
+        torch.save(model.checkpoint(stage="random"), path)
+        calc = FFPTCalculator(path, dtype=dtype, compile=compile)
+    atoms = ref.copy()
+    atoms.calc = calc
+    rng = np.random.default_rng(0)
+    x0 = atoms.positions.copy()
+    for _ in range(10):  # warm-up
+        atoms.positions = x0 + 0.01 * rng.normal(size=x0.shape)
+        atoms.get_forces()
+    times = []
+    for _ in range(n_calls):
+        atoms.positions = x0 + 0.01 * rng.normal(size=x0.shape)
+        t = time.perf_counter()
+        atoms.get_forces()
+        times.append(time.perf_counter() - t)
+    times = np.array(times) * 1e3
+    return {"system": system, "n_atoms": len(atoms), "features": features,
+            "interactions": interactions, "basis": basis, "cutoff": cutoff, "dtype": dtype,
+            "threads": threads, "compile": compile, "n_calls": n_calls,
+            "ms_per_call": float(np.median(times)), "ms_per_call_mean": float(times.mean()),
+            "ms_per_call_p90": float(np.percentile(times, 90))}
+
+
+def training_speed(system="aspirin", features=128, interactions=3, basis=20, cutoff=5.0,
+                   dtype="float32", threads=1, batch_size=32, n_steps=20) -> dict:
+    torch.set_num_threads(threads)
+    model, calc, ref, teacher = _model_for(system, features, interactions, basis, cutoff)
+    tdtype = torch.float64 if dtype == "float64" else torch.float32
+    frames = RattleSampler(calc, ref, teacher_name=teacher).sample(
+        batch_size * (n_steps + 2), show_progress=False)
+    model = model.to(tdtype)
+    model.fit_normalization(frames)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def step(k):
+        idx = np.arange(k * batch_size, (k + 1) * batch_size)
+        batch = batch_from_frames(frames, idx, model.elements, model.cutoff).to(dtype=tdtype)
+        loss, _ = energy_force_loss(model(batch), batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    step(0)
+    step(1)
+    t = time.perf_counter()
+    for k in range(2, n_steps + 2):
+        step(k)
+    elapsed = time.perf_counter() - t
+    return {"system": system, "features": features, "interactions": interactions,
+            "dtype": dtype, "threads": threads, "batch_size": batch_size,
+            "train_frames_per_s": batch_size * n_steps / elapsed,
+            "ms_per_step": 1e3 * elapsed / n_steps}

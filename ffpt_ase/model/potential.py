@@ -1,0 +1,155 @@
+"""The interatomic potential: NewtonNet atomic energies with per-element scale and shift,
+forces as minus the autograd gradient, and stress from the strain derivative.
+
+E = sum_i [ s_{Z_i} * eps_i + mu_{Z_i} ]      (eV)
+F_i = -dE/dx_i                                (eV/A)
+sigma = (1/V) dE/d(strain)                    (eV/A^3, ASE's sign convention)
+
+mu (shift) and s (scale) are buffers refitted from the data of each training stage
+(:meth:`Potential.fit_normalization`): force-field and ab initio energies have different
+zeros, so fine-tuning must not inherit the pre-training reference energies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .newtonnet import NewtonNet
+
+CHECKPOINT_FORMAT = "ffpt-ase/newtonnet"
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file is not an ffpt-ase model checkpoint, or does not fit the model it should."""
+
+
+class Potential(nn.Module):
+    """Energy, forces and stress of a :class:`~ffpt_ase.data.graphs.GraphBatch`."""
+
+    def __init__(self, elements, n_features: int = 128, n_interactions: int = 3,
+                 n_basis: int = 20, cutoff: float = 5.0):
+        super().__init__()
+        self.elements = [int(z) for z in sorted(set(int(z) for z in elements))]
+        if not self.elements or min(self.elements) < 1:
+            raise ValueError(f"elements must be atomic numbers >= 1, got {elements}")
+        self.config = {"elements": self.elements, "n_features": int(n_features),
+                       "n_interactions": int(n_interactions), "n_basis": int(n_basis),
+                       "cutoff": float(cutoff)}
+        self.net = NewtonNet(len(self.elements), n_features, n_interactions, n_basis, cutoff)
+        self.register_buffer("shift", torch.zeros(len(self.elements), dtype=torch.float64))
+        self.register_buffer("scale", torch.ones(len(self.elements), dtype=torch.float64))
+
+    @property
+    def cutoff(self) -> float:
+        return self.config["cutoff"]
+
+    # ------------------------------------------------------------------------------------
+    def forward(self, batch, forces: bool = True, stress: bool = False,
+                create_graph: bool = False) -> dict:
+        """Return ``{'energy': (graphs,), 'forces': (atoms, 3), 'stress': (graphs, 3, 3)}``."""
+        pos = batch.positions
+        cell = batch.cell
+        graph = batch.graph
+        if forces:
+            pos = pos.detach().requires_grad_(True)
+        strain = None
+        if stress:
+            strain = torch.zeros_like(cell, requires_grad=True)
+            sym = 0.5 * (strain + strain.transpose(1, 2))
+            pos = pos + torch.einsum("ak,akl->al", pos, sym[graph])
+            cell = cell + torch.bmm(cell, sym)
+        edge_graph = graph[batch.edge_i]
+        shift = torch.einsum("ek,ekl->el", batch.shift_frac, cell[edge_graph])
+        eps = self.net(batch.species, pos, batch.edge_i, batch.edge_j, shift)
+        sp = batch.species
+        e_atom = eps * self.scale.to(eps.dtype)[sp] + self.shift.to(eps.dtype)[sp]
+        energy = torch.zeros(batch.n_graphs, dtype=eps.dtype, device=eps.device)
+        energy = energy.index_add(0, graph, e_atom)
+        out = {"energy": energy, "atomic_energy": e_atom}
+        wrt = [t for t in (pos if forces else None, strain) if t is not None]
+        if wrt:
+            grads = torch.autograd.grad(energy.sum(), wrt, create_graph=create_graph or
+                                        self.training)
+            if forces:
+                out["forces"] = -grads[0]
+            if stress:
+                volume = torch.abs(torch.linalg.det(batch.cell))
+                out["stress"] = grads[-1] / volume[:, None, None]
+        return out
+
+    # ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def fit_normalization(self, frames, max_frames: int = 20000, seed: int = 0) -> dict:
+        """Refit per-element shift (least squares of energy on composition) and scale (RMS
+        force component of each element's atoms) from a :class:`Frames` set."""
+        rng = np.random.default_rng(seed)
+        idx = np.sort(rng.permutation(len(frames))[:max_frames])
+        num = frames.numbers_per_frame[idx]
+        counts = np.stack([(num == z).sum(axis=1) for z in self.elements], axis=1).astype(float)
+        unknown = set(np.unique(num[num > 0])) - set(self.elements)
+        if unknown:
+            raise ValueError(f"data contain elements {sorted(unknown)} the model was not built for")
+        present = counts.sum(axis=0) > 0
+        shift = np.zeros(len(self.elements))
+        if frames.energy is not None:
+            sol, *_ = np.linalg.lstsq(counts[:, present], frames.energy[idx], rcond=None)
+            shift[present] = sol
+        scale = np.ones(len(self.elements))
+        if frames.forces is not None:
+            f = frames.forces[idx]
+            for k, z in enumerate(self.elements):
+                sel = num == z
+                if sel.any():
+                    rms = float(np.sqrt(np.mean(f[sel] ** 2)))
+                    scale[k] = rms if rms > 1e-8 else 1.0
+        self.shift.copy_(torch.from_numpy(shift))
+        self.scale.copy_(torch.from_numpy(scale))
+        return {"shift": dict(zip(self.elements, shift.tolist())),
+                "scale": dict(zip(self.elements, scale.tolist()))}
+
+    # ------------------------------------------------------------------------------------
+    def checkpoint(self, **extra) -> dict:
+        return {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
+                "config": dict(self.config), "model_state": self.state_dict(), **extra}
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict) -> "Potential":
+        check_checkpoint(ckpt)
+        model = cls(**ckpt["config"])
+        model.load_state_dict(ckpt["model_state"])
+        return model
+
+
+def check_checkpoint(ckpt, source="checkpoint") -> None:
+    """Raise :class:`CheckpointError` unless ``ckpt`` is an ffpt-ase model checkpoint."""
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        found = ckpt.get("format", sorted(ckpt)[:8]) if isinstance(ckpt, dict) else type(ckpt)
+        raise CheckpointError(f"{source} is not an ffpt-ase NewtonNet checkpoint "
+                              f"(found {found!r}); it may belong to another model or code")
+    if ckpt.get("format_version", 0) > CHECKPOINT_VERSION:
+        raise CheckpointError(f"{source} has format version {ckpt['format_version']}, newer than "
+                              f"this ffpt-ase understands ({CHECKPOINT_VERSION})")
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Load and validate a checkpoint file (clear errors for foreign or broken files)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # torch raises several types for non-checkpoints
+        raise CheckpointError(f"{path} could not be read as a torch checkpoint ({err})") from err
+    check_checkpoint(ckpt, str(path))
+    return ckpt
+
+
+def load_potential(path: str | Path, dtype=torch.float32, device="cpu") -> Potential:
+    """A :class:`Potential` from a checkpoint file, in eval mode."""
+    model = Potential.from_checkpoint(load_checkpoint(path))
+    return model.to(device=device, dtype=dtype).eval()

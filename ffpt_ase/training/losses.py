@@ -1,0 +1,63 @@
+"""Training losses (energies in eV, forces in eV/A).
+
+Energy/force loss (the FFPT paper's weights by default):
+
+    L = w_E * mean_frames (E_pred - E_ref)^2 + w_F * mean_components (F_pred - F_ref)^2
+
+with w_E = 1 and w_F = 20; E is the total energy of a frame.
+
+Temporal-pair auxiliary loss (the FRAMES idea), for time-ordered trajectories only. For each
+pair of consecutive frames (t, t+1) of one trajectory, with displacement dx = x_{t+1} - x_t,
+
+    dE_pred = E_pred(t+1) - E_pred(t)
+    dE_ref  = E_ref(t+1)  - E_ref(t)
+    W_ref   = -1/2 (F_ref(t) + F_ref(t+1)) . dx      (trapezoid-rule work of the reference forces)
+
+    L_pair = 1/2 [ mean (dE_pred - dE_ref)^2 + mean (dE_pred - W_ref)^2 ]
+
+The first term fits energy *differences* along the trajectory (insensitive to a constant
+offset of the reference energies); the second ties the predicted energy change to the work
+of the reference forces along the actual MD step, i.e. to the force field along the path the
+dynamics took (W_ref equals dE_ref up to O(|dx|^3) for an exact PES, so on clean data the two
+targets agree, and on noisy energies the force-derived target regularizes). The total loss is
+L + w_pair * L_pair. When the term is disabled no pairs are formed and nothing is computed.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def energy_force_loss(pred: dict, batch, w_energy: float = 1.0, w_forces: float = 20.0):
+    """Weighted MSE of total energies and force components; returns (loss, parts dict)."""
+    parts = {}
+    loss = pred["energy"].new_zeros(())
+    if w_energy and batch.energy is not None:
+        parts["energy_mse"] = torch.mean((pred["energy"] - batch.energy) ** 2)
+        loss = loss + w_energy * parts["energy_mse"]
+    if w_forces and batch.forces is not None:
+        parts["forces_mse"] = torch.mean((pred["forces"] - batch.forces) ** 2)
+        loss = loss + w_forces * parts["forces_mse"]
+    return loss, parts
+
+
+def temporal_pair_loss(pred: dict, batch, pairs: torch.Tensor):
+    """L_pair of the module docstring. ``pairs`` (P, 2) holds graph indices (t, t+1)
+    within ``batch``."""
+    t0, t1 = pairs[:, 0], pairs[:, 1]
+    dE_pred = pred["energy"][t1] - pred["energy"][t0]
+    dE_ref = batch.energy[t1] - batch.energy[t0]
+    # atoms of frame t and t+1 are stored contiguously and in the same order
+    n_atoms = torch.bincount(batch.graph, minlength=batch.n_graphs)
+    start = torch.cumsum(n_atoms, 0) - n_atoms
+    n_pair = n_atoms[t0]
+    if not torch.equal(n_pair, n_atoms[t1]):
+        raise ValueError("temporal pairs must join frames with the same atoms")
+    owner = torch.repeat_interleave(torch.arange(len(t0), device=t0.device), n_pair)
+    within = torch.arange(int(n_pair.sum()), device=t0.device) - torch.repeat_interleave(
+        torch.cumsum(n_pair, 0) - n_pair, n_pair)
+    ia, ib = start[t0][owner] + within, start[t1][owner] + within
+    per_atom = ((batch.forces[ia] + batch.forces[ib])
+                * (batch.positions[ib] - batch.positions[ia])).sum(-1)
+    w_ref = -0.5 * dE_pred.new_zeros(len(t0)).index_add(0, owner, per_atom.to(dE_pred.dtype))
+    return 0.5 * (torch.mean((dE_pred - dE_ref) ** 2) + torch.mean((dE_pred - w_ref) ** 2))

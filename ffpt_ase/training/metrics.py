@@ -1,0 +1,45 @@
+"""Error metrics of a potential on a frame set (energies in eV, forces in eV/A)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data.graphs import batch_from_frames
+
+
+def predict(model, frames, batch_size: int = 64, dtype=torch.float32, forces: bool = True):
+    """Predicted energies (frames,) and forces (frames, atoms, 3) (padding rows zero)."""
+    model.eval()
+    n = len(frames)
+    energy = np.empty(n)
+    out_f = np.zeros(frames.positions.shape) if forces else None
+    real = frames.numbers_per_frame > 0
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, min(start + batch_size, n))
+        batch = batch_from_frames(frames, idx, model.elements, model.cutoff).to(dtype=dtype)
+        with torch.set_grad_enabled(forces):
+            pred = model(batch, forces=forces)
+        energy[idx] = pred["energy"].detach().double().numpy()
+        if forces:
+            f = pred["forces"].detach().double().numpy()
+            block = np.zeros((len(idx),) + frames.positions.shape[1:])
+            block[real[idx]] = f
+            out_f[idx] = block
+    return energy, out_f
+
+
+def error_metrics(frames, energy_pred, forces_pred) -> dict:
+    """MAE/RMSE of total energy, energy per atom and force components."""
+    out = {"n_frames": int(len(frames))}
+    n_atoms = frames.n_atoms
+    if frames.energy is not None:
+        de = energy_pred - frames.energy
+        out.update(energy_mae=float(np.mean(np.abs(de))), energy_rmse=float(np.sqrt(np.mean(de**2))),
+                   energy_per_atom_mae=float(np.mean(np.abs(de / n_atoms))),
+                   energy_per_atom_rmse=float(np.sqrt(np.mean((de / n_atoms) ** 2))))
+    if frames.forces is not None and forces_pred is not None:
+        real = frames.numbers_per_frame > 0
+        df = (forces_pred - frames.forces)[real]
+        out.update(forces_mae=float(np.mean(np.abs(df))), forces_rmse=float(np.sqrt(np.mean(df**2))))
+    return out

@@ -1,0 +1,291 @@
+"""Training stages (scratch, pretrain, finetune) with checkpoints that survive interrupts.
+
+Output folder of a run::
+
+    config.json      resolved configuration
+    split.npz        train/validation frame indices (seeded; reused on resume)
+    log.csv          one row per epoch: losses, energy/force MAE and RMSE, learning rate
+    last.pt          model + optimizer + scheduler + history after the last finished epoch
+    best.pt          the model with the lowest validation loss so far
+    learning_curve.png
+
+Running the same command again resumes from ``last.pt``: finished epochs are never redone,
+and each epoch's shuffling is seeded by (seed, epoch) so a resumed run sees the same batches.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.frames import Frames
+from ..data.graphs import batch_from_frames
+from ..data.readers import read_frames
+from ..model.potential import CheckpointError, Potential, load_checkpoint
+from ..progress import progress
+from .config import TrainConfig
+from .losses import energy_force_loss, temporal_pair_loss
+from .metrics import error_metrics, predict
+
+log = logging.getLogger(__name__)
+
+LOG_FIELDS = ["epoch", "time_s", "lr", "train_loss", "val_loss", "val_energy_mae",
+              "val_energy_rmse", "val_energy_per_atom_mae", "val_forces_mae", "val_forces_rmse"]
+
+
+def label_sources(metadata: dict) -> set:
+    """Label sources recorded in frame metadata: {'qforce'}, {'ab initio'}, ...
+
+    Frames made by the sampler record their teacher; anything else counts as ab initio.
+    Concatenated sets report the sources of all their parts.
+    """
+    if "concatenated_from" in metadata:
+        return set().union(*(label_sources(m) for m in metadata["concatenated_from"]))
+    return {metadata.get("teacher", "ab initio")}
+
+
+def _dtype(name):
+    return torch.float64 if name == "float64" else torch.float32
+
+
+class Trainer:
+    """Run one training stage described by a :class:`TrainConfig`."""
+
+    def __init__(self, config: TrainConfig, frames: Frames | None = None):
+        self.cfg = config
+        self.out = config.output_dir
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.dtype = _dtype(config.dtype)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.frames = frames if frames is not None else read_frames(config.data)
+        sources = label_sources(self.frames.metadata)
+        if len(sources) > 1:
+            raise ValueError(f"the training data mix label sources {sorted(sources)}; FFPT never "
+                             f"mixes fidelities in one stage: train them as separate stages")
+        if self.frames.energy is None or self.frames.forces is None:
+            raise ValueError("training data need energies and forces")
+        bad = self.frames.nonfinite_frames()
+        if len(bad):
+            raise ValueError(f"{len(bad)} training frames have non-finite values (first: "
+                             f"{bad[:5].tolist()}); clean the data first")
+        torch.manual_seed(config.seed)  # weight initialisation is part of the seeded run
+        self.model = self._build_model()
+        self.train_idx, self.val_idx = self._split()
+        self.pairs = self._pair_starts() if config.temporal_pairs else None
+
+    # ------------------------------------------------------------------ set-up
+    def _build_model(self) -> Potential:
+        cfg = self.cfg
+        data_elements = [int(z) for z in self.frames.elements]
+        if cfg.init:
+            ckpt = load_checkpoint(cfg.init)
+            arch = ckpt["config"]
+            mismatch = {k: (getattr(cfg, k2), arch[k]) for k2, k in
+                        (("features", "n_features"), ("interactions", "n_interactions"),
+                         ("basis", "n_basis"), ("cutoff", "cutoff"))
+                        if k2 in cfg.explicit and getattr(cfg, k2) != arch[k]}
+            if mismatch:
+                raise CheckpointError(f"{cfg.init} has a different architecture than requested: "
+                                      + ", ".join(f"{k} requested {a}, checkpoint {b}"
+                                                  for k, (a, b) in mismatch.items()))
+            missing = sorted(set(data_elements) - set(arch["elements"]))
+            if missing:
+                from ase.data import chemical_symbols
+                raise CheckpointError(
+                    f"{cfg.init} was trained for elements "
+                    f"{[chemical_symbols[z] for z in arch['elements']]} but the data contain "
+                    f"{[chemical_symbols[z] for z in missing]}")
+            model = Potential.from_checkpoint(ckpt)
+            self.init_stage = ckpt.get("stage")
+        else:
+            model = Potential(data_elements, cfg.features, cfg.interactions, cfg.basis, cfg.cutoff)
+            self.init_stage = None
+        return model.to(self.dtype)
+
+    def _split(self):
+        path = self.out / "split.npz"
+        if path.exists():
+            d = np.load(path)
+            if int(d["n_frames"]) != len(self.frames):
+                raise ValueError(f"{path} was made for {int(d['n_frames'])} frames, the data have "
+                                 f"{len(self.frames)}; use a new output folder")
+            return d["train"], d["val"]
+        n = len(self.frames)
+        perm = np.random.default_rng(self.cfg.seed).permutation(n)
+        n_val = self.cfg.n_val if self.cfg.n_val is not None else \
+            max(1, int(round(self.cfg.val_fraction * n)))
+        n_train = self.cfg.n_train if self.cfg.n_train is not None else n - n_val
+        if n_val + n_train > n or n_train < 1 or n_val < 1:
+            raise ValueError(f"cannot take {n_train} training + {n_val} validation frames "
+                             f"from {n}")
+        val, train = np.sort(perm[:n_val]), np.sort(perm[n_val:n_val + n_train])
+        np.savez(path, train=train, val=val, n_frames=n, seed=self.cfg.seed)
+        return train, val
+
+    def _pair_starts(self) -> np.ndarray:
+        t = self.frames.time
+        if t is None:
+            raise ValueError("temporal pairs need time-ordered data (a 'time' array), e.g. "
+                             "AIMD trajectories; this data set has none")
+        in_train = np.zeros(len(self.frames), bool)
+        in_train[self.train_idx] = True
+        same = np.ones(len(t) - 1, bool)
+        if self.frames.numbers.ndim == 2:
+            same = (self.frames.numbers[1:] == self.frames.numbers[:-1]).all(axis=1)
+        ok = (np.diff(t) > 0) & (np.abs(np.diff(t) - 1) < 1e-9) & same & \
+            in_train[:-1] & in_train[1:]
+        starts = np.nonzero(ok)[0]
+        if len(starts) == 0:
+            raise ValueError("no consecutive training-frame pairs (t, t+1) in the data")
+        return starts
+
+    # ------------------------------------------------------------------ running
+    def run(self) -> dict:
+        cfg, model = self.cfg, self.model
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        min_lr = cfg.min_lr_ratio * cfg.lr
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=min_lr)
+        start_epoch, best, history = self._resume(opt, sched)
+        if start_epoch == 0:
+            norm = model.fit_normalization(self.frames[self.train_idx])
+            log.info("per-element shift/scale refitted on %s data: %s", cfg.stage, norm)
+            (self.out / "config.json").write_text(json.dumps(
+                {**cfg.to_dict(), "init_stage": self.init_stage,
+                 "data_metadata": self.frames.metadata}, indent=2, default=str))
+        t_start = time.perf_counter() - (history[-1]["time_s"] if history else 0.0)
+        stop_reason = "max epochs"
+        bar = progress(total=cfg.epochs, initial=start_epoch, unit="epoch",
+                       desc=f"{cfg.stage}")
+        try:
+            for epoch in range(start_epoch, cfg.epochs):
+                train_loss = self._train_epoch(opt, epoch)
+                val = self._validate()
+                sched.step(val["loss"])
+                row = {"epoch": epoch + 1, "time_s": round(time.perf_counter() - t_start, 2),
+                       "lr": opt.param_groups[0]["lr"], "train_loss": train_loss,
+                       "val_loss": val["loss"], "val_energy_mae": val.get("energy_mae"),
+                       "val_energy_rmse": val.get("energy_rmse"),
+                       "val_energy_per_atom_mae": val.get("energy_per_atom_mae"),
+                       "val_forces_mae": val.get("forces_mae"),
+                       "val_forces_rmse": val.get("forces_rmse")}
+                history.append(row)
+                improved = val["loss"] < best
+                best = min(best, val["loss"])
+                self._write_log(history)
+                self._save("last.pt", opt, sched, epoch + 1, best, history)
+                if improved:
+                    self._save("best.pt", opt, sched, epoch + 1, best, history)
+                bar.update(1)
+                bar.set_postfix(val_F_MAE=f"{row['val_forces_mae']:.4f}",
+                                val_E_MAE=f"{row['val_energy_mae']:.4f}", lr=f"{row['lr']:.1e}")
+                if opt.param_groups[0]["lr"] <= min_lr * (1 + 1e-9):
+                    stop_reason = "learning rate reached 1% of its start"
+                    break
+                if cfg.max_time_s and row["time_s"] >= cfg.max_time_s:
+                    stop_reason = "max wall time"
+                    break
+        finally:
+            bar.close()
+            if history:
+                from ..analysis.plots import plot_learning_curve
+                plot_learning_curve(self.out / "log.csv", self.out / "learning_curve.png")
+        summary = {"stage": cfg.stage, "epochs": len(history), "stop_reason": stop_reason,
+                   "best_val_loss": best, "output": str(self.out),
+                   "final": history[-1] if history else None}
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        return summary
+
+    def _batches(self, epoch):
+        rng = np.random.default_rng([self.cfg.seed, epoch])
+        bs = self.cfg.batch_size
+        if self.pairs is None:
+            order = rng.permutation(self.train_idx)
+            for s in range(0, len(order), bs):
+                yield order[s:s + bs], None
+        else:
+            order = rng.permutation(self.pairs)
+            half = max(1, bs // 2)
+            for s in range(0, len(order), half):
+                t0 = order[s:s + half]
+                idx = np.concatenate([t0, t0 + 1])
+                p = len(t0)
+                yield idx, torch.stack([torch.arange(p), torch.arange(p) + p], dim=1)
+
+    def _train_epoch(self, opt, epoch) -> float:
+        cfg, model = self.cfg, self.model
+        model.train()
+        total, n = 0.0, 0
+        for idx, pairs in self._batches(epoch):
+            batch = batch_from_frames(self.frames, idx, model.elements, model.cutoff
+                                      ).to(dtype=self.dtype)
+            pred = model(batch, forces=True)
+            loss, _ = energy_force_loss(pred, batch, cfg.w_energy, cfg.w_forces)
+            if pairs is not None:
+                loss = loss + cfg.w_temporal * temporal_pair_loss(pred, batch, pairs)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"non-finite training loss in epoch {epoch + 1}")
+            total += loss.item() * len(idx)
+            n += len(idx)
+        return total / max(n, 1)
+
+    def _validate(self) -> dict:
+        val = self.frames[self.val_idx]
+        e, f = predict(self.model, val, batch_size=max(self.cfg.batch_size, 64), dtype=self.dtype)
+        metrics = error_metrics(val, e, f)
+        real = val.numbers_per_frame > 0
+        loss = self.cfg.w_energy * np.mean((e - val.energy) ** 2) + \
+            self.cfg.w_forces * np.mean((f - val.forces)[real] ** 2)
+        metrics["loss"] = float(loss)
+        return metrics
+
+    # ------------------------------------------------------------------ persistence
+    def _save(self, name, opt, sched, epoch, best, history):
+        ckpt = self.model.checkpoint(
+            stage=self.cfg.stage, epoch=epoch, best_val_loss=best, history=history,
+            optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+            train_config=self.cfg.to_dict(), init_stage=self.init_stage,
+            data_source=self.frames.metadata.get("source", self.cfg.data))
+        tmp = self.out / (name + ".tmp")
+        torch.save(ckpt, tmp)
+        tmp.replace(self.out / name)
+
+    def _resume(self, opt, sched):
+        path = self.out / "last.pt"
+        if not path.exists():
+            return 0, float("inf"), []
+        ckpt = load_checkpoint(path)
+        if ckpt.get("stage") != self.cfg.stage:
+            raise CheckpointError(f"{path} belongs to a {ckpt.get('stage')} run, not "
+                                  f"{self.cfg.stage}; use another output folder")
+        if ckpt["config"] != self.model.config:
+            raise CheckpointError(f"{path} holds a model of another architecture "
+                                  f"({ckpt['config']}); use another output folder")
+        self.model.load_state_dict(ckpt["model_state"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        log.info("resuming %s from %s after epoch %d", self.cfg.stage, path, ckpt["epoch"])
+        return int(ckpt["epoch"]), float(ckpt["best_val_loss"]), list(ckpt["history"])
+
+    def _write_log(self, history):
+        with open(self.out / "log.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
+            w.writeheader()
+            for row in history:
+                w.writerow(row)
+
+
+def train(config: TrainConfig, frames: Frames | None = None) -> dict:
+    """Run a training stage; returns the summary (also written to ``summary.json``)."""
+    return Trainer(config, frames).run()

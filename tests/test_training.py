@@ -1,0 +1,181 @@
+"""Trainer: stages, files, resume after an interrupt, fine-tuning rules, temporal pairs."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ffpt_ase.data import Frames
+from ffpt_ase.model.potential import CheckpointError, load_checkpoint
+from ffpt_ase.sampling import sample_system
+from ffpt_ase.training.config import TrainConfig
+from ffpt_ase.training.losses import temporal_pair_loss
+from ffpt_ase.training.trainer import Trainer, train
+
+TINY = dict(features=8, interactions=1, basis=4, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def ho2(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "ho2.npz"
+    sample_system("HO2", 240, sigma=0.1, seed=0, show_progress=False).save(path)
+    return path
+
+
+def _ab_initio_like(frames):
+    """Frames relabelled as if they came from a reference method (no teacher metadata),
+    with a different energy zero, as DFT energies would have."""
+    return Frames(positions=frames.positions, numbers=frames.numbers,
+                  energy=frames.energy - 4106.0, forces=frames.forces,
+                  metadata={"source": "reference"})
+
+
+def rows(path):
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_pretrain_writes_all_outputs_and_learns(ho2, tmp_path):
+    out = tmp_path / "pt"
+    summary = train(TrainConfig(stage="pretrain", data=str(ho2), output=str(out), epochs=6,
+                                lr=3e-3, **TINY))
+    for name in ("best.pt", "last.pt", "log.csv", "learning_curve.png", "split.npz",
+                 "config.json", "summary.json"):
+        assert (out / name).stat().st_size > 0, name
+    log = rows(out / "log.csv")
+    assert len(log) == 6 and summary["epochs"] == 6
+    assert float(log[-1]["val_forces_mae"]) < float(log[0]["val_forces_mae"])
+    split = np.load(out / "split.npz")
+    assert len(split["val"]) == 12 and len(set(split["train"]) & set(split["val"])) == 0
+    ck = load_checkpoint(out / "best.pt")
+    assert ck["stage"] == "pretrain" and ck["config"]["n_features"] == 8
+
+
+def test_resume_after_interrupt_equals_uninterrupted(ho2, tmp_path, monkeypatch):
+    cfg = dict(stage="scratch", data=str(ho2), epochs=4, **TINY)
+    train(TrainConfig(output=str(tmp_path / "full"), **cfg))
+
+    calls = {"n": 0}
+    original = Trainer._validate
+
+    def flaky(self):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # interrupted during epoch 3
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "_validate", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(output=str(tmp_path / "cut"), **cfg))
+    assert len(rows(tmp_path / "cut" / "log.csv")) == 2
+    monkeypatch.setattr(Trainer, "_validate", original)
+    train(TrainConfig(output=str(tmp_path / "cut"), **cfg))
+    full, cut = rows(tmp_path / "full" / "log.csv"), rows(tmp_path / "cut" / "log.csv")
+    assert len(cut) == 4
+    for a, b in zip(full, cut):
+        assert float(a["val_loss"]) == pytest.approx(float(b["val_loss"]), rel=1e-5)
+
+
+def test_finetune_refits_reference_energies_and_checks_checkpoint(ho2, tmp_path):
+    pt = tmp_path / "pt"
+    train(TrainConfig(stage="pretrain", data=str(ho2), output=str(pt), epochs=1, **TINY))
+    ft_data = tmp_path / "ft.npz"
+    _ab_initio_like(Frames.load(ho2)).save(ft_data)
+    ft = tmp_path / "ft"
+    train(TrainConfig(stage="finetune", data=str(ft_data), init=str(pt / "best.pt"),
+                      output=str(ft), epochs=1, batch_size=16))
+    before = load_checkpoint(pt / "best.pt")["model_state"]["shift"]
+    after = load_checkpoint(ft / "best.pt")["model_state"]["shift"]
+    # the 4106 eV offset of the new labels is absorbed by the refitted shifts (H + 2 O)
+    assert float(after[0] + 2 * after[1] - before[0] - 2 * before[1]) == pytest.approx(-4106.0,
+                                                                                    abs=1.0)
+    cfg = json.loads((ft / "config.json").read_text())
+    assert cfg["init_stage"] == "pretrain"
+
+    with pytest.raises(CheckpointError, match="different architecture"):
+        Trainer(TrainConfig.from_sources(stage="finetune", data=str(ft_data), features=16,
+                                         init=str(pt / "best.pt"), output=str(tmp_path / "x")))
+    carbon = Frames(positions=np.zeros((2, 2, 3)) + [[0, 0, 0], [0, 0, 1.1]], numbers=[6, 8],
+                    energy=[0.0, 0.0], forces=np.zeros((2, 2, 3)))
+    with pytest.raises(CheckpointError, match=r"\['C'\]"):
+        Trainer(TrainConfig(stage="finetune", init=str(pt / "best.pt"),
+                            output=str(tmp_path / "y")), frames=carbon)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}, "hyper_parameters": {}}, foreign)
+    with pytest.raises(CheckpointError, match="not an ffpt-ase NewtonNet checkpoint"):
+        Trainer(TrainConfig(stage="finetune", data=str(ft_data), init=str(foreign),
+                            output=str(tmp_path / "z")))
+    with pytest.raises(ValueError, match="--init"):
+        TrainConfig(stage="finetune", data=str(ft_data))
+
+
+def test_mixed_fidelities_are_refused(ho2, tmp_path):
+    ff = Frames.load(ho2)
+    mixed = Frames.concatenate([ff, _ab_initio_like(ff)])
+    with pytest.raises(ValueError, match="mix label sources"):
+        Trainer(TrainConfig(stage="scratch", output=str(tmp_path / "m"), **TINY), frames=mixed)
+
+
+def test_max_time_stops_and_config_file(ho2, tmp_path):
+    toml = tmp_path / "train.toml"
+    toml.write_text(f'[train]\nstage = "scratch"\ndata = "{ho2}"\nepochs = 50\n'
+                    f'max_time_s = 0.001\nfeatures = 8\ninteractions = 1\nbasis = 4\n')
+    cfg = TrainConfig.from_sources(str(toml), output=str(tmp_path / "t"))
+    summary = train(cfg)
+    assert summary["stop_reason"] == "max wall time" and summary["epochs"] == 1
+    toml.write_text("[train]\nlearning_rate = 1\n")
+    with pytest.raises(ValueError, match="unknown keys"):
+        TrainConfig.from_sources(str(toml))
+
+
+def _trajectory(n=60):
+    """A short Q-Force MD trajectory of HO2 (time-ordered frames)."""
+    from ase import units
+    from ase.md.verlet import VelocityVerlet
+    from ase.md.velocitydistribution import thermalize_momenta
+
+    from ffpt_ase.systems import get_system
+    calc, ref, _ = get_system("HO2")
+    atoms = ref.copy()
+    atoms.calc = calc
+    thermalize_momenta(atoms, temperature_K=600, rng=np.random.default_rng(0))
+    dyn = VelocityVerlet(atoms, timestep=0.5 * units.fs)
+    images = []
+    for _ in range(n):
+        dyn.run(2)
+        a = atoms.copy()
+        a.calc = None
+        a.info["energy"] = atoms.get_potential_energy()
+        a.arrays["forces"] = atoms.get_forces()
+        images.append(a)
+    fr = Frames.from_atoms_list(images, metadata={"source": "md"})
+    fr.time = np.arange(n, dtype=float)
+    return fr
+
+
+def test_temporal_pair_loss_definition():
+    from ffpt_ase.data.graphs import batch_from_frames
+    fr = _trajectory(6)
+    batch = batch_from_frames(fr, np.arange(6), [1, 8], 5.0)
+    pairs = torch.tensor([[0, 1], [1, 2], [4, 5]])
+    exact = {"energy": batch.energy.clone()}
+    small = temporal_pair_loss(exact, batch, pairs)
+    # exact energies: first term is zero, the trapezoid term only carries O(dx^3) error
+    assert small.item() < 1e-4
+    shifted = {"energy": batch.energy + 7.0}  # a constant offset changes nothing
+    assert temporal_pair_loss(shifted, batch, pairs).item() == pytest.approx(small.item())
+    wrong = {"energy": batch.energy + torch.arange(6.0)}
+    assert temporal_pair_loss(wrong, batch, pairs).item() > 0.5
+
+
+def test_temporal_pairs_training_and_requirements(tmp_path):
+    fr = _trajectory()
+    out = train(TrainConfig(stage="scratch", output=str(tmp_path / "tp"), epochs=2,
+                            temporal_pairs=True, **TINY), frames=fr)
+    assert out["epochs"] == 2
+    fr.time = None
+    with pytest.raises(ValueError, match="time-ordered"):
+        Trainer(TrainConfig(stage="scratch", output=str(tmp_path / "tq"), temporal_pairs=True,
+                            **TINY), frames=fr)
