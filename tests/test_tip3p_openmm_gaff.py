@@ -53,7 +53,7 @@ def test_shipped_gaff2_aspirin_file():
     d = ref.get_all_distances()
     np.fill_diagonal(d, np.inf)
     assert np.all(d[ref.numbers == 1].min(axis=1) < 1.15)
-    assert d[np.isfinite(d)].max() < 8.0
+    assert d[np.isfinite(d)].max() < 12.0  # aspirin spans ~8 A; a nm/A mix-up gives ~80
 
 
 def test_openmm_units_against_direct_openmm():
