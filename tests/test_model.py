@@ -160,3 +160,15 @@ def test_normalization_fit_recovers_per_element_energies():
     fit = m.fit_normalization(fr)
     assert fit["shift"][1] == pytest.approx(-13.6) and fit["shift"][8] == pytest.approx(-2042.0)
     assert fit["scale"][1] == pytest.approx(2.0, rel=0.1)
+
+
+def test_float32_model_keeps_large_total_energies_exact():
+    """Aspirin-like totals (-17,592 eV) must not be rounded to float32's 2 meV spacing."""
+    m = small_model()
+    m.shift.copy_(torch.tensor([-13.61234567, -1029.0123456, -2042.98765432], dtype=torch.float64))
+    atoms = molecule(7, 21)
+    e64 = run(m, atoms)["energy"].item()
+    m32 = m.float()
+    e32 = m32(batch_from_atoms(atoms, m32.elements, m32.cutoff).to(dtype=torch.float32))["energy"]
+    assert e32.dtype == torch.float64 and m32.shift.dtype == torch.float64
+    assert abs(e32.item() - e64) < 2e-4 and abs(e64) > 1.0e4

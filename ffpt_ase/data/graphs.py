@@ -45,7 +45,8 @@ class GraphBatch:
             positions=cv(self.positions, True), graph=cv(self.graph, False),
             edge_i=cv(self.edge_i, False), edge_j=cv(self.edge_j, False),
             shift_frac=cv(self.shift_frac, True), cell=cv(self.cell, True),
-            n_graphs=self.n_graphs, energy=cv(self.energy, True), forces=cv(self.forces, True),
+            n_graphs=self.n_graphs, forces=cv(self.forces, True),
+            energy=None if self.energy is None else self.energy.to(device=device),  # float64
             frame_index=self.frame_index)
 
 

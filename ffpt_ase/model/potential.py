@@ -48,10 +48,23 @@ class Potential(nn.Module):
     def cutoff(self) -> float:
         return self.config["cutoff"]
 
+    def _apply(self, fn, recurse=True):
+        """dtype/device conversions (``.float()``, ``.to(...)``) apply to the network; the
+        per-element shift and scale stay float64 and only follow the device, so that
+        shifts of hundreds of eV per atom are never rounded to float32."""
+        self.net._apply(fn, recurse)
+        device = next(self.net.parameters()).device
+        self.shift = self.shift.to(device=device, dtype=torch.float64)
+        self.scale = self.scale.to(device=device, dtype=torch.float64)
+        return self
+
     # ------------------------------------------------------------------------------------
     def forward(self, batch, forces: bool = True, stress: bool = False,
                 create_graph: bool = False) -> dict:
-        """Return ``{'energy': (graphs,), 'forces': (atoms, 3), 'stress': (graphs, 3, 3)}``."""
+        """Return ``{'energy': (graphs,), 'forces': (atoms, 3), 'stress': (graphs, 3, 3)}``.
+
+        Energies are float64 whatever the model dtype; forces and stress follow the model.
+        """
         pos = batch.positions
         cell = batch.cell
         graph = batch.graph
@@ -67,8 +80,10 @@ class Potential(nn.Module):
         shift = torch.einsum("ek,ekl->el", batch.shift_frac, cell[edge_graph])
         eps = self.net(batch.species, pos, batch.edge_i, batch.edge_j, shift)
         sp = batch.species
-        e_atom = eps * self.scale.to(eps.dtype)[sp] + self.shift.to(eps.dtype)[sp]
-        energy = torch.zeros(batch.n_graphs, dtype=eps.dtype, device=eps.device)
+        # network in its own dtype; the large per-element shifts (hundreds of eV per atom)
+        # and the sum over atoms in float64, so total energies keep meV resolution in float32
+        e_atom = (eps * self.scale.to(eps.dtype)[sp]).double() + self.shift[sp]
+        energy = torch.zeros(batch.n_graphs, dtype=torch.float64, device=eps.device)
         energy = energy.index_add(0, graph, e_atom)
         out = {"energy": energy, "atomic_energy": e_atom}
         wrt = [t for t in (pos if forces else None, strain) if t is not None]
