@@ -95,3 +95,53 @@ class PySCFCalculator(Calculator):
         h = mf.Hessian().kernel()  # (N, N, 3, 3) in Hartree/Bohr^2
         n = len(atoms)
         return np.asarray(h).transpose(0, 2, 1, 3).reshape(3 * n, 3 * n) * _HARTREE / _BOHR**2
+
+
+def label_frames(images, calc: PySCFCalculator, checkpoint=None, show_progress: bool = True,
+                 metadata: dict | None = None):
+    """Energies and forces of ``images`` (same atoms, any geometry) with PySCF.
+
+    Each label costs seconds to minutes, so finished labels are saved to ``checkpoint``
+    (an ``.npz`` frame file) as they come; a rerun with the same checkpoint continues where
+    the last run stopped. Frames whose SCF does not converge are skipped and counted.
+    """
+    from pathlib import Path
+
+    from .data.frames import Frames
+    from .progress import progress
+
+    images = list(images)
+    done_pos, done_e, done_f, start = [], [], [], 0
+    ck = Path(checkpoint) if checkpoint else None
+    if ck is not None and ck.exists():
+        prev = Frames.load(ck)
+        start = int(prev.metadata.get("next_index", len(prev)))
+        done_pos, done_e, done_f = list(prev.positions), list(prev.energy), list(prev.forces)
+    meta = {"teacher": "ab initio", "method": f"{calc.xc}/{calc.basis}",
+            "code": "PySCF", "multiplicity": calc.multiplicity, "charge": calc.charge,
+            **(metadata or {})}
+    failed = 0
+    with progress(total=len(images), initial=start, unit="frame", desc="PySCF labels",
+                  disable=not show_progress) as bar:
+        for k in range(start, len(images)):
+            atoms = images[k].copy()
+            atoms.calc = calc
+            try:
+                f = atoms.get_forces()
+                e = atoms.get_potential_energy()
+            except RuntimeError:  # SCF not converged
+                failed += 1
+            else:
+                done_pos.append(atoms.positions.copy())
+                done_e.append(e)
+                done_f.append(f)
+            bar.update(1)
+            if ck is not None and done_pos:
+                Frames(positions=np.array(done_pos), numbers=images[0].numbers,
+                       energy=np.array(done_e), forces=np.array(done_f),
+                       metadata={**meta, "next_index": k + 1, "scf_failures": failed}).save(ck)
+    if not done_pos:
+        raise RuntimeError("no frame could be labelled (all SCF calculations failed)")
+    meta.update(scf_failures=failed)
+    return Frames(positions=np.array(done_pos), numbers=images[0].numbers, energy=np.array(done_e),
+              forces=np.array(done_f), metadata=meta)

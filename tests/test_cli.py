@@ -28,14 +28,24 @@ def test_errors_exit_nonzero_with_message(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
-def test_demo_writes_outputs(tmp_path, capsys):
-    assert main(["demo", "-o", str(tmp_path), "--n", "1000"]) == 0
-    for name in ("pretrain_combustion.npz", "pretrain_aspirin.npz", "pretrain_water.npz",
-                 "ho2_oh_scan_qforce.png", "pretrain_combustion_labels.png"):
+def test_demo_quick_runs_the_whole_pipeline(tmp_path, capsys):
+    """`ffpt-ase demo` end to end (shrunk): teachers, pre-training, PySCF labels, fine-tuning,
+    metadynamics through ASE + PLUMED, FES."""
+    import json
+    import pytest
+    pytest.importorskip("pyscf", reason="PySCF not installed (extra 'abinitio')")
+    pytest.importorskip("plumed", reason="PLUMED kernel (hillclimber) not installed")
+    assert main(["demo", "-o", str(tmp_path), "--quick"]) == 0
+    for name in ("pretrain_qforce.npz", "ho2_oh_scan_qforce.png", "pretrain/best.pt",
+                 "finetune_abinitio.npz", "finetune/best.pt", "metad_rxn09/HILLS",
+                 "metad_rxn09/COLVAR", "fes_rxn09/fes.png", "fes_rxn09/fes.dat",
+                 "demo_summary.json"):
         assert (tmp_path / name).stat().st_size > 0, name
     scan = np.loadtxt(tmp_path / "ho2_oh_scan_qforce.txt")
     assert scan[0, 1] > 10.0 and scan[-1, 1] < 0  # repulsive wall, bound O2 at 3 A
-    assert len(read_frames(tmp_path / "pretrain_combustion.npz")) == 8000
+    summary = json.loads((tmp_path / "demo_summary.json").read_text())
+    assert "PySCF" in summary["fine_tuning_labels"] and summary["metad"]["steps"] == 300
+    assert "B3LYP" in capsys.readouterr().out
 
 
 def test_train_evaluate_bench_contract(tmp_path, capsys):

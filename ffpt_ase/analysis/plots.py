@@ -116,3 +116,84 @@ def plot_parity(ref_e, pred_e, ref_f, pred_f, path: str | Path, title: str = "")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_fes_2d(fes, path: str | Path, basins: dict | None = None, title: str = "",
+                vmax: float | None = None) -> Path:
+    """Filled contours of a 2D FES (kJ/mol) with optional labelled basin points
+    ``basins[name] = (s1, s2)``."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    f = fes.free_energy.T  # (cv2, cv1) for contourf
+    vmax = vmax if vmax is not None else float(np.percentile(fes.free_energy, 95))
+    levels = np.linspace(0.0, max(vmax, 1e-6), 25)
+    cs = ax.contourf(fes.axes[0], fes.axes[1], np.clip(f, 0, vmax), levels=levels,
+                     cmap="viridis")
+    ax.contour(fes.axes[0], fes.axes[1], f, levels=levels[::3], colors="k", linewidths=0.4)
+    fig.colorbar(cs, ax=ax, label="free energy [kJ/mol]")
+    for name, (x, y) in (basins or {}).items():
+        ax.plot([x], [y], "w*", ms=10)
+        ax.annotate(name, (x, y), color="w", xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel(fes.cv_names[0])
+    ax.set_ylabel(fes.cv_names[1])
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_fes_1d(curves: dict, path: str | Path, xlabel: str, title: str = "") -> Path:
+    """``curves[name] = (s, F)`` in kJ/mol."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, (x, f) in curves.items():
+        ax.plot(x, f, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("free energy [kJ/mol]")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_convergence(conv: dict, path: str | Path, time_unit: str = "ps",
+                     title: str = "") -> Path:
+    """Delta F (kJ/mol) between basins versus simulation time with block error bars."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.errorbar(conv["time"], conv["delta_f"], yerr=conv["error"], marker="o", capsize=3)
+    ax.set_xlabel(f"simulation time [{time_unit}]")
+    ax.set_ylabel("Delta F (product - reactant) [kJ/mol]")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_survival(curves: dict, path: str | Path, title: str = "") -> Path:
+    """Survival curves ``curves[name] = (t_ps, fraction_surviving)``."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, (t, s) in curves.items():
+        ax.step(t, s, where="post", label=name)
+    ax.set_xlabel("time [ps]")
+    ax.set_ylabel("fraction of stable trajectories")
+    ax.set_ylim(-0.02, 1.02)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

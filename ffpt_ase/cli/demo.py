@@ -1,13 +1,22 @@
-"""``ffpt-ase demo``: the FFPT pipeline on embedded defaults, without external data.
+"""``ffpt-ase demo`` (what ``make demo`` runs): the FFPT-FT pipeline for combustion channel
+09 (HO2 -> H + O2) on embedded defaults, without any external data.
 
-Currently: build the three classical teachers (Q-Force combustion species, flexible TIP3P
-water monomer, GAFF2 aspirin), rattle and label pre-training frames for each, write them
-in the package's ``.npz`` format, and plot the label statistics and the teacher's O-H
-dissociation curve of HO2 (the region where scratch-trained MLIPs collapse).
+1. teachers: rattled Q-Force frames of the combustion species (plus a plot of the labels
+   and the teacher's O-H dissociation curve of HO2);
+2. pre-training of a small NewtonNet on the Q-Force frames of H, O, H2, O2, OH, H2O, HO2, H2O2;
+3. a small ab initio fine-tuning set labelled here with PySCF at UKS B3LYP/6-31G* (HO2
+   near its minimum and along the O-H dissociation path) -- or, with ``--data``, frames of
+   channel 09 from the hydrogen-combustion data set (wB97X-V/cc-pVTZ);
+4. fine-tuning; 5. short well-tempered metadynamics of channel 09 through ASE + PLUMED;
+6. FES from the hills, reweighted profiles and the convergence of Delta F.
+
+Every stage writes into the output folder and is skipped (or resumed) when run again.
+``--quick`` shrinks every stage to seconds (used by the tests).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -19,52 +28,153 @@ from ..data.frames import Frames
 from ..sampling import RattleSampler
 from ..systems import COMBUSTION_SPECIES, get_system
 
+FULL = dict(n_rattled=8000, features=64, interactions=3, pt_minutes=4.0, ft_minutes=3.0,
+            n_ab_initio=60, metad_steps=25000, basis="6-31g*")
+QUICK = dict(n_rattled=300, features=8, interactions=1, pt_minutes=0.05, ft_minutes=0.05,
+             n_ab_initio=4, metad_steps=300, basis="sto-3g")
 
-def run_demo(output: str | Path = "demo_output", n_per_species: int = 20000, seed: int = 0):
+
+def _say(msg):
+    print(msg, flush=True)
+
+
+def ab_initio_images(n: int, seed: int = 0):
+    """HO2 geometries for fine-tuning: rattled around the minimum and along the O-H
+    dissociation path (0.8 .. 3.2 A), all in the atom order of channel 09 (O, O, H)."""
+    from ..simulate.channels import reactant_complex
+    rng = np.random.default_rng(seed)
+    ref = reactant_complex("09")
+    images = []
+    n_rattle = n // 2
+    for _ in range(n_rattle):
+        a = ref.copy()
+        a.positions += rng.normal(scale=0.08, size=a.positions.shape)
+        images.append(a)
+    o, h = 0, 2  # channel 09: CN1 = O1-H1, the O-H bond
+    u = ref.positions[h] - ref.positions[o]
+    u /= np.linalg.norm(u)
+    for r in np.linspace(0.8, 3.2, n - n_rattle):
+        a = ref.copy()
+        a.positions[h] = a.positions[o] + r * u
+        a.positions += rng.normal(scale=0.03, size=a.positions.shape)
+        images.append(a)
+    return images
+
+
+def run_demo(output: str | Path = "demo_output", n_per_species: int | None = None,
+             seed: int = 0, data: str | None = None, quick: bool = False):
+    from ..analysis.metad_report import fes_report
+    from ..training.config import TrainConfig
+    from ..training.trainer import train
+
+    p = dict(QUICK if quick else FULL)
+    if n_per_species:
+        p["n_rattled"] = n_per_species
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    written = []
-    print(f"[1/3] rattled pre-training frames (sigma 0.2 A, {n_per_species} per system, "
-          f"seed {seed})")
+    stamps = {}
+
+    # 1. teachers -----------------------------------------------------------------------
+    _say(f"[1/6] Q-Force teacher: {p['n_rattled']} rattled frames per species (sigma 0.2 A)")
     sets = {}
-    for name in list(COMBUSTION_SPECIES) + ["water", "aspirin"]:
+    for name in COMBUSTION_SPECIES:
         calc, ref, teacher = get_system(name)
-        sampler = RattleSampler(calc, ref, sigma=0.2, seed=seed, teacher_name=teacher,
-                                system_name=name)
-        frames = sampler.sample(n_per_species, show_progress=False)
-        path = frames.save(out / f"pretrain_{name}.npz")
-        written.append(path)
-        sets[name] = frames
-        print(f"      {name:8s} {teacher:7s} {len(frames):7d} frames  "
-              f"{frames.metadata['frames_per_second']:>10.0f} frames/s  "
-              f"E {frames.energy.min():9.3f} .. {frames.energy.max():9.3f} eV")
-    combustion = Frames.concatenate([sets[s] for s in COMBUSTION_SPECIES])
-    combustion.metadata = {"kind": "rattled", "teacher": "qforce",
-                           "species": list(COMBUSTION_SPECIES), "seed": seed}
-    written.append(combustion.save(out / "pretrain_combustion.npz"))
-    print(f"      combined combustion pre-training set: {len(combustion)} frames")
-
-    print("[2/3] plots of the teacher labels")
-    written.append(plot_frame_statistics({k: sets[k] for k in ("H2", "OH", "H2O", "HO2", "H2O2")},
-                                         out / "pretrain_combustion_labels.png"))
-    written.append(plot_frame_statistics({k: sets[k] for k in ("water", "aspirin")},
-                                         out / "pretrain_water_aspirin_labels.png"))
-
-    print("[3/3] Q-Force teacher along the O-H distance of HO2 (0.4 .. 3.0 A)")
+        sets[name] = RattleSampler(calc, ref, sigma=0.2, seed=seed, teacher_name=teacher,
+                                   system_name=name).sample(p["n_rattled"], show_progress=False)
+    pt = Frames.concatenate([sets[s] for s in COMBUSTION_SPECIES])
+    pt.metadata = {"kind": "rattled", "teacher": "qforce", "species": list(COMBUSTION_SPECIES),
+                   "sigma_angstrom": 0.2, "seed": seed}
+    pt_file = pt.save(out / "pretrain_qforce.npz")
+    plot_frame_statistics({k: sets[k] for k in ("H2", "OH", "H2O", "HO2", "H2O2")},
+                          out / "pretrain_labels.png")
     calc, ref, _ = get_system("HO2")
-    r = np.linspace(0.4, 3.0, 131)
     calc.bind(ref)
     h = int(np.nonzero(ref.numbers == 1)[0][0])
     o = next(int(a if b == h else b) for a, b in calc.topology.bonds if h in (a, b))
+    r = np.linspace(0.4, 3.0, 131)
     e = bond_scan(calc, ref, o, h, r)
     np.savetxt(out / "ho2_oh_scan_qforce.txt", np.column_stack([r, e]),
                header="r_OH [A]   E_QForce [eV] (zero = H + O2 dissociated, O-O frozen)")
-    written.append(out / "ho2_oh_scan_qforce.txt")
-    written.append(plot_energy_scan({"Q-Force teacher": (r, e)}, out / "ho2_oh_scan_qforce.png",
-                                    "O-H distance [A]", "HO2 -> H + O2: teacher energy"))
-    print(f"      E(0.4 A) = {e[0]:.2f} eV (repulsive wall), E(3.0 A) = {e[-1]:.2f} eV")
-    print(f"done in {time.perf_counter() - t_start:.1f} s; outputs:")
-    for p in written:
-        print(f"  {p}")
-    return written
+    plot_energy_scan({"Q-Force teacher": (r, e)}, out / "ho2_oh_scan_qforce.png",
+                     "O-H distance [A]", "HO2 -> H + O2: teacher energy")
+    _say(f"      {len(pt)} frames -> {pt_file}")
+    stamps["teachers"] = time.perf_counter() - t_start
+
+    # 2. pre-training ---------------------------------------------------------------------
+    _say(f"[2/6] pre-training NewtonNet ({p['features']} features, {p['interactions']} "
+         f"interactions) on the Q-Force frames, {p['pt_minutes']} min budget")
+    common = dict(features=p["features"], interactions=p["interactions"], batch_size=32,
+                  seed=seed, epochs=100000, threads=2)
+    s_pt = train(TrainConfig(stage="pretrain", data=str(pt_file), output=str(out / "pretrain"),
+                             max_time_s=60 * p["pt_minutes"], **common))
+    stamps["pretrain"] = time.perf_counter() - t_start
+
+    # 3. ab initio fine-tuning set --------------------------------------------------------
+    if data:
+        from ..data.readers import read_frames
+        src = Path(data)
+        files = [src / "npz" / "09_irc.npz", src / "npz" / "09_aimd.npz"] if src.is_dir() \
+            else [src]
+        parts = [read_frames(f) for f in files]
+        rng = np.random.default_rng(seed)
+        ft = Frames.concatenate([pr[np.sort(rng.permutation(len(pr))[:400])] for pr in parts])
+        ft.metadata = {"teacher": "ab initio", "method": "wB97X-V/cc-pVTZ (data set)",
+                       "source": [str(f) for f in files]}
+        level = "wB97X-V/cc-pVTZ frames of channel 09 from the user's combustion data"
+    else:
+        from ..abinitio import PySCFCalculator, label_frames
+        level = f"UKS B3LYP/{p['basis']} labels computed here with PySCF"
+        _say(f"[3/6] ab initio fine-tuning set: {p['n_ab_initio']} HO2 frames, {level}")
+        ft = label_frames(ab_initio_images(p["n_ab_initio"], seed),
+                          PySCFCalculator(xc="b3lyp", basis=p["basis"], multiplicity=2),
+                          checkpoint=out / "finetune_abinitio.partial.npz", show_progress=False)
+    ft_file = ft.save(out / "finetune_abinitio.npz")
+    if data:
+        _say(f"[3/6] fine-tuning set: {len(ft)} frames, {level}")
+    stamps["abinitio"] = time.perf_counter() - t_start
+
+    # 4. fine-tuning ----------------------------------------------------------------------
+    _say(f"[4/6] fine-tuning from the pre-trained model, {p['ft_minutes']} min budget")
+    n_val = max(1, len(ft) // 10)
+    s_ft = train(TrainConfig(stage="finetune", data=str(ft_file), init=str(out / "pretrain" /
+                                                                           "best.pt"),
+                             output=str(out / "finetune"), n_val=n_val,
+                             max_time_s=60 * p["ft_minutes"],
+                             **{k: v for k, v in common.items()
+                                if k not in ("features", "interactions")}))
+    stamps["finetune"] = time.perf_counter() - t_start
+
+    # 5. metadynamics ---------------------------------------------------------------------
+    from ..simulate.metad import MetadConfig, run_metadynamics
+    steps = p["metad_steps"]
+    _say(f"[5/6] well-tempered metadynamics of channel 09 through ASE + PLUMED: {steps} steps "
+         f"of 0.2 fs ({steps * 0.2e-3:.1f} ps), 300 K")
+    s_md = run_metadynamics(MetadConfig(reaction="09", model=str(out / "finetune" / "best.pt"),
+                                        steps=steps, seed=seed, output=str(out / "metad_rxn09")),
+                            show_progress=not quick)
+    stamps["metad"] = time.perf_counter() - t_start
+
+    # 6. free energy ----------------------------------------------------------------------
+    _say("[6/6] free-energy surface from the hills, reweighting, convergence")
+    s_fes = fes_report(out / "metad_rxn09", out / "fes_rxn09")
+    total = time.perf_counter() - t_start
+    summary = {"wall_time_s": round(total, 1), "stage_end_s": {k: round(v, 1) for k, v in
+                                                              stamps.items()},
+               "fine_tuning_labels": level, "pretrain": s_pt["final"], "finetune": s_ft["final"],
+               "metad": {k: s_md[k] for k in ("steps", "simulated_ps", "ns_per_day",
+                                              "unphysical_fraction")},
+               "fes": {k: v for k, v in s_fes.items() if k.startswith("delta_f")}}
+    (out / "demo_summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    _say(f"done in {total / 60:.1f} min. Fine-tuning labels: {level}.")
+    _say(f"  pre-training data     {pt_file}")
+    _say(f"  teacher plots         {out / 'pretrain_labels.png'}, {out / 'ho2_oh_scan_qforce.png'}")
+    _say(f"  pre-trained model     {out / 'pretrain' / 'best.pt'} (learning_curve.png beside it)")
+    _say(f"  fine-tuning data      {ft_file}")
+    _say(f"  fine-tuned model      {out / 'finetune' / 'best.pt'} (learning_curve.png beside it)")
+    _say(f"  metadynamics          {out / 'metad_rxn09'} (HILLS, COLVAR, trajectory.traj, "
+         f"events.jsonl); {s_md['ns_per_day']:.2f} ns/day, unphysical frames "
+         f"{100 * s_md['unphysical_fraction']:.1f} %")
+    _say(f"  free energy           {out / 'fes_rxn09'} (fes.png, fes_1d.png, convergence.png)")
+    _say(f"  summary               {out / 'demo_summary.json'}")
+    return summary

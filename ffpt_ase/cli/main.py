@@ -7,6 +7,11 @@
     ffpt-ase parametrize qforce -o qforce.json [--xc b3lyp --basis 6-31g*]
     ffpt-ase data convert IN OUT
     ffpt-ase data info FILE
+    ffpt-ase train --stage pretrain --data pt.npz -o runs/pt
+    ffpt-ase evaluate runs/pt/best.pt test.xyz --json
+    ffpt-ase metad --reaction 09 --model runs/ft/best.pt --steps 50000 -o runs/rxn09
+    ffpt-ase fes runs/rxn09 -o runs/rxn09/fes
+    ffpt-ase stability --model runs/ft/best.pt --system HO2 --trajectories 8 --time-ps 10 -o out
     ffpt-ase demo [-o demo_output]
 """
 
@@ -145,9 +150,55 @@ def _cmd_bench(args):
     return 0
 
 
+def _cmd_metad(args):
+    from ..simulate.metad import MetadConfig, run_metadynamics
+
+    cfg = MetadConfig(reaction=args.reaction, model=args.model, steps=args.steps, seed=args.seed,
+                      output=args.output, start=args.start, temperature_K=args.temperature,
+                      friction_per_ps=args.friction, timestep_fs=args.timestep,
+                      traj_interval=args.traj_interval, stop_on_unphysical=args.stop_on_unphysical,
+                      deck=args.deck, dtype=args.dtype, compile=args.compile, threads=args.threads)
+    s = run_metadynamics(cfg, show_progress=not args.quiet)
+    print(f"rxn {s['reaction']} ({s['equation']}): {s['steps']} steps = {s['simulated_ps']:.3f} ps, "
+          f"{s['ns_per_day']:.2f} ns/day; unphysical frames {100 * s['unphysical_fraction']:.1f} %")
+    for k, v in s["files"].items():
+        print(f"  {k:16s} {v}")
+    return 0
+
+
+def _cmd_fes(args):
+    from ..analysis.metad_report import fes_report
+
+    s = fes_report(args.source, args.output, temperature=args.temperature, bins=args.bins,
+                   reaction=args.reaction, colvar=args.colvar)
+    if "delta_f_product_minus_reactant_kJ_per_mol" in s:
+        print(f"Delta F (product - reactant) = {s['delta_f_product_minus_reactant_kJ_per_mol']:.2f}"
+              f" +- {s['delta_f_error_kJ_per_mol']:.2f} kJ/mol")
+    for f in s["files"]:
+        print(f"  {f}")
+    return 0
+
+
+def _cmd_stability(args):
+    from ..simulate.stability import StabilityConfig, run_stability
+
+    cfg = StabilityConfig(system=args.system, model=args.model, trajectories=args.trajectories,
+                          time_ps=args.time_ps, temperature_K=args.temperature,
+                          timestep_fs=args.timestep, friction_per_ps=args.friction,
+                          seed=args.seed, output=args.output, save_interval=args.save_interval,
+                          dtype=args.dtype, threads=args.threads)
+    s = run_stability(cfg, show_progress=not args.quiet)
+    ttf = s["time_to_failure_ps"]
+    print(f"{s['n_failed']} of {s['n_trajectories']} trajectories failed"
+          + (f"; median time to failure {ttf['median']:.3f} ps" if s["n_failed"] else "")
+          + f"; wrote {args.output}/summary.json and survival.png")
+    return 0
+
+
 def _cmd_demo(args):
     from .demo import run_demo
-    run_demo(args.output, n_per_species=args.n, seed=args.seed)
+    run_demo(args.output, n_per_species=args.n, seed=args.seed, data=args.data,
+             quick=args.quick)
     return 0
 
 
@@ -238,10 +289,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench)
 
+    p = sub.add_parser("metad", help="well-tempered metadynamics of a combustion channel")
+    p.add_argument("--reaction", required=True, help="channel id: 01 ... 19, 06a, 06b, 12a, 12b")
+    p.add_argument("--model", required=True, nargs="+", help="checkpoint(s); several = committee")
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, help="run folder (continued if it exists)")
+    p.add_argument("--start", default=None, help="starting structure in the channel's atom order")
+    p.add_argument("--temperature", type=float, default=300.0, help="K")
+    p.add_argument("--friction", type=float, default=0.2, help="Langevin friction, 1/ps")
+    p.add_argument("--timestep", type=float, default=0.2, help="fs")
+    p.add_argument("--traj-interval", type=int, default=100, help="steps between saved frames")
+    p.add_argument("--deck", default=None, help="PLUMED input (default plumed_inputs/rxnNN.dat)")
+    p.add_argument("--stop-on-unphysical", action="store_true")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_metad)
+
+    p = sub.add_parser("fes", help="free-energy surface, reweighting and convergence")
+    p.add_argument("source", help="metadynamics run folder or HILLS file")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--temperature", type=float, default=300.0)
+    p.add_argument("--bins", type=int, default=200)
+    p.add_argument("--reaction", default=None, help="channel id (read from the run if absent)")
+    p.add_argument("--colvar", default=None, help="COLVAR file (default: next to HILLS)")
+    p.set_defaults(func=_cmd_fes)
+
+    p = sub.add_parser("stability", help="time to failure of K Langevin trajectories")
+    p.add_argument("--model", required=True, nargs="+")
+    p.add_argument("--system", required=True, help="structure file or built-in system name")
+    p.add_argument("--trajectories", type=int, default=8)
+    p.add_argument("--time-ps", type=float, default=10.0)
+    p.add_argument("--temperature", type=float, default=300.0)
+    p.add_argument("--timestep", type=float, default=0.5, help="fs")
+    p.add_argument("--friction", type=float, default=2.0, help="1/ps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-interval", type=int, default=0, help="steps between saved frames")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=_cmd_stability)
+
     p = sub.add_parser("demo", help="run the pipeline on the embedded default (no data needed)")
     p.add_argument("-o", "--output", default="demo_output")
-    p.add_argument("--n", type=int, default=20000, help="rattled frames per species")
+    p.add_argument("--n", type=int, default=None, help="rattled frames per species")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", default=None,
+                   help="fine-tune on this combustion data folder instead of PySCF labels")
+    p.add_argument("--quick", action="store_true", help="seconds-long version (for tests)")
     p.set_defaults(func=_cmd_demo)
     return parser
 
@@ -253,6 +351,7 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, KeyError, RuntimeError, ImportError) as err:
+        # RuntimeError covers PlumedNotAvailable (missing kernel, with install advice)
         print(f"ffpt-ase {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,158 @@
+"""The 19 hydrogen-combustion reaction channels (21 with the two spin states of 06 and 12).
+
+``channels.json`` (shipped) holds, per channel id ('01' ... '19', '06a', '06b', '12a',
+'12b'): the reaction, spin multiplicity, the atom order of the data set (Guan et al.,
+Sci. Data 9, 215 (2022)), the reactant fragments with their bonds, the product fragments,
+and the two coordination-number collective variables as 0-based atom pairs. It was derived
+from the data set's README table (reaction, multiplicity, CV atom labels such as ``O2-H1``)
+and the atom order and bonding of its ``geometries/{reactant,product}_NN.xyz`` files (in
+several channels the file called 'reactant' holds the products of the reaction as named;
+the table is oriented as the reaction is named). ``tests/test_channels.py`` re-derives it from
+the data when the data are present.
+
+:func:`reactant_complex` builds a starting geometry without any external data: each
+reactant species is taken from the Q-Force parameter file's reference geometries, mapped
+onto the channel's atom order by matching bonds, and the fragments are placed
+``separation`` Angstrom apart along the forming bond of the first collective variable.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+from ase import Atoms
+
+from ..forcefields.topology import perceive
+
+#: equilibrium bond lengths (A) used for the CV switching functions and distance checks
+EQUILIBRIUM_BOND = {("H", "H"): 0.74, ("H", "O"): 0.97, ("O", "O"): 1.21}
+
+
+@dataclass(frozen=True)
+class Channel:
+    id: str
+    reaction: str
+    multiplicity: int
+    symbols: tuple
+    reactants: tuple      # ((species, atoms), ...)
+    reactant_bonds: tuple
+    products: tuple       # ((species, atoms), ...)
+    product_bonds: tuple
+    cv1: tuple            # ((i, j), ...) 0-based
+    cv2: tuple
+    cv_labels: tuple
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.symbols)
+
+    @property
+    def reactant_species(self) -> set:
+        return {s for s, _ in self.reactants}
+
+    @property
+    def product_species(self) -> set:
+        return {s for s, _ in self.products}
+
+    def pair_bond_length(self, i: int, j: int) -> float:
+        return EQUILIBRIUM_BOND[tuple(sorted((self.symbols[i], self.symbols[j])))]
+
+
+@lru_cache(maxsize=1)
+def _table() -> dict:
+    text = resources.files("ffpt_ase.simulate").joinpath("channels.json").read_text()
+    return json.loads(text)["channels"]
+
+
+def channel_ids() -> list:
+    return list(_table())
+
+
+def get_channel(cid: str | int) -> Channel:
+    """Channel by id: '09', 9, '12a', ... (a bare 6 or 12 is ambiguous and rejected)."""
+    key = f"{int(cid):02d}" if str(cid).isdigit() else str(cid).lower()
+    table = _table()
+    if key not in table:
+        raise ValueError(f"unknown reaction channel {cid!r}; choose from {list(table)}")
+    c = table[key]
+    frag = lambda fs: tuple((f["species"], tuple(f["atoms"])) for f in fs)  # noqa: E731
+    return Channel(id=key, reaction=c["reaction"], multiplicity=c["multiplicity"],
+                   symbols=tuple(c["symbols"]), reactants=frag(c["reactants"]["fragments"]),
+                   reactant_bonds=tuple(tuple(b) for b in c["reactants"]["bonds"]),
+                   products=frag(c["products"]),
+                   product_bonds=tuple(tuple(b) for b in c["product_bonds"]), cv1=tuple(tuple(p) for p in c["cv1"]),
+                   cv2=tuple(tuple(p) for p in c["cv2"]), cv_labels=tuple(c["cv_labels"]))
+
+
+def _map_species(ref: Atoms, target_symbols, target_bonds):
+    """Permutation p with ref[p[k]] playing channel atom k: same elements, same bonds."""
+    ref_bonds = {tuple(sorted(b)) for b in perceive(ref.numbers, ref.positions).bonds.tolist()}
+    sym = ref.get_chemical_symbols()
+    n = len(sym)
+    for perm in itertools.permutations(range(n)):
+        if any(sym[perm[k]] != target_symbols[k] for k in range(n)):
+            continue
+        mapped = {tuple(sorted((perm[a], perm[b]))) for a, b in target_bonds}
+        if mapped == ref_bonds:
+            return perm
+    raise ValueError(f"no bond-preserving mapping of {ref.get_chemical_formula()} "
+                     f"onto {target_symbols} with bonds {target_bonds}")
+
+
+def reactant_complex(cid, separation: float = 2.5, parameters=None) -> Atoms:
+    """Reactant geometry of a channel built from the package's own species geometries.
+
+    Fragments after the first are placed so that the first CV pair that joins two
+    fragments is ``separation`` A long, pointing away from the rest of the complex.
+    Positions are in Angstrom; atom order is the channel's.
+    """
+    from ..forcefields.qforce import QForceParameters
+    ch = get_channel(cid)
+    params = parameters or QForceParameters.load()
+    pos = np.zeros((ch.n_atoms, 3))
+    owner = {}
+    for k, (species, atoms) in enumerate(ch.reactants):
+        for a in atoms:
+            owner[a] = k
+        if len(atoms) == 1:
+            continue
+        ref = params.reference(species)
+        local = {a: i for i, a in enumerate(atoms)}
+        bonds = [(local[a], local[b]) for a, b in ch.reactant_bonds if a in local and b in local]
+        perm = _map_species(ref, [ch.symbols[a] for a in atoms], bonds)
+        coords = ref.positions[list(perm)]
+        pos[list(atoms)] = coords - coords.mean(axis=0)
+    placed = {0}
+    placed_atoms = set(ch.reactants[0][1])
+    pairs = list(ch.cv1) + list(ch.cv2)
+    while len(placed) < len(ch.reactants):
+        for i, j in pairs:
+            fi, fj = owner[i], owner[j]
+            if (fi in placed) != (fj in placed):
+                if fj in placed:
+                    i, j, fi, fj = j, i, fj, fi
+                break
+        else:  # no CV joins the remaining fragments: put the next one along +x
+            fj = next(k for k in range(len(ch.reactants)) if k not in placed)
+            i, j = next(iter(placed_atoms)), ch.reactants[fj][1][0]
+        center = pos[sorted(placed_atoms)].mean(axis=0)
+        direction = pos[i] - center
+        if np.linalg.norm(direction) < 1e-6:
+            direction = np.array([1.0, 0.0, 0.0])
+        direction /= np.linalg.norm(direction)
+        atoms_j = list(ch.reactants[fj][1])
+        # orient fragment j so that its attacking atom j faces atom i
+        frag = pos[atoms_j] - pos[j]
+        pos[atoms_j] = frag + pos[i] + separation * direction
+        if len(atoms_j) > 1:
+            rest = pos[atoms_j].mean(axis=0) - pos[j]
+            if np.dot(rest, direction) < 0:  # the fragment points back at i: mirror it
+                pos[atoms_j] = pos[j] - (pos[atoms_j] - pos[j])
+        placed.add(fj)
+        placed_atoms.update(atoms_j)
+    return Atoms(symbols=list(ch.symbols), positions=pos - pos.mean(axis=0))

@@ -1,0 +1,24 @@
+"""Shared pieces of the MD drivers: the Langevin integrator in the package's units and a
+way for observers to end a run."""
+
+from __future__ import annotations
+
+import numpy as np
+from ase import units
+
+
+class StopRun(Exception):
+    """Raised by an observer to end an ASE dynamics run (StopIteration would be turned into
+    a RuntimeError inside ASE's generator-based ``irun``)."""
+
+
+def langevin(atoms, timestep_fs: float, temperature_K: float, friction_per_ps: float,
+             rng: np.random.Generator):
+    """ASE Langevin dynamics with the time step in fs and the friction in 1/ps.
+
+    ``fixcm=False``: ASE 3.28+ warns that its centre-of-mass fixing does not sample NVT
+    exactly; gas-phase molecules and liquids here do not need it.
+    """
+    from ase.md.langevin import Langevin
+    return Langevin(atoms, timestep=timestep_fs * units.fs, temperature_K=temperature_K,
+                    friction=friction_per_ps / (1000.0 * units.fs), fixcm=False, rng=rng)

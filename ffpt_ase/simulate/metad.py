@@ -1,0 +1,303 @@
+"""Well-tempered metadynamics of a combustion channel through ASE + PLUMED.
+
+``run_metadynamics`` runs Langevin dynamics (300 K, friction 0.2/ps, 0.2 fs steps by
+default) with an ML calculator wrapped by ``ase.calculators.plumed.Plumed`` and the
+channel's deck from ``plumed_inputs/``. The output folder gets
+
+    HILLS, COLVAR        PLUMED's files (the deck's FILE= names, redirected here)
+    trajectory.traj      ASE trajectory with momenta, every ``traj_interval`` steps
+    state.json           steps done (the restart point) and run settings
+    events.jsonl         unphysical events, one JSON line each, written as they happen
+    plumed.log, plumed.dat, summary.json
+
+Running it again on the same folder continues from the last trajectory frame: HILLS and
+COLVAR rows written after that point are dropped, PLUMED restarts (RESTART semantics:
+it reads the hills so far and appends), and the step counter continues.
+
+Unphysical events are checked every ``check_interval`` steps: two atoms closer than half
+the sum of their covalent radii, or a molecular fragment (bonds: 1.25 x covalent radii)
+that is neither a reactant nor a product of the channel nor the complex of all atoms
+(e.g. O + OH from HO2 in channel 09). They are reported, and stop the run only if asked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms, units
+from ase.data import covalent_radii
+
+from ..forcefields.topology import hill_formula, perceive
+from ..progress import progress
+from .channels import get_channel, reactant_complex
+from .md import StopRun, langevin
+from .decks import HEIGHT_KJMOL, deck_name, metad_height_kjmol
+
+log = logging.getLogger(__name__)
+
+
+class PlumedNotAvailable(RuntimeError):
+    pass
+
+
+def require_plumed():
+    """Import PLUMED's Python module and create a kernel, or explain how to install one."""
+    try:
+        import plumed
+        plumed.Plumed()
+    except Exception as err:  # ImportError, or the wrapper failing to load the kernel
+        raise PlumedNotAvailable(
+            "PLUMED is not usable here: the `plumed` Python module needs a PLUMED kernel "
+            "(libplumedKernel.so). Install one with `pip install --no-deps hillclimber` (it "
+            "ships the kernel and sets PLUMED_KERNEL), or point PLUMED_KERNEL at your own "
+            f"build. Original error: {err}") from err
+    return plumed
+
+
+def find_deck(cid, deck: str | Path | None = None) -> Path:
+    """The deck file: an explicit path, the repository's ``plumed_inputs/``, or the copy
+    installed under ``<prefix>/share/ffpt-ase/plumed_inputs``."""
+    if deck is not None:
+        path = Path(deck)
+        if not path.exists():
+            raise FileNotFoundError(f"PLUMED deck not found: {path}")
+        return path
+    name = deck_name(cid)
+    candidates = [Path(__file__).resolve().parents[2] / "plumed_inputs" / name,
+                  Path(sys.prefix) / "share" / "ffpt-ase" / "plumed_inputs" / name]
+    for c in candidates:
+        if c.exists():
+            return c
+    raise FileNotFoundError(f"PLUMED deck {name} not found in {[str(c) for c in candidates]}")
+
+
+def deck_lines(path: Path, output: Path) -> list:
+    """Deck actions, one per line, with comments removed (PLUMED's ``readInputLine`` takes
+    actions only) and relative FILE= names redirected into ``output``."""
+    def fix(match):
+        name = match.group(1)
+        return f"FILE={name if Path(name).is_absolute() else output / name}"
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [re.sub(r"FILE=(\S+)", fix, line) for line in lines if line]
+
+
+def truncate_plumed_file(path: Path, t_cut: float, keep_at_cut: bool = False) -> int:
+    """Drop data rows written after ``t_cut`` (time = first column); returns how many.
+
+    On restart from a checkpoint at step n, PLUMED evaluates step n again. It PRINTs on that
+    step (so COLVAR rows at t_cut must go: ``keep_at_cut=False``) but METAD never deposits a
+    hill on the first step of a run (so the HILLS row at t_cut must stay: ``keep_at_cut=True``).
+    """
+    if not path.exists():
+        return 0
+    keep, dropped = [], 0
+    limit = t_cut + 1e-6 if keep_at_cut else t_cut - 1e-6
+    for line in path.read_text().splitlines(keepends=True):
+        if line.startswith("#") or not line.strip():
+            keep.append(line)
+            continue
+        if float(line.split()[0]) < limit:
+            keep.append(line)
+        else:
+            dropped += 1
+    path.write_text("".join(keep))
+    return dropped
+
+
+class UnphysicalMonitor:
+    """Detects unphysical geometries of a channel (see module docstring)."""
+
+    def __init__(self, channel, events_file: Path | None = None, scale: float = 1.25,
+                 min_distance_factor: float = 0.5):
+        self.allowed = channel.reactant_species | channel.product_species | {
+            hill_formula(channel.symbols)}
+        self.scale = scale
+        self.min_factor = min_distance_factor
+        self.events_file = events_file
+        self.checked = 0
+        self.flagged = 0
+
+    def check(self, atoms: Atoms, step: int) -> list:
+        events = []
+        d = atoms.get_all_distances()
+        rad = covalent_radii[atoms.numbers]
+        limit = self.min_factor * (rad[:, None] + rad[None])
+        np.fill_diagonal(d, np.inf)
+        close = np.argwhere(np.triu(d < limit, k=1))
+        for i, j in close:
+            events.append({"step": step, "type": "atoms_too_close", "atoms": [int(i), int(j)],
+                           "distance_A": round(float(d[i, j]), 4)})
+        formulas = perceive(atoms.numbers, atoms.positions, self.scale).fragment_formulas()
+        bad = sorted(f for f in formulas if f not in self.allowed)
+        if bad:
+            events.append({"step": step, "type": "unphysical_species", "fragments": formulas,
+                           "not_allowed": bad})
+        self.checked += 1
+        self.flagged += bool(events)
+        if events and self.events_file is not None:
+            with open(self.events_file, "a") as fh:
+                for e in events:
+                    fh.write(json.dumps(e) + "\n")
+        return events
+
+    @property
+    def fraction_flagged(self) -> float:
+        return self.flagged / self.checked if self.checked else 0.0
+
+
+@dataclass
+class MetadConfig:
+    reaction: str
+    model: object = None              # checkpoint path(s) for FFPTCalculator
+    steps: int = 10000
+    seed: int = 0
+    output: str = "runs/metad"
+    start: str | None = None          # structure file in the channel's atom order
+    temperature_K: float = 300.0
+    friction_per_ps: float = 0.2
+    timestep_fs: float = 0.2
+    traj_interval: int = 100
+    check_interval: int = 10
+    stop_on_unphysical: bool = False
+    deck: str | None = None
+    dtype: str = "float32"
+    compile: bool = False
+    threads: int = 1                  # torch threads; 1 is fastest for a few atoms and
+                                      # avoids oversubscription when runs share a machine
+
+
+def _start_geometry(cfg: MetadConfig, channel) -> Atoms:
+    if cfg.start is None:
+        return reactant_complex(channel.id)
+    from ase.io import read
+    atoms = read(cfg.start, index=-1)
+    if list(atoms.get_chemical_symbols()) != list(channel.symbols):
+        raise ValueError(f"{cfg.start} has atoms {atoms.get_chemical_symbols()}, channel "
+                         f"{channel.id} needs {list(channel.symbols)} in this order")
+    return atoms
+
+
+def run_metadynamics(cfg: MetadConfig, calc=None, show_progress: bool = True) -> dict:
+    """Run (or continue) well-tempered metadynamics; returns the summary dictionary."""
+    from ase.calculators.plumed import Plumed
+    from ase.io import Trajectory
+    from ase.md.velocitydistribution import thermalize_momenta
+
+    require_plumed()
+    if cfg.threads:
+        import torch
+        torch.set_num_threads(cfg.threads)
+    channel = get_channel(cfg.reaction)
+    out = Path(cfg.output).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    deck = find_deck(channel.id, cfg.deck)
+    lines = deck_lines(deck, out)
+    (out / "plumed.dat").write_text("\n".join(lines) + "\n")
+    height = metad_height_kjmol(lines)
+    if height is not None and abs(height - HEIGHT_KJMOL) > 1e-6:
+        log.warning("%s deposits hills of %.4g kJ/mol, not the protocol's %g kJ/mol (check its "
+                    "UNITS ENERGY and HEIGHT)", deck, height, HEIGHT_KJMOL)
+    if calc is None:
+        if cfg.model is None:
+            raise ValueError("give a model checkpoint (--model) or a calculator")
+        from ..calculators import FFPTCalculator
+        calc = FFPTCalculator(cfg.model, dtype=cfg.dtype, compile=cfg.compile)
+
+    state_file, traj_file = out / "state.json", out / "trajectory.traj"
+    dt = cfg.timestep_fs
+    state = json.loads(state_file.read_text()) if state_file.exists() else None
+    resuming = bool(state and state["steps_done"] > 0 and traj_file.exists())
+    if resuming:
+        with Trajectory(str(traj_file)) as tr:
+            last = tr[-1]
+        atoms = Atoms(last.get_chemical_symbols(), positions=last.positions,
+                      momenta=last.get_momenta())
+        steps_done = int(state["steps_done"])
+        for name, keep in (("HILLS", True), ("COLVAR", False)):
+            dropped = truncate_plumed_file(out / name, steps_done * dt, keep_at_cut=keep)
+            if dropped:
+                log.info("restart: dropped %d %s rows after step %d", dropped, name, steps_done)
+        n_restarts = int(state.get("restarts", 0)) + 1
+        log.info("resuming %s at step %d", out, steps_done)
+    else:
+        atoms = _start_geometry(cfg, channel)
+        steps_done, n_restarts = 0, 0
+        thermalize_momenta(atoms, temperature_K=cfg.temperature_K,
+                           rng=np.random.default_rng([cfg.seed, 0]))
+        for name in ("HILLS", "COLVAR", "events.jsonl"):
+            (out / name).unlink(missing_ok=True)
+    remaining = cfg.steps - steps_done
+    monitor = UnphysicalMonitor(channel, out / "events.jsonl")
+    if state:
+        monitor.checked, monitor.flagged = state.get("checked", 0), state.get("flagged", 0)
+    stopped_early = None
+    t0 = time.perf_counter()
+    timestep = dt * units.fs
+    with Plumed(calc, lines, timestep, atoms=atoms, kT=units.kB * cfg.temperature_K,
+                log=str(out / "plumed.log"), restart=resuming) as pcalc:
+        pcalc.istep = steps_done
+        atoms.calc = pcalc
+        dyn = langevin(atoms, dt, cfg.temperature_K, cfg.friction_per_ps,
+                       np.random.default_rng([cfg.seed, 1 + n_restarts]))
+        traj = Trajectory(str(traj_file), "a" if resuming else "w", atoms)
+        bar = progress(total=cfg.steps, initial=steps_done, unit="step",
+                       desc=f"metad rxn{channel.id}", disable=not show_progress)
+
+        def checkpoint():
+            traj.write(atoms)
+            state_file.write_text(json.dumps({
+                "steps_done": steps_done + dyn.nsteps, "restarts": n_restarts,
+                "checked": monitor.checked, "flagged": monitor.flagged,
+                "config": {k: (str(v) if k == "model" else v) for k, v in asdict(cfg).items()}},
+                indent=1))
+
+        def check():
+            nonlocal stopped_early
+            events = monitor.check(atoms, steps_done + dyn.nsteps)
+            if events and cfg.stop_on_unphysical:
+                stopped_early = events[0]
+                raise StopRun
+
+        def tick():
+            elapsed = time.perf_counter() - t0
+            ns_day = dyn.nsteps * dt * 1e-6 / max(elapsed, 1e-9) * 86400
+            bar.update(cfg.check_interval)
+            bar.set_postfix(ns_per_day=f"{ns_day:.2f}", unphysical=f"{monitor.fraction_flagged:.3f}")
+
+        dyn.attach(check, interval=cfg.check_interval)
+        dyn.attach(tick, interval=cfg.check_interval)
+        dyn.attach(checkpoint, interval=cfg.traj_interval)
+        interrupted = True
+        try:
+            if remaining > 0:
+                dyn.run(remaining)
+            interrupted = False
+        except StopRun:
+            interrupted = False
+            log.warning("stopped on an unphysical event: %s", stopped_early)
+        finally:
+            bar.close()
+            # after a clean end (or a requested stop) record the final point; after Ctrl-C
+            # or a crash the last regular checkpoint stays the restart point
+            if not interrupted and dyn.nsteps % cfg.traj_interval:
+                checkpoint()
+            traj.close()
+    elapsed = time.perf_counter() - t0
+    done = steps_done + dyn.nsteps
+    summary = {"reaction": channel.id, "equation": channel.reaction, "steps": done,
+               "simulated_ps": done * dt * 1e-3, "wall_s_this_run": round(elapsed, 2),
+               "ns_per_day": (dyn.nsteps * dt * 1e-6) / max(elapsed, 1e-9) * 86400,
+               "hill_height_kJ_per_mol": height, "deck": str(deck),
+               "unphysical_fraction": monitor.fraction_flagged, "checked_frames": monitor.checked,
+               "stopped_on": stopped_early, "output": str(out),
+               "files": {k: str(out / k) for k in ("HILLS", "COLVAR", "trajectory.traj",
+                                                     "events.jsonl")}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary

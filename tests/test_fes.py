@@ -1,0 +1,136 @@
+"""FES tools: HILLS -> FES against PLUMED's sum_hills, c(t) against PLUMED's CALC_RCT, and
+reweighting/convergence on a 1D double well whose exact free energy is known."""
+
+import numpy as np
+import pytest
+from ase import Atoms, units
+from ase.calculators.calculator import Calculator, all_changes
+
+from ffpt_ase.analysis.fes import (KB_KJMOL, basin_free_energy_difference, convergence,
+                                   ct_series, fes_from_hills, plumed_sum_hills,
+                                   read_hills, read_plumed_table, reweighted_fes,
+                                   reweighting_weights)
+
+plumed = pytest.importorskip("plumed", reason="PLUMED kernel (hillclimber) not installed")
+KJ = units.kJ / units.mol
+BARRIER = 10.0  # kJ/mol
+
+
+class DoubleWell(Calculator):
+    """U = B (x^2 - 1)^2 + 50 (y^2 + z^2) kJ/mol (x, y, z in A), one particle."""
+    implemented_properties = ["energy", "forces"]
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        x, y, z = self.atoms.positions[0]
+        self.results["energy"] = (BARRIER * (x * x - 1) ** 2 + 50 * (y * y + z * z)) * KJ
+        self.results["forces"] = -np.array([[4 * BARRIER * x * (x * x - 1), 100 * y,
+                                             100 * z]]) * KJ
+
+
+@pytest.fixture(scope="module")
+def plumed_run(tmp_path_factory):
+    """3000 steps of WT metadynamics of the double well through ASE + PLUMED."""
+    from ase.calculators.plumed import Plumed
+    from ase.md.langevin import Langevin
+    folder = tmp_path_factory.mktemp("dw")
+    setup = ["UNITS LENGTH=A TIME=fs ENERGY=kj/mol", "p: POSITION ATOM=1",
+             f"metad: METAD ARG=p.x SIGMA=0.1 HEIGHT=1.0 PACE=50 TEMP=300 BIASFACTOR=6 "
+             f"FILE={folder}/HILLS GRID_MIN=-3 GRID_MAX=3 GRID_BIN=600 CALC_RCT RCT_USTRIDE=1",
+             f"PRINT ARG=p.x,metad.bias,metad.rct STRIDE=10 FILE={folder}/COLVAR"]
+    atoms = Atoms("H", positions=[[-1.0, 0, 0]])
+    with Plumed(DoubleWell(), setup, units.fs, atoms=atoms, kT=units.kB * 300,
+                log=str(folder / "plumed.log")) as calc:
+        atoms.calc = calc
+        Langevin(atoms, timestep=units.fs, temperature_K=300, friction=0.01, fixcm=False,
+                 rng=np.random.default_rng(0)).run(3000)
+    return folder
+
+
+def test_fes_matches_plumed_sum_hills(plumed_run, tmp_path):
+    mins, maxs, bins = [-1.8], [1.8], [90]
+    ref_file = plumed_sum_hills(plumed_run / "HILLS", tmp_path / "fes.dat", mins, maxs, bins)
+    fields, ref, _ = read_plumed_table(ref_file)
+    ours = fes_from_hills(plumed_run / "HILLS", mins, maxs, bins)
+    np.testing.assert_allclose(ours.axes[0], ref[:, 0], atol=1e-9)
+    assert np.abs(ours.free_energy - (ref[:, 1] - ref[:, 1].min())).max() < 0.1
+    hills = read_hills(plumed_run / "HILLS")
+    # PLUMED stores WT heights times gamma/(gamma-1): 1 kJ/mol hills with gamma = 6 -> 1.2
+    assert hills.heights[0] == pytest.approx(1.2) and hills.biasfactor == 6.0
+
+
+def test_ct_matches_plumed_calc_rct(plumed_run):
+    hills = read_hills(plumed_run / "HILLS")
+    _, col, _ = read_plumed_table(plumed_run / "COLVAR")
+    t_h, ct = ct_series(hills, 300.0, [-3], [3], [600])
+    k = np.searchsorted(t_h, col[:, 0], side="right") - 1
+    ours = np.where(k >= 0, ct[np.clip(k, 0, None)], 0.0)
+    assert np.abs(ours - col[:, 3]).max() < 1e-3
+    assert col[-1, 3] > 1.0  # non-trivial c(t)
+
+
+def _brownian_wt_metad(tmp_path, n_steps=400_000, seed=0):
+    """Overdamped WT metadynamics in U(x) = B (x^2-1)^2 written as PLUMED files."""
+    rng = np.random.default_rng(seed)
+    T, gamma, w0, sigma, pace, dt, D = 300.0, 8.0, 1.0, 0.1, 200, 1.0, 0.005  # fs, A^2/fs
+    kT = KB_KJMOL * T
+    grid = np.linspace(-3, 3, 1201)
+    V = np.zeros_like(grid)
+    x, rows, hills = -1.0, [], []
+    noise = rng.normal(size=n_steps) * np.sqrt(2 * D * dt)
+    dgrid = grid[1] - grid[0]
+    for n in range(n_steps):
+        k = int((x + 3) / dgrid)
+        bias = V[k] + (V[k + 1] - V[k]) * ((x + 3) / dgrid - k)
+        dbias = (V[k + 1] - V[k]) / dgrid
+        if n % pace == 0:
+            w = w0 * np.exp(-bias / (kT * (gamma - 1)))
+            V += w * np.exp(-0.5 * ((grid - x) / sigma) ** 2)
+            hills.append((n * dt, x, sigma, w * gamma / (gamma - 1), gamma))
+        if n % 20 == 0:
+            rows.append((n * dt, x, bias))
+        force = -4 * BARRIER * x * (x * x - 1) - dbias
+        x = float(np.clip(x + D / kT * force * dt + noise[n], -2.9, 2.9))
+    with open(tmp_path / "HILLS", "w") as fh:
+        fh.write("#! FIELDS time x sigma_x height biasf\n")
+        for h in hills:
+            fh.write(" ".join(f"{v:.10g}" for v in h) + "\n")
+    with open(tmp_path / "COLVAR", "w") as fh:
+        fh.write("#! FIELDS time x metad.bias\n")
+        for r in rows:
+            fh.write(" ".join(f"{v:.10g}" for v in r) + "\n")
+    return tmp_path
+
+
+def test_reweighting_and_fes_recover_exact_double_well(tmp_path):
+    folder = _brownian_wt_metad(tmp_path)
+    hills = read_hills(folder / "HILLS")
+    _, col, _ = read_plumed_table(folder / "COLVAR")
+    t, x, bias = col.T
+    logw = reweighting_weights(t, bias, hills, 300.0, [-3], [3], [600])
+    late = t > 0.2 * t[-1]
+    rw = reweighted_fes(x[late], logw[late], bins=24, range_=(-1.2, 1.2))
+    exact = BARRIER * (rw.axes[0] ** 2 - 1) ** 2
+    err = rw.free_energy - (exact - exact.min())
+    assert np.abs(err - err.mean()).max() < 1.5, err
+    fes = fes_from_hills(hills, [-1.2], [1.2], [48])
+    exact = BARRIER * (fes.axes[0] ** 2 - 1) ** 2
+    err = fes.free_energy - (exact - exact.min())
+    assert np.abs(err - err.mean()).max() < 1.5, err
+    # symmetric wells: Delta F = 0 within its block error; the error bars are finite
+    conv = convergence(x, logw, t * 1e-3, x < 0, x > 0, n_points=5, n_blocks=5)
+    assert abs(conv["delta_f"][-1]) < max(3 * conv["error"][-1], 1.0)
+    assert np.all(np.isfinite(conv["error"][1:]))
+    assert basin_free_energy_difference(x, logw, x < -0.5, x > 0.5) == pytest.approx(
+        conv["delta_f"][-1], abs=1.5)
+
+
+def test_malformed_plumed_files(tmp_path):
+    (tmp_path / "bad").write_text("1 2 3\n")
+    with pytest.raises(ValueError, match="FIELDS"):
+        read_plumed_table(tmp_path / "bad")
+    (tmp_path / "col").write_text("#! FIELDS time x\n0 1\n")
+    with pytest.raises(ValueError, match="not a HILLS"):
+        read_hills(tmp_path / "col")
+    with pytest.raises(FileNotFoundError):
+        read_hills(tmp_path / "missing")

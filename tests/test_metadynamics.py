@@ -1,0 +1,236 @@
+"""Channels, PLUMED decks and the metadynamics driver (ASE + PLUMED, tiny random model)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+
+from ffpt_ase.forcefields.topology import perceive
+from ffpt_ase.simulate.channels import channel_ids, get_channel, reactant_complex
+from ffpt_ase.simulate.decks import deck_name, deck_text, metad_height_kjmol
+from ffpt_ase.simulate.metad import (MetadConfig, PlumedNotAvailable, UnphysicalMonitor,
+                                     deck_lines, find_deck, require_plumed, run_metadynamics,
+                                     truncate_plumed_file)
+
+REPO_DECKS = __import__("pathlib").Path(__file__).resolve().parents[1] / "plumed_inputs"
+
+
+def test_channel_table_and_reactant_complexes():
+    ids = channel_ids()
+    assert len(ids) == 21 and {"06a", "06b", "12a", "12b"} <= set(ids)
+    for cid in ids:
+        ch = get_channel(cid)
+        atoms = reactant_complex(cid)
+        assert atoms.get_chemical_symbols() == list(ch.symbols)
+        topo = perceive(atoms.numbers, atoms.positions)
+        assert sorted(topo.fragment_formulas()) == sorted(s for s, _ in ch.reactants), cid
+        bonds = {tuple(b) for b in topo.bonds.tolist()}
+        assert bonds == {tuple(sorted(b)) for b in ch.reactant_bonds}, cid
+    assert get_channel(9).id == "09" and get_channel("12A").id == "12a"
+    with pytest.raises(ValueError, match="unknown reaction channel"):
+        get_channel("20")
+
+
+def test_channel_table_against_data(data_dir):
+    """Atom order and CV atoms agree with the data set's geometry files."""
+    from ase.io import read
+    geo = data_dir / "h2combustion" / "geometries"
+    for cid in channel_ids():
+        if cid in ("05", "06a", "06b", "07"):
+            continue  # placeholder files in the data set
+        ch = get_channel(cid)
+        for kind in ("reactant", "product"):
+            assert read(geo / f"{kind}_{cid}.xyz").get_chemical_symbols() == list(ch.symbols)
+
+
+def test_shipped_decks_are_current_and_units_are_explicit():
+    for cid in channel_ids():
+        text = (REPO_DECKS / deck_name(cid)).read_text()
+        assert text == deck_text(cid), f"{deck_name(cid)} is stale: python -m ffpt_ase.simulate.decks"
+        assert "UNITS LENGTH=A TIME=fs ENERGY=kj/mol" in text
+        assert metad_height_kjmol(text.splitlines()) == pytest.approx(5.0)
+        assert "SIGMA=0.05,0.05" in text and "PACE=100" in text and "TEMP=300" in text
+        assert "UPPER_WALLS" in text and "BIASFACTOR=" in text
+
+
+def test_height_follows_the_units_line():
+    assert metad_height_kjmol(["UNITS ENERGY=eV", "m: METAD ARG=a HEIGHT=5"]) == \
+        pytest.approx(482.43, abs=0.01)
+    assert metad_height_kjmol(["UNITS ENERGY=kcal/mol", "m: METAD ARG=a HEIGHT=1.195"]) == \
+        pytest.approx(5.0, abs=0.001)
+    assert metad_height_kjmol(["m: METAD ARG=a HEIGHT=5"]) == 5.0
+
+
+plumed = pytest.importorskip("plumed", reason="PLUMED kernel (hillclimber) not installed")
+
+
+class _Zero(__import__("ase.calculators.calculator", fromlist=["Calculator"]).Calculator):
+    implemented_properties = ["energy", "forces"]
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+        super().calculate(atoms, properties, system_changes)
+        self.results = {"energy": 0.0, "forces": np.zeros((len(self.atoms), 3))}
+
+
+@pytest.mark.parametrize("cid", channel_ids())
+def test_plumed_accepts_every_deck(cid, tmp_path):
+    """PLUMED's parser reads each deck, and evaluating it on the channel's reactant complex
+    (as the driver does, through ase.calculators.plumed) gives the expected CVs."""
+    from ase import units
+    from ase.calculators.plumed import Plumed
+
+    from ffpt_ase.analysis.metad_report import basin_points
+    atoms = reactant_complex(cid)
+    lines = deck_lines(find_deck(cid), tmp_path)
+    with Plumed(_Zero(), lines, 0.2 * units.fs, atoms=atoms, kT=units.kB * 300,
+                log=str(tmp_path / "plumed.log")) as calc:
+        atoms.calc = calc
+        assert np.isfinite(atoms.get_forces()).all()
+    fields = (tmp_path / "COLVAR").read_text().splitlines()[0].split()[2:]
+    row = np.loadtxt(tmp_path / "COLVAR", comments="#", ndmin=2)[0]
+    cv = dict(zip(fields, row))
+    expected = basin_points(cid)["reactant"]
+    # the complex is built 2.5 A apart (counts ~0.07) and from Q-Force geometries
+    assert cv["cn1"] == pytest.approx(expected[0], abs=0.12)
+    assert cv["cn2"] == pytest.approx(expected[1], abs=0.12)
+    assert cv["walls.bias"] == 0.0
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from ffpt_ase.model.potential import Potential
+    torch.manual_seed(0)
+    m = Potential([1, 8], n_features=8, n_interactions=1, n_basis=6)
+    m.shift.copy_(torch.tensor([-0.5, -1.0], dtype=torch.float64))
+    path = tmp_path_factory.mktemp("m") / "tiny.pt"
+    torch.save(m.checkpoint(stage="test"), path)
+    return path
+
+
+def _rows(path):
+    return [line for line in path.read_text().splitlines() if not line.startswith("#")]
+
+
+def test_metad_run_restart_and_interrupt(tiny_model, tmp_path, monkeypatch):
+    out = tmp_path / "rxn09"
+    cfg = MetadConfig(reaction="09", model=tiny_model, steps=400, seed=1, output=str(out),
+                      traj_interval=100)
+    s = run_metadynamics(cfg, show_progress=False)
+    for name in ("HILLS", "COLVAR", "trajectory.traj", "summary.json", "state.json"):
+        assert (out / name).exists(), name
+    assert s["steps"] == 400 and s["ns_per_day"] > 0 and s["hill_height_kJ_per_mol"] == 5.0
+    hills = np.loadtxt(out / "HILLS", comments="#")
+    # HEIGHT 5 kJ/mol, stored by PLUMED times gamma/(gamma-1) with gamma = 20; later hills
+    # are tempered down by the bias already deposited
+    assert hills[0, 5] == pytest.approx(5.0 * 20 / 19)
+    assert np.all(hills[:, 5] <= 5.0 * 20 / 19 + 1e-9)
+    assert len(_rows(out / "COLVAR")) >= 40
+
+    # continue to 600 steps: nothing is repeated, times keep increasing
+    cfg.steps = 600
+    run_metadynamics(cfg, show_progress=False)
+    t = np.loadtxt(out / "COLVAR", comments="#")[:, 0]
+    assert np.all(np.diff(t) > 0) and t[-1] == pytest.approx(600 * 0.2)
+    h = np.loadtxt(out / "HILLS", comments="#")[:, 0]
+    assert np.all(np.diff(h) > 0) and len(h) == 6
+
+    # an interrupted run (Ctrl-C inside a force call) resumes from its last checkpoint
+    from ffpt_ase import FFPTCalculator
+    calls = {"n": 0}
+    original = FFPTCalculator.calculate
+
+    def flaky(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 250:
+            raise KeyboardInterrupt
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(FFPTCalculator, "calculate", flaky)
+    cfg.steps = 1000
+    with pytest.raises(KeyboardInterrupt):
+        run_metadynamics(cfg, show_progress=False)
+    state = json.loads((out / "state.json").read_text())
+    assert state["steps_done"] == 800  # last checkpoint before the interrupt (at ~849)
+    monkeypatch.setattr(FFPTCalculator, "calculate", original)
+    s = run_metadynamics(cfg, show_progress=False)
+    assert s["steps"] == 1000
+    t = np.loadtxt(out / "COLVAR", comments="#")[:, 0]
+    assert np.all(np.diff(t) > 0) and t[-1] == pytest.approx(200.0)
+    h = np.loadtxt(out / "HILLS", comments="#")[:, 0]
+    assert np.all(np.diff(h) > 0) and len(h) == 10
+
+
+def test_truncate_plumed_file(tmp_path):
+    f = tmp_path / "HILLS"
+    f.write_text("#! FIELDS time x\n10 1\n20 2\n30 3\n")
+    assert truncate_plumed_file(f, 20.0, keep_at_cut=True) == 1
+    assert f.read_text() == "#! FIELDS time x\n10 1\n20 2\n"
+    assert truncate_plumed_file(f, 20.0) == 1
+    assert f.read_text() == "#! FIELDS time x\n10 1\n"
+
+
+def test_unphysical_monitor_channel_09(tmp_path):
+    ch = get_channel("09")
+    mon = UnphysicalMonitor(ch, tmp_path / "events.jsonl")
+    ho2 = reactant_complex("09")
+    assert mon.check(ho2, 0) == []
+    h_o2 = ho2.copy()  # H leaves: products H + O2 are fine
+    o1, o2, h = 0, 1, 2
+    h_o2.positions[h] += 3 * (h_o2.positions[h] - h_o2.positions[o1])
+    h_o2.positions[o2] = h_o2.positions[o1] + [0, 0, 1.21]
+    assert mon.check(h_o2, 10) == []
+    split = ho2.copy()  # O2 split: O + OH is not a channel 09 species
+    split.positions[o2] = split.positions[o1] + [3.0, 0, 0]
+    split.positions[h] = split.positions[o1] + [0, 0.97, 0]
+    events = mon.check(split, 20)
+    assert events[0]["type"] == "unphysical_species" and "O" in events[0]["not_allowed"]
+    crash = ho2.copy()
+    crash.positions[h] = crash.positions[o2] + [0.2, 0, 0]
+    assert any(e["type"] == "atoms_too_close" for e in mon.check(crash, 30))
+    assert mon.fraction_flagged == pytest.approx(0.5)
+    lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    assert len(lines) >= 2 and json.loads(lines[0])["step"] == 20
+
+
+def test_missing_plumed_kernel_is_explained(monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_plumed(name, *a, **k):
+        if name == "plumed":
+            raise ImportError("No module named 'plumed'")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_plumed)
+    with pytest.raises(PlumedNotAvailable, match="hillclimber"):
+        require_plumed()
+
+
+def test_start_structure_must_match_channel(tiny_model, tmp_path):
+    from ase.io import write
+    write(tmp_path / "wrong.xyz", Atoms("OHO", positions=[[0, 0, 0], [0, 0, 1], [0, 0, 2.3]]))
+    with pytest.raises(ValueError, match="needs"):
+        run_metadynamics(MetadConfig(reaction="09", model=tiny_model, steps=10,
+                                     output=str(tmp_path / "x"), start=str(tmp_path / "wrong.xyz")),
+                         show_progress=False)
+
+
+class _Collapse(_Zero):
+    """Pulls all atoms together: unphysical geometries within a few hundred steps."""
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+        super().calculate(atoms, properties, system_changes)
+        x = self.atoms.positions - self.atoms.positions.mean(0)
+        self.results = {"energy": float(20.0 * (x ** 2).sum()), "forces": -40.0 * x}
+
+
+def test_stop_on_unphysical(tmp_path):
+    cfg = MetadConfig(reaction="09", steps=5000, output=str(tmp_path / "stop"),
+                      stop_on_unphysical=True)
+    s = run_metadynamics(cfg, calc=_Collapse(), show_progress=False)
+    assert s["stopped_on"] is not None and s["steps"] < 5000
+    assert (tmp_path / "stop" / "events.jsonl").read_text().strip()
+    state = json.loads((tmp_path / "stop" / "state.json").read_text())
+    assert state["steps_done"] == s["steps"]

@@ -1,0 +1,112 @@
+"""MD stability harness criteria and runs, and liquid analysis (RDF, diffusion)."""
+
+import json
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+
+from ffpt_ase.analysis.liquid import diffusion_coefficient, rdf, unwrap
+from ffpt_ase.simulate.stability import (StabilityConfig, StabilityCriteria, load_structure,
+                                         run_stability, survival_curve)
+from ffpt_ase.systems import get_system
+
+
+def water_box():
+    from ffpt_ase.forcefields.tip3p import water_monomer
+    w = water_monomer()
+    box = Atoms(cell=np.eye(3) * 6.0, pbc=True)
+    for k, shift in enumerate([[1, 1, 1], [4, 4, 4], [1, 4, 2]]):
+        m = w.copy()
+        m.positions += shift
+        box += m
+    return box
+
+
+def test_criteria_on_crafted_frames():
+    ref = load_structure("HO2")
+    crit = StabilityCriteria(ref)
+    assert len(crit.bonds) == 2 and crit.check(ref) is None
+    small = ref.copy()
+    small.positions[2] += 0.3 * (small.positions[2] - small.positions[1]) / 0.98
+    assert crit.check(small) is None  # +0.3 A is within the 0.5 A tolerance
+    stretched = ref.copy()
+    h, o = 2, int(crit.bonds[crit.bonds[:, 1] == 2][0, 0])
+    u = (stretched.positions[h] - stretched.positions[o])
+    stretched.positions[h] += 0.6 * u / np.linalg.norm(u)
+    reason, info = crit.check(stretched)
+    assert reason == "bond_deviation" and info["length_A"] == pytest.approx(
+        info["reference_A"] + 0.6, abs=1e-6)
+    folded = ref.copy()  # H moved next to the other O: a bond that was not there
+    other = 1 - o
+    folded.positions[h] = folded.positions[other] + [0, 0, 0.95]
+    folded.positions[h] = folded.positions[o] + 0.9 * (folded.positions[h] - folded.positions[o]) / \
+        np.linalg.norm(folded.positions[h] - folded.positions[o]) * 1.1
+    assert crit.check(folded) is not None
+    assert crit.check(ref, energy=np.nan)[0] == "nonfinite"
+    assert crit.check(ref, forces=np.full((3, 3), np.inf))[0] == "nonfinite"
+
+
+def test_periodic_criteria_use_minimum_image():
+    box = water_box()
+    crit = StabilityCriteria(box)
+    assert len(crit.bonds) == 6
+    moved = box.copy()
+    moved.positions[:3] += [6.0, 0, 0]  # a whole molecule shifted by a lattice vector
+    assert crit.check(moved) is None
+
+
+class Collapse(Calculator):
+    """Pulls every atom towards the centre: trajectories must fail (new bonds)."""
+    implemented_properties = ["energy", "forces"]
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        x = self.atoms.positions - self.atoms.positions.mean(0)
+        self.results = {"energy": float(5.0 * (x ** 2).sum()), "forces": -10.0 * x}
+
+
+def test_run_stability_stable_and_failing(tmp_path):
+    calc, _, _ = get_system("HO2")
+    cfg = StabilityConfig(system="HO2", trajectories=2, time_ps=0.05, output=str(tmp_path / "ok"))
+    s = run_stability(cfg, calc=calc, show_progress=False)
+    assert s["n_failed"] == 0 and s["fraction_stable"] == 1.0
+    assert (tmp_path / "ok" / "survival.png").stat().st_size > 1000
+    bad = StabilityConfig(system="H2O2", trajectories=3, time_ps=0.2, output=str(tmp_path / "bad"))
+    s = run_stability(bad, calc=Collapse(), show_progress=False)
+    assert s["n_failed"] == 3 and all(r["time_to_failure_ps"] < 0.2 for r in s["trajectories"])
+    assert set(s["reasons"]) <= {"new_bond", "bond_deviation"}
+    summary = json.loads((tmp_path / "bad" / "summary.json").read_text())
+    assert summary["time_to_failure_ps"]["median"] > 0
+    # rerun: finished trajectories are not repeated
+    lines = (tmp_path / "bad" / "trajectories.jsonl").read_text().splitlines()
+    run_stability(bad, calc=Collapse(), show_progress=False)
+    assert (tmp_path / "bad" / "trajectories.jsonl").read_text().splitlines() == lines
+
+
+def test_survival_curve():
+    res = [{"failed": True, "time_to_failure_ps": 1.0}, {"failed": False, "time_to_failure_ps": None}]
+    t, s = survival_curve(res, 2.0, n_points=5)
+    assert s.tolist() == [1.0, 1.0, 0.5, 0.5, 0.5]
+
+
+def test_diffusion_of_random_walk_with_known_D():
+    rng = np.random.default_rng(0)
+    D = 0.25  # A^2/ps
+    dt_fs = 10.0
+    steps = rng.normal(size=(4000, 200, 3)) * np.sqrt(2 * D * dt_fs * 1e-3)
+    pos = np.cumsum(steps, axis=0)
+    res = diffusion_coefficient(pos, dt_fs, max_lag=400)
+    assert res["D_A2_per_ps"] == pytest.approx(D, rel=0.05)
+    cell = np.eye(3) * 10.0
+    np.testing.assert_allclose(unwrap(pos[:50] % 10.0, cell) - (pos[:50] % 10.0)[:1],
+                               pos[:50] - pos[:1], atol=1e-9)
+
+
+def test_rdf_of_ideal_gas_is_one():
+    rng = np.random.default_rng(1)
+    images = [Atoms("O300", positions=rng.uniform(0, 12, (300, 3)), cell=np.eye(3) * 12,
+                    pbc=True) for _ in range(20)]
+    r, g = rdf(images, 8, 8, r_max=5.5, n_bins=11)
+    assert np.abs(g[2:] - 1).max() < 0.1
