@@ -18,6 +18,28 @@ def _pyplot():
     return plt
 
 
+def _finish(fig, ax, path, xlabel=None, ylabel=None, title="", legend=False, dpi=120) -> Path:
+    """Label, lay out, save as PNG and close a figure; returns the path."""
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if legend:
+        ax.legend(fontsize=8)
+    return _save(fig, path, dpi)
+
+
+def _save(fig, path, dpi=120) -> Path:
+    """Lay out, save as PNG and close a figure; returns the path."""
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    _pyplot().close(fig)
+    return path
+
+
 def plot_frame_statistics(sets: dict, path: str | Path) -> Path:
     """Histograms of energy (relative to each set's minimum) and of per-atom |force|."""
     plt = _pyplot()
@@ -39,11 +61,7 @@ def plot_frame_statistics(sets: dict, path: str | Path) -> Path:
     ax_e.legend(fontsize=8)
     ax_e.set_title("teacher energies of rattled frames")
     ax_f.set_title("teacher forces")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_energy_scan(curves: dict, path: str | Path, xlabel: str, title: str = "") -> Path:
@@ -52,17 +70,8 @@ def plot_energy_scan(curves: dict, path: str | Path, xlabel: str, title: str = "
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, (x, e) in curves.items():
         ax.plot(x, e, label=name)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("energy [eV]")
     ax.axhline(0.0, color="grey", lw=0.5)
-    if title:
-        ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, xlabel, "energy [eV]", title, legend=True)
 
 
 def plot_learning_curve(log_csv: str | Path, path: str | Path) -> Path:
@@ -86,11 +95,7 @@ def plot_learning_curve(log_csv: str | Path, path: str | Path) -> Path:
     axes[2].set_ylabel("learning rate")
     for ax in axes:
         ax.set_xlabel("epoch")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=110)
 
 
 def plot_parity(ref_e, pred_e, ref_f, pred_f, path: str | Path, title: str = "") -> Path:
@@ -111,11 +116,7 @@ def plot_parity(ref_e, pred_e, ref_f, pred_f, path: str | Path, title: str = "")
         ax.set_title(f"MAE {mae:.4g}")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=110)
 
 
 def plot_fes_2d(fes, path: str | Path, basins: dict | None = None, title: str = "",
@@ -134,15 +135,7 @@ def plot_fes_2d(fes, path: str | Path, basins: dict | None = None, title: str = 
     for name, (x, y) in (basins or {}).items():
         ax.plot([x], [y], "w*", ms=10)
         ax.annotate(name, (x, y), color="w", xytext=(4, 4), textcoords="offset points")
-    ax.set_xlabel(fes.cv_names[0])
-    ax.set_ylabel(fes.cv_names[1])
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, fes.cv_names[0], fes.cv_names[1], title)
 
 
 def plot_fes_1d(curves: dict, path: str | Path, xlabel: str, title: str = "") -> Path:
@@ -151,16 +144,7 @@ def plot_fes_1d(curves: dict, path: str | Path, xlabel: str, title: str = "") ->
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, (x, f) in curves.items():
         ax.plot(x, f, label=name)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("free energy [kJ/mol]")
-    if title:
-        ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, xlabel, "free energy [kJ/mol]", title, legend=True)
 
 
 def plot_convergence(conv: dict, path: str | Path, time_unit: str = "ps",
@@ -169,15 +153,8 @@ def plot_convergence(conv: dict, path: str | Path, time_unit: str = "ps",
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.errorbar(conv["time"], conv["delta_f"], yerr=conv["error"], marker="o", capsize=3)
-    ax.set_xlabel(f"simulation time [{time_unit}]")
-    ax.set_ylabel("Delta F (product - reactant) [kJ/mol]")
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, f"simulation time [{time_unit}]",
+                   "Delta F (product - reactant) [kJ/mol]", title)
 
 
 def plot_survival(curves: dict, path: str | Path, title: str = "") -> Path:
@@ -186,14 +163,6 @@ def plot_survival(curves: dict, path: str | Path, title: str = "") -> Path:
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, (t, s) in curves.items():
         ax.step(t, s, where="post", label=name)
-    ax.set_xlabel("time [ps]")
-    ax.set_ylabel("fraction of stable trajectories")
     ax.set_ylim(-0.02, 1.02)
-    if title:
-        ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, "time [ps]", "fraction of stable trajectories", title,
+                   legend=True)

@@ -39,6 +39,14 @@ class DataFormatError(ValueError):
     """A data file is malformed or not in the expected format."""
 
 
+def open_npz(path: str | Path):
+    """``np.load`` of an ``.npz`` archive (no pickles) with a clear error if unreadable."""
+    try:
+        return np.load(Path(path), allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise DataFormatError(f"{path}: not a readable .npz file ({err})") from err
+
+
 @dataclass
 class Frames:
     """A set of labelled frames (see the module docstring for units and shapes)."""
@@ -243,11 +251,7 @@ class Frames:
     def load(cls, path: str | Path) -> "Frames":
         """Read a file written by :meth:`save` (raises DataFormatError if malformed)."""
         path = Path(path)
-        try:
-            data = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise DataFormatError(f"{path}: not a readable .npz file ({err})") from err
-        with data:
+        with open_npz(path) as data:
             missing = {"positions", "numbers"} - set(data.files)
             if missing:
                 raise DataFormatError(f"{path}: not an ffpt-ase frame file, missing arrays "

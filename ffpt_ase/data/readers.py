@@ -21,7 +21,7 @@ import numpy as np
 from ase import units
 from ase.data import atomic_numbers
 
-from .frames import DataFormatError, Frames
+from .frames import DataFormatError, Frames, open_npz
 
 _KCAL = units.kcal / units.mol  # eV per kcal/mol
 
@@ -34,11 +34,7 @@ def read_combustion_npz(path: str | Path, time_ordered: bool | None = None) -> F
     guess from the file name.
     """
     path = Path(path)
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise DataFormatError(f"{path}: not a readable .npz file ({err})") from err
-    with data:
+    with open_npz(path) as data:
         missing = {"R", "Z", "N", "E", "F"} - set(data.files)
         if missing:
             raise DataFormatError(f"{path}: not a combustion data file, missing keys "
@@ -160,11 +156,8 @@ def read_frames(path: str | Path) -> Frames:
         return read_deepmd(path)
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                keys = set(data.files)
-        except (OSError, ValueError) as err:
-            raise DataFormatError(f"{path}: not a readable .npz file ({err})") from err
+        with open_npz(path) as data:
+            keys = set(data.files)
         if {"positions", "numbers"} <= keys:
             return Frames.load(path)
         if {"R", "Z", "E"} <= keys:
