@@ -125,6 +125,8 @@ def test_max_time_stops_and_config_file(ho2, tmp_path):
     cfg = TrainConfig.from_sources(str(toml), output=str(tmp_path / "t"))
     summary = train(cfg)
     assert summary["stop_reason"] == "max wall time" and summary["epochs"] == 1
+    again = train(cfg)  # resuming a run whose budget is spent adds no epoch
+    assert again["epochs"] == 1 and again["stop_reason"] == "max wall time"
     toml.write_text("[train]\nlearning_rate = 1\n")
     with pytest.raises(ValueError, match="unknown keys"):
         TrainConfig.from_sources(str(toml))

@@ -167,6 +167,9 @@ class Trainer:
                        desc=f"{cfg.stage}")
         try:
             for epoch in range(start_epoch, cfg.epochs):
+                if cfg.max_time_s and history and history[-1]["time_s"] >= cfg.max_time_s:
+                    stop_reason = "max wall time"  # a resumed run whose budget is spent
+                    break
                 train_loss = self._train_epoch(opt, epoch)
                 val = self._validate()
                 sched.step(val["loss"])
