@@ -37,6 +37,48 @@ def mlp(n_in: int, n_out: int, act: nn.Module, bias: bool = True) -> nn.Sequenti
     return nn.Sequential(nn.Linear(n_in, n_in, bias=bias), act, nn.Linear(n_in, n_out, bias=bias))
 
 
+class EdgeOps:
+    """Moves features between atoms and (unordered) edges.
+
+    Two implementations of the same operations: index gathers and ``index_add`` sums for
+    any graph size, or, for small graphs (one molecule in MD), products with one-hot
+    incidence matrices, which PyTorch runs several times faster than indexing at this size.
+    """
+
+    def __init__(self, ei, ej, n: int, unit, dense: bool):
+        self.ei, self.ej, self.n, self.unit = ei, ej, n, unit
+        self.dense = dense
+        if dense:
+            e = torch.arange(ei.numel(), device=ei.device)
+            one = unit.new_ones(())
+            self.Oi = unit.new_zeros(ei.numel(), n).index_put((e, ei), one)  # (E, n)
+            self.Oj = unit.new_zeros(ej.numel(), n).index_put((e, ej), one)
+            # sum_j w_ij u_ij onto both atoms of each edge (u_ji = -u_ij): (3, n, E)
+            self.signed_u = (self.Oi - self.Oj).t().unsqueeze(0) * unit.t().unsqueeze(1)
+
+    def gather(self, x, side: str):
+        """Atom features (n, ...) -> edge features (E, ...) of atom i or j of each edge."""
+        if not self.dense:
+            return x[self.ei if side == "i" else self.ej]
+        O = self.Oi if side == "i" else self.Oj
+        return (O @ x.flatten(1)).reshape((O.shape[0],) + x.shape[1:])
+
+    def sum_to_atoms(self, to_i, to_j):
+        """Atom sums of edge terms: to_i goes to atom i of each edge, to_j to atom j."""
+        if not self.dense:
+            out = to_i.new_zeros((self.n,) + to_i.shape[1:])
+            return out.index_add(0, self.ei, to_i).index_add(0, self.ej, to_j)
+        return (self.Oi.t() @ to_i.flatten(1) + self.Oj.t() @ to_j.flatten(1)
+                ).reshape((self.n,) + to_i.shape[1:])
+
+    def sum_directed(self, w):
+        """sum_j w_ij u_ij for every atom, (n, 3, F), from edge weights w (E, F)."""
+        if self.dense:
+            return torch.matmul(self.signed_u, w).transpose(0, 1)
+        Fij = w.unsqueeze(1) * self.unit.unsqueeze(-1)                  # (E, 3, F), i -> j
+        return self.sum_to_atoms(Fij, -Fij)
+
+
 class InteractionBlock(nn.Module):
     """One Newtonian message-passing layer (see module docstring).
 
@@ -56,26 +98,20 @@ class InteractionBlock(nn.Module):
         self.act = act
         self.n_features = F
 
-    def forward(self, a, f, d, edge_filter, envelope, unit, scatter_u, ei, ej,
-                first: bool = False):
+    def forward(self, a, f, d, edge_filter, envelope, ops: EdgeOps, first: bool = False):
         pa = self.node_message(a)
-        m = pa[ei] * pa[ej] * edge_filter                   # (E, F), once per unordered pair
+        m = ops.gather(pa, "i") * ops.gather(pa, "j") * edge_filter  # once per unordered pair
         hm, hF, hd = self.act(self.edge_hidden(m)).split(self.n_features, dim=-1)
         # every edge output is multiplied by the cutoff envelope c(r_ij) (E, 1), so that an
         # edge's contribution goes smoothly to zero at the cutoff despite the biases
         msg = self.edge_out_m(hm) * envelope
-        a = a.index_add(0, ei, msg).index_add(0, ej, msg)
-        wF = self.edge_out_F(hF) * envelope
-        if scatter_u is not None:  # small graph: sum_j phi_F(m_ij) u_ij as one matmul
-            df = torch.matmul(scatter_u, wF).transpose(0, 1)               # (n, 3, F)
-        else:
-            Fij = wF.unsqueeze(1) * unit.unsqueeze(-1)                     # (E, 3, F), i -> j
-            df = torch.zeros_like(f).index_add_(0, ei, Fij).index_add_(0, ej, Fij, alpha=-1.0)
+        a = a + ops.sum_to_atoms(msg, msg)
+        df = ops.sum_directed(self.edge_out_F(hF) * envelope)
         f = f + df
         d = d + self.node_disp(a).unsqueeze(1) * df
         if not first:  # d is still zero in the first layer
             wd = (self.edge_out_d(hd) * envelope).unsqueeze(1)
-            d = d.index_add(0, ei, wd * d[ej]).index_add(0, ej, wd * d[ei])
+            d = d + ops.sum_to_atoms(wd * ops.gather(d, "j"), wd * ops.gather(d, "i"))
         a = a - self.node_energy(a) * (f * d).sum(dim=1)
         return a, f, d
 
@@ -104,7 +140,7 @@ class NewtonNet(nn.Module):
                                      nn.Linear(n_features // 2, 1))
         self.n_features = n_features
         self.cutoff = float(cutoff)
-        #: use the dense incidence-matrix scatter when atoms x edges is at most this
+        #: use incidence-matrix products (EdgeOps) when atoms x edges is at most this
         self.dense_scatter_limit = 20000
 
     def forward(self, species, positions, edge_i, edge_j, edge_shift):
@@ -118,17 +154,7 @@ class NewtonNet(nn.Module):
         f = a.new_zeros(n, 3, self.n_features)
         d = a.new_zeros(n, 3, self.n_features)
         filters = self.edge_filters(rbf).split(self.n_features, dim=-1)
-        scatter_u = None
-        if n * edge_i.numel() <= self.dense_scatter_limit:
-            # signed incidence times direction: scatter_u[k, i, e] = +u_e,k (i = edge_i[e]),
-            # -u_e,k (i = edge_j[e]); scatter_u @ w sums w_e u_e onto both atoms of each edge.
-            # Faster than index_add for one small molecule, wasteful for large batches.
-            e = torch.arange(edge_i.numel(), device=edge_i.device)
-            inc = unit.new_zeros(n, edge_i.numel())
-            inc = inc.index_put((edge_i, e), unit.new_ones(())).index_put(
-                (edge_j, e), -unit.new_ones(()))
-            scatter_u = inc.unsqueeze(0) * unit.t().unsqueeze(1)
+        ops = EdgeOps(edge_i, edge_j, n, unit, dense=n * edge_i.numel() <= self.dense_scatter_limit)
         for k, block in enumerate(self.interactions):
-            a, f, d = block(a, f, d, filters[k], env, unit, scatter_u, edge_i, edge_j,
-                            first=(k == 0))
+            a, f, d = block(a, f, d, filters[k], env, ops, first=(k == 0))
         return self.readout(a).squeeze(-1)
