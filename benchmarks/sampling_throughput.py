@@ -28,7 +28,7 @@ def main():
         calc, ref, teacher = get_system(name)
         sampler = RattleSampler(calc, ref, teacher_name=teacher, system_name=name)
         best = float("inf")
-        for r in range(args.repeats):
+        for _ in range(args.repeats):
             t0 = time.perf_counter()
             frames = sampler.sample(args.n, show_progress=False)
             best = min(best, time.perf_counter() - t0)

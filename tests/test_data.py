@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
-from ase.io import write
 
 from ffpt_ase.data import (DataFormatError, Frames, read_combustion_npz, read_deepmd,
                            read_frames, write_frames)

@@ -17,7 +17,7 @@ def water_box():
     from ffpt_ase.forcefields.tip3p import water_monomer
     w = water_monomer()
     box = Atoms(cell=np.eye(3) * 6.0, pbc=True)
-    for k, shift in enumerate([[1, 1, 1], [4, 4, 4], [1, 4, 2]]):
+    for shift in ([1, 1, 1], [4, 4, 4], [1, 4, 2]):
         m = w.copy()
         m.positions += shift
         box += m

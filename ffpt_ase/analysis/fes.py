@@ -150,14 +150,12 @@ class FES:
     def project(self, keep: int) -> "FES":
         """1D free energy of CV ``keep``: F(s) = -kT ln int exp(-F(s, s')/kT) ds'."""
         kT = KB_KJMOL * self.temperature
-        axes = [a for k, a in enumerate(self.axes) if k != keep]
         other = tuple(k for k in range(len(self.axes)) if k != keep)
         fmin = self.free_energy.min()
         z = np.exp(-(self.free_energy - fmin) / kT)
         for k in sorted(other, reverse=True):
             z = np.trapezoid(z, self.axes[k], axis=k)
         f = -kT * np.log(np.maximum(z, 1e-300))
-        del axes
         return FES([self.axes[keep]], f - f.min(), [self.cv_names[keep]], self.temperature,
                    dict(self.meta, projected_from=self.cv_names))
 
@@ -202,7 +200,6 @@ def ct_series(hills: Hills, temperature: float, mins, maxs, bins) -> tuple:
     axes = grid_axes(mins, maxs, bins)
     mesh = np.meshgrid(*axes, indexing="ij")
     pts = np.column_stack([m.ravel() for m in mesh])
-    cell = np.prod([a[1] - a[0] for a in axes])
     bias = np.zeros(len(pts))
     ct = np.empty(len(hills.heights))
     factor = (gamma - 1.0) / gamma  # stored height -> deposited height
@@ -212,7 +209,6 @@ def ct_series(hills: Hills, temperature: float, mins, maxs, bins) -> tuple:
         a = gamma / (gamma - 1.0) * bias / kT
         b = bias / ((gamma - 1.0) * kT)
         ct[i] = kT * (_logsumexp(a) - _logsumexp(b))
-    del cell
     return hills.time.copy(), ct
 
 
