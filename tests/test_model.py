@@ -134,15 +134,6 @@ def test_batched_equals_single_frames_and_sizes_may_differ():
     np.testing.assert_allclose(out["energy"].detach().numpy(), [ea, eb], rtol=1e-12)
 
 
-def test_dense_and_sparse_scatter_agree():
-    m, atoms = small_model(), molecule(6, 12)
-    dense = run(m, atoms)
-    m.net.dense_scatter_limit = 0
-    sparse = run(m, atoms)
-    assert dense["energy"].item() == pytest.approx(sparse["energy"].item(), rel=1e-12)
-    np.testing.assert_allclose(dense["forces"].detach(), sparse["forces"].detach(), atol=1e-12)
-
-
 def test_unknown_element_error():
     m = small_model((1, 8))
     with pytest.raises(ValueError, match=r"\['C'\] not known to the model"):
