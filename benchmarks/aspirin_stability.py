@@ -1,0 +1,154 @@
+"""Aspirin: MD stability and PES cuts of the models trained by aspirin_accuracy.py.
+
+1. Stability: 500 K Langevin (0.5 fs, friction 2/ps), K trajectories per model from the
+   first frame of the training file, time to first failure by the harness's criteria
+   (bond deviation > 0.5 A, new bond, non-finite), survival curves of scratch vs FFPT-FT.
+2. PES cuts (the paper's Figure 1c): energy along a stretched methyl C-H bond and a closing
+   H-C-H angle, for scratch, FFPT (pre-trained only) and FFPT-FT, relative to each model's
+   energy at the starting geometry.
+
+    .venv/bin/python benchmarks/aspirin_stability.py --trajectories 8 --time-ps 50
+
+Resumable: finished trajectories are kept in each model's stability folder. Writes
+``benchmarks/results/aspirin_stability.{json,md}``, ``aspirin_survival.png`` and
+``aspirin_pes_cuts.png``.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ffpt_ase.analysis.plots import plot_survival
+from ffpt_ase.calculators import FFPTCalculator
+from ffpt_ase.data import read_frames
+from ffpt_ase.forcefields.topology import perceive
+from ffpt_ase.simulate.stability import StabilityConfig, run_stability, survival_curve
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+MODELS = {"scratch": "scratch", "FFPT": "pretrain", "FFPT-FT": "finetune"}
+
+
+def methyl(atoms):
+    """(C, [H, H, H]) of the acetyl methyl group."""
+    topo = perceive(atoms.numbers, atoms.positions)
+    neigh = {i: set() for i in range(len(atoms))}
+    for i, j in topo.bonds:
+        neigh[i].add(j)
+        neigh[j].add(i)
+    for c in np.nonzero(atoms.numbers == 6)[0]:
+        hs = [j for j in neigh[c] if atoms.numbers[j] == 1]
+        if len(hs) == 3:
+            return int(c), hs
+    raise ValueError("no methyl group found")
+
+
+def pes_cuts(start, work):
+    c, (h1, h2, _) = methyl(start)
+    u = start.positions[h1] - start.positions[c]
+    r0 = np.linalg.norm(u)
+    u /= r0
+    stretch = np.linspace(r0 - 0.4, r0 + 2.0, 49)
+    axis = np.cross(start.positions[h1] - start.positions[c], start.positions[h2] - start.positions[c])
+    axis /= np.linalg.norm(axis)
+    theta0 = np.degrees(np.arccos(np.dot(u, (start.positions[h2] - start.positions[c]) /
+                                         np.linalg.norm(start.positions[h2] - start.positions[c]))))
+    closing = np.linspace(0.0, theta0 - 30.0, 40)  # degrees removed from H-C-H
+    curves = {"stretch": {"x": stretch.tolist()}, "angle": {"x": (theta0 - closing).tolist()}}
+    for name, folder in MODELS.items():
+        calc = FFPTCalculator(work / folder / "best.pt", dtype="float64")
+        a = start.copy()
+        a.calc = calc
+        e_ref = a.get_potential_energy()
+        es = []
+        for r in stretch:
+            b = start.copy()
+            b.positions[h1] = start.positions[c] + r * u
+            b.calc = calc
+            es.append(b.get_potential_energy() - e_ref)
+        ea = []
+        for dth in closing:
+            b = start.copy()
+            b.rotate(dth, axis, center=start.positions[c])  # closes H1-C-H2
+            b.positions[[k for k in range(len(b)) if k != h1]] = \
+                start.positions[[k for k in range(len(b)) if k != h1]]
+            b.calc = calc
+            ea.append(b.get_potential_energy() - e_ref)
+        curves["stretch"][name] = es
+        curves["angle"][name] = ea
+    return curves
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default="../shared/data/aspirin_ccsd")
+    ap.add_argument("--work", default=str(HERE / "work" / "aspirin"))
+    ap.add_argument("--trajectories", type=int, default=8)
+    ap.add_argument("--time-ps", type=float, default=50.0)
+    ap.add_argument("--temperature", type=float, default=500.0)
+    args = ap.parse_args()
+    command = " ".join([sys.executable] + sys.argv)
+    print("reproduce with:", command)
+    work = Path(args.work)
+    for folder in MODELS.values():
+        if not (work / folder / "best.pt").exists():
+            sys.exit(f"{work / folder / 'best.pt'} missing: run benchmarks/aspirin_accuracy.py first")
+    start = read_frames(Path(args.data) / "aspirin_ccsd-train.xyz").to_atoms(0)
+    start.calc = None
+    start_file = work / "stability_start.xyz"
+    start.write(start_file)
+
+    summaries, curves = {}, {}
+    for name in ("scratch", "FFPT-FT"):
+        folder = MODELS[name]
+        cfg = StabilityConfig(system=str(start_file), model=str(work / folder / "best.pt"),
+                              trajectories=args.trajectories, time_ps=args.time_ps,
+                              temperature_K=args.temperature, timestep_fs=0.5,
+                              friction_per_ps=2.0, seed=0,
+                              output=str(work / f"stability_{folder}"))
+        s = run_stability(cfg)
+        summaries[name] = {k: s[k] for k in ("n_trajectories", "n_failed", "fraction_stable",
+                                             "time_to_failure_ps", "mean_simulated_ps",
+                                             "reasons")}
+        curves[name] = survival_curve(s["trajectories"], args.time_ps)
+        print(f"{name}: {s['n_failed']}/{s['n_trajectories']} failed, "
+              f"time to failure {s['time_to_failure_ps']}")
+    RESULTS.mkdir(exist_ok=True)
+    plot_survival(curves, RESULTS / "aspirin_survival.png",
+                  title=f"aspirin, {args.temperature:g} K Langevin")
+
+    cuts = pes_cuts(start, work)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, xlabel in ((axes[0], "stretch", "methyl C-H distance [A]"),
+                            (axes[1], "angle", "methyl H-C-H angle [deg]")):
+        for name in MODELS:
+            ax.plot(cuts[key]["x"], cuts[key][name], label=name)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("E - E(start) [eV]")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "aspirin_pes_cuts.png", dpi=120)
+    result = {"command": command, "stability": summaries, "pes_cuts": cuts,
+              "settings": {"temperature_K": args.temperature, "timestep_fs": 0.5,
+                           "friction_per_ps": 2.0, "trajectories": args.trajectories,
+                           "time_ps": args.time_ps}}
+    (RESULTS / "aspirin_stability.json").write_text(json.dumps(result, indent=1))
+    lines = ["| model | failed / trajectories | median time to failure (ps) | mean simulated (ps) |",
+             "|---|---|---|---|"]
+    for name, s in summaries.items():
+        med = s["time_to_failure_ps"]["median"]
+        lines.append(f"| {name} | {s['n_failed']} / {s['n_trajectories']} | "
+                     f"{'-' if med is None else f'{med:.2f}'} | {s['mean_simulated_ps']:.2f} |")
+    md = "\n".join(lines)
+    (RESULTS / "aspirin_stability.md").write_text(md + f"\n\nReproduce: `{command}`\n")
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
