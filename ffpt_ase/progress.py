@@ -8,9 +8,11 @@ import sys
 from tqdm.auto import tqdm
 
 
-def progress(total=None, initial=0, unit="it", desc="", disable=False, **kwargs):
-    """A tqdm bar; in non-interactive output it prints a line at most every 10 s."""
+def progress(total=None, initial=0, unit="it", desc="", disable=False, unit_scale=False,
+             **kwargs):
+    """A tqdm bar; in non-interactive output it prints a line at most every 10 s.
+    ``unit_scale=True`` shows large counts as 20.0k."""
     interactive = sys.stderr.isatty()
     return tqdm(total=total, initial=initial, unit=unit, desc=desc, disable=disable,
                 mininterval=0.1 if interactive else 10.0, dynamic_ncols=True,
-                unit_scale=True, **kwargs)
+                unit_scale=unit_scale, **kwargs)

@@ -118,7 +118,7 @@ class RattleSampler:
         t0 = time.perf_counter()
         with progress(total=n_blocks * BLOCK, initial=start * BLOCK, unit="frame",
                       desc=f"rattle+label {self.system_name or ''}".strip(),
-                      disable=not show_progress) as bar:
+                      disable=not show_progress, unit_scale=True) as bar:
             for b0 in range(start, n_blocks, blocks_per_batch):
                 blocks = range(b0, min(b0 + blocks_per_batch, n_blocks))
                 pos = np.concatenate([self.block_positions(b) for b in blocks])

@@ -22,7 +22,6 @@ from ase import Atoms
 
 from .forcefields.qforce import QForceCalculator, QForceParameters
 from .forcefields.tip3p import FlexibleTIP3PCalculator, water_monomer
-from .forcefields.topology import hill_formula
 
 COMBUSTION_SPECIES = ("H", "O", "H2", "O2", "OH", "H2O", "HO2", "H2O2")
 TEACHERS = ("qforce", "tip3p", "gaff2")
@@ -85,7 +84,3 @@ def get_system(system: str, teacher: str | None = None, parameters=None):
     atoms = read(path, index=0)
     calc = make_teacher(teacher, **({"parameters": parameters} if teacher == "qforce" else {}))
     return calc, atoms, teacher
-
-
-def formula_of(atoms: Atoms) -> str:
-    return hill_formula(atoms.get_chemical_symbols())

@@ -35,7 +35,6 @@ class GraphBatch:
     n_graphs: int
     energy: torch.Tensor | None = None   # (graphs,) eV
     forces: torch.Tensor | None = None   # (atoms, 3) eV/A
-    frame_index: np.ndarray | None = None
 
     def to(self, device=None, dtype=None) -> "GraphBatch":
         def cv(t, floating):
@@ -48,8 +47,7 @@ class GraphBatch:
             edge_i=cv(self.edge_i, False), edge_j=cv(self.edge_j, False),
             shift_frac=cv(self.shift_frac, True), cell=cv(self.cell, True),
             n_graphs=self.n_graphs, forces=cv(self.forces, True),
-            energy=None if self.energy is None else self.energy.to(device=device),  # float64
-            frame_index=self.frame_index)
+            energy=None if self.energy is None else self.energy.to(device=device))  # float64
 
 
 def species_index(numbers: np.ndarray, elements) -> np.ndarray:
@@ -86,7 +84,7 @@ def _periodic_edges(pos, numbers, cell, pbc, cutoff):
 
 
 def build_batch(positions, numbers, elements, cutoff, cell=None, pbc=None, energy=None,
-                forces=None, frame_index=None) -> GraphBatch:
+                forces=None) -> GraphBatch:
     """Batch of frames in the package's array layout (padding numbers = 0).
 
     positions (B, N, 3), numbers (B, N) or (N,), cell (B, 3, 3), pbc (3,).
@@ -124,8 +122,7 @@ def build_batch(positions, numbers, elements, cutoff, cell=None, pbc=None, energ
         edge_j=torch.from_numpy(np.asarray(ej, np.int64)),
         shift_frac=torch.from_numpy(shift), cell=torch.from_numpy(np.array(cell)), n_graphs=B,
         energy=None if energy is None else torch.from_numpy(np.asarray(energy, float)),
-        forces=None if forces is None else torch.from_numpy(np.asarray(forces, float)[real]),
-        frame_index=frame_index)
+        forces=None if forces is None else torch.from_numpy(np.asarray(forces, float)[real]))
 
 
 def batch_from_frames(frames, index, elements, cutoff) -> GraphBatch:
@@ -135,8 +132,7 @@ def batch_from_frames(frames, index, elements, cutoff) -> GraphBatch:
     return build_batch(frames.positions[index], num, elements, cutoff, cell=frames.cell[index],
                        pbc=frames.pbc,
                        energy=None if frames.energy is None else frames.energy[index],
-                       forces=None if frames.forces is None else frames.forces[index],
-                       frame_index=index)
+                       forces=None if frames.forces is None else frames.forces[index])
 
 
 def batch_from_atoms(atoms, elements, cutoff) -> GraphBatch:
