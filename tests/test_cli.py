@@ -75,3 +75,16 @@ def test_train_evaluate_bench_contract(tmp_path, capsys):
     assert res["ms_per_call"] > 0 and res["n_atoms"] == 3
     assert main(["evaluate", str(data), str(data)]) == 2
     assert "could not be read" in capsys.readouterr().err
+
+
+def test_demo_fine_tunes_on_combustion_data(data_dir, tmp_path):
+    """`ffpt-ase demo --data DIR` uses the data set's channel-09 frames instead of PySCF."""
+    import json
+    import pytest
+    pytest.importorskip("plumed", reason="PLUMED kernel (hillclimber) not installed")
+    assert main(["demo", "-o", str(tmp_path), "--quick",
+                 "--data", str(data_dir / "h2combustion")]) == 0
+    summary = json.loads((tmp_path / "demo_summary.json").read_text())
+    assert "wB97X-V" in summary["fine_tuning_labels"]
+    ft = read_frames(tmp_path / "finetune_abinitio.npz")
+    assert len(ft) == 460 and set(ft.elements.tolist()) == {1, 8}  # all 60 IRC + 400 AIMD
