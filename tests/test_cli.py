@@ -88,3 +88,33 @@ def test_demo_fine_tunes_on_combustion_data(data_dir, tmp_path):
     assert "wB97X-V" in summary["fine_tuning_labels"]
     ft = read_frames(tmp_path / "finetune_abinitio.npz")
     assert len(ft) == 460 and set(ft.elements.tolist()) == {1, 8}  # all 60 IRC + 400 AIMD
+
+
+def test_metad_fes_stability_contract(tmp_path, capsys):
+    """`ffpt-ase metad | fes | stability` with the names external checks rely on."""
+    import json
+    import pytest
+    import torch
+    pytest.importorskip("plumed", reason="PLUMED kernel (hillclimber) not installed")
+    from ffpt_ase.model.potential import Potential
+    torch.manual_seed(0)
+    ckpt = tmp_path / "m.pt"
+    torch.save(Potential([1, 8], n_features=8, n_interactions=1, n_basis=6).checkpoint(
+        stage="test"), ckpt)
+    run = tmp_path / "rxn09"
+    assert main(["metad", "--reaction", "09", "--model", str(ckpt), "--steps", "300",
+                 "--seed", "2", "-o", str(run), "--quiet"]) == 0
+    for name in ("HILLS", "COLVAR", "trajectory.traj"):
+        assert (run / name).stat().st_size > 0, name
+    assert main(["fes", str(run), "-o", str(tmp_path / "fes")]) == 0
+    assert (tmp_path / "fes" / "fes.dat").stat().st_size > 0
+    assert (tmp_path / "fes" / "fes.png").stat().st_size > 1000
+    assert main(["fes", str(run / "HILLS"), "-o", str(tmp_path / "fes2")]) == 0
+    out = tmp_path / "stab"
+    assert main(["stability", "--model", str(ckpt), "--system", "HO2", "--trajectories", "2",
+                 "--time-ps", "0.01", "-o", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_trajectories"] == 2
+    assert main(["metad", "--reaction", "99", "--model", str(ckpt), "--steps", "10",
+                 "-o", str(tmp_path / "x")]) == 2
+    assert "unknown reaction channel" in capsys.readouterr().err
