@@ -234,3 +234,15 @@ def test_stop_on_unphysical(tmp_path):
     assert (tmp_path / "stop" / "events.jsonl").read_text().strip()
     state = json.loads((tmp_path / "stop" / "state.json").read_text())
     assert state["steps_done"] == s["steps"]
+
+
+def test_fresh_run_does_not_inherit_old_event_counts(tmp_path):
+    """Without a trajectory to resume from, a run starts from scratch: its event counts must
+    not include those of an earlier run recorded in the folder's state.json."""
+    cfg = MetadConfig(reaction="09", steps=5000, output=str(tmp_path / "s"),
+                      stop_on_unphysical=True)
+    first = run_metadynamics(cfg, calc=_Collapse(), show_progress=False)
+    (tmp_path / "s" / "trajectory.traj").unlink()
+    second = run_metadynamics(cfg, calc=_Collapse(), show_progress=False)
+    assert second["checked_frames"] == first["checked_frames"] > 0
+    assert second["unphysical_fraction"] == first["unphysical_fraction"]

@@ -152,6 +152,11 @@ class UnphysicalMonitor:
         return self.flagged / self.checked if self.checked else 0.0
 
 
+def ns_per_day(steps: int, timestep_fs: float, wall_s: float) -> float:
+    """Simulated nanoseconds per day of wall time."""
+    return steps * timestep_fs * 1e-6 / max(wall_s, 1e-9) * 86400.0
+
+
 @dataclass
 class MetadConfig:
     reaction: str
@@ -235,7 +240,7 @@ def run_metadynamics(cfg: MetadConfig, calc=None, show_progress: bool = True) ->
             (out / name).unlink(missing_ok=True)
     remaining = cfg.steps - steps_done
     monitor = UnphysicalMonitor(channel, out / "events.jsonl")
-    if state:
+    if resuming:  # a fresh run starts new counts (its old events.jsonl was removed)
         monitor.checked, monitor.flagged = state.get("checked", 0), state.get("flagged", 0)
     stopped_early = None
     t0 = time.perf_counter()
@@ -266,10 +271,9 @@ def run_metadynamics(cfg: MetadConfig, calc=None, show_progress: bool = True) ->
                 raise StopRun
 
         def tick():
-            elapsed = time.perf_counter() - t0
-            ns_day = dyn.nsteps * dt * 1e-6 / max(elapsed, 1e-9) * 86400
             bar.update(cfg.check_interval)
-            bar.set_postfix(ns_per_day=f"{ns_day:.2f}", unphysical=f"{monitor.fraction_flagged:.3f}")
+            bar.set_postfix(ns_per_day=f"{ns_per_day(dyn.nsteps, dt, time.perf_counter() - t0):.2f}",
+                            unphysical=f"{monitor.fraction_flagged:.3f}")
 
         dyn.attach(check, interval=cfg.check_interval)
         dyn.attach(tick, interval=cfg.check_interval)
@@ -293,7 +297,7 @@ def run_metadynamics(cfg: MetadConfig, calc=None, show_progress: bool = True) ->
     done = steps_done + dyn.nsteps
     summary = {"reaction": channel.id, "equation": channel.reaction, "steps": done,
                "simulated_ps": done * dt * 1e-3, "wall_s_this_run": round(elapsed, 2),
-               "ns_per_day": (dyn.nsteps * dt * 1e-6) / max(elapsed, 1e-9) * 86400,
+               "ns_per_day": ns_per_day(dyn.nsteps, dt, elapsed),
                "hill_height_kJ_per_mol": height, "deck": str(deck),
                "unphysical_fraction": monitor.fraction_flagged, "checked_frames": monitor.checked,
                "stopped_on": stopped_early, "output": str(out),

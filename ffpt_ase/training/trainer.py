@@ -246,10 +246,9 @@ class Trainer:
         val = self.frames[self.val_idx]
         e, f = predict(self.model, val, batch_size=max(self.cfg.batch_size, 64), dtype=self.dtype)
         metrics = error_metrics(val, e, f)
-        real = val.numbers_per_frame > 0
-        loss = self.cfg.w_energy * np.mean((e - val.energy) ** 2) + \
-            self.cfg.w_forces * np.mean((f - val.forces)[real] ** 2)
-        metrics["loss"] = float(loss)
+        # the training loss on the validation set: RMSE^2 is the MSE of energy_force_loss
+        metrics["loss"] = (self.cfg.w_energy * metrics["energy_rmse"] ** 2
+                           + self.cfg.w_forces * metrics["forces_rmse"] ** 2)
         return metrics
 
     # ------------------------------------------------------------------ persistence
