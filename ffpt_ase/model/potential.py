@@ -105,10 +105,7 @@ class Potential(nn.Module):
         rng = np.random.default_rng(seed)
         idx = np.sort(rng.permutation(len(frames))[:max_frames])
         num = frames.numbers_per_frame[idx]
-        counts = np.stack([(num == z).sum(axis=1) for z in self.elements], axis=1).astype(float)
-        unknown = set(np.unique(num[num > 0])) - set(self.elements)
-        if unknown:
-            raise ValueError(f"data contain elements {sorted(unknown)} the model was not built for")
+        counts = self._composition(frames[idx])
         present = counts.sum(axis=0) > 0
         shift = np.zeros(len(self.elements))
         if frames.energy is not None:
@@ -126,6 +123,30 @@ class Potential(nn.Module):
         self.scale.copy_(torch.from_numpy(scale))
         return {"shift": dict(zip(self.elements, shift.tolist())),
                 "scale": dict(zip(self.elements, scale.tolist()))}
+
+    def _composition(self, frames) -> np.ndarray:
+        num = frames.numbers_per_frame
+        unknown = set(np.unique(num[num > 0])) - set(self.elements)
+        if unknown:
+            raise ValueError(f"data contain elements {sorted(unknown)} the model was not built for")
+        return np.stack([(num == z).sum(axis=1) for z in self.elements], axis=1).astype(float)
+
+    def refit_shift(self, frames, energy_pred) -> dict:
+        """Move the per-element shifts by the least-squares fit of the residual
+        ``E_ref - energy_pred`` (eV) on composition, leaving scale and network untouched.
+
+        This is how fine-tuning starts: the pre-trained PES shape (forces) is kept and only
+        the energy zero of the new level of theory (e.g. DFT vs force field) is absorbed.
+        """
+        counts = self._composition(frames)
+        present = counts.sum(axis=0) > 0
+        delta = np.zeros(len(self.elements))
+        sol, *_ = np.linalg.lstsq(counts[:, present], frames.energy - np.asarray(energy_pred),
+                                  rcond=None)
+        delta[present] = sol
+        self.shift.add_(torch.from_numpy(delta))
+        return {"shift": dict(zip(self.elements, self.shift.tolist())),
+                "scale (kept)": dict(zip(self.elements, self.scale.tolist()))}
 
     # ------------------------------------------------------------------------------------
     def checkpoint(self, **extra) -> dict:

@@ -155,8 +155,8 @@ class Trainer:
             opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=min_lr)
         start_epoch, best, history = self._resume(opt, sched)
         if start_epoch == 0:
-            norm = model.fit_normalization(self.frames[self.train_idx])
-            log.info("per-element shift/scale refitted on %s data: %s", cfg.stage, norm)
+            norm = self._start_normalization()
+            log.info("normalization for the %s stage: %s", cfg.stage, norm)
             (self.out / "config.json").write_text(json.dumps(
                 {**cfg.to_dict(), "init_stage": self.init_stage,
                  "data_metadata": self.frames.metadata}, indent=2, default=str))
@@ -205,6 +205,19 @@ class Trainer:
                    "final": history[-1] if history else None}
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         return summary
+
+    def _start_normalization(self) -> dict:
+        """From scratch: per-element shift and scale fitted on the training frames. From a
+        checkpoint (fine-tuning): scale and network kept, shift moved by the residual of the
+        loaded model on (up to 2,000) training frames, so the pre-trained PES is not
+        rescaled and only the new energy zero is absorbed."""
+        train = self.frames[self.train_idx]
+        if self.init_stage is None:
+            return self.model.fit_normalization(train)
+        sub = train[np.sort(np.random.default_rng(self.cfg.seed).permutation(len(train))[:2000])]
+        e, _ = predict(self.model, sub, batch_size=max(self.cfg.batch_size, 64),
+                       dtype=self.dtype, forces=False)
+        return self.model.refit_shift(sub, e)
 
     def _batches(self, epoch):
         rng = np.random.default_rng([self.cfg.seed, epoch])

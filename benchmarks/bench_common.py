@@ -1,0 +1,75 @@
+"""Helpers shared by the benchmark scripts: resumable training stages, test-set errors,
+result files. Benchmarks run as scripts (``python benchmarks/NAME.py``), so this module is
+imported from the script's own folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from ffpt_ase.analysis.plots import plot_parity
+from ffpt_ase.model.potential import load_potential
+from ffpt_ase.training.config import TrainConfig
+from ffpt_ase.training.metrics import error_metrics, predict
+from ffpt_ase.training.trainer import train
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+WORK = HERE / "work"
+
+
+def announce() -> str:
+    """The command line that reproduces this run; printed and returned for the JSON."""
+    command = " ".join([Path(sys.executable).name if "venv" not in sys.executable
+                        else ".venv/bin/python"] + sys.argv)
+    print("reproduce with:", command, flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    return command
+
+
+def stage(name: str, work: Path, minutes: float, **config) -> dict:
+    """Train one stage into ``work/name`` within a wall-time budget (minutes); a finished
+    stage (summary.json present) is skipped, an interrupted one resumes from last.pt."""
+    out = work / name
+    summary_file = out / "summary.json"
+    if summary_file.exists():
+        print(f"[{name}] already finished: {summary_file}", flush=True)
+        return json.loads(summary_file.read_text())
+    cfg = TrainConfig(output=str(out), max_time_s=60.0 * minutes, epochs=100000, **config)
+    print(f"[{name}] training (budget {minutes:g} min) -> {out}", flush=True)
+    return train(cfg)
+
+
+def test_errors(checkpoint: Path, frames, label: str, stem: str, batch_size: int = 64) -> dict:
+    """Energy/force errors of a checkpoint on held-out frames (meV, meV/A; energy per atom
+    too) and a parity plot ``results/<stem>_parity.png``."""
+    model = load_potential(checkpoint, dtype=torch.float32)
+    e, f = predict(model, frames, batch_size=batch_size)
+    m = error_metrics(frames, e, f)
+    real = frames.numbers_per_frame > 0
+    plot_parity(frames.energy, e, frames.forces[real], f[real],
+                RESULTS / f"{stem}_parity.png", title=label)
+    return {"energy_mae_meV": 1e3 * m["energy_mae"], "energy_rmse_meV": 1e3 * m["energy_rmse"],
+            "energy_per_atom_mae_meV": 1e3 * m["energy_per_atom_mae"],
+            "forces_mae_meV_per_A": 1e3 * m["forces_mae"],
+            "forces_rmse_meV_per_A": 1e3 * m["forces_rmse"], "n_frames": len(frames)}
+
+
+def training_record(summary: dict) -> dict:
+    return {"epochs": summary["epochs"], "stop_reason": summary["stop_reason"],
+            "train_minutes": round(summary["final"]["time_s"] / 60.0, 1)}
+
+
+def copy_learning_curve(work: Path, folder: str, stem: str) -> None:
+    shutil.copy(work / folder / "learning_curve.png", RESULTS / f"{stem}_learning_curve_{folder}.png")
+
+
+def write_results(stem: str, result: dict, markdown: str, command: str) -> None:
+    """``results/<stem>.json`` and ``results/<stem>.md`` (the table, then the command)."""
+    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=1, default=float) + "\n")
+    (RESULTS / f"{stem}.md").write_text(markdown + f"\n\nReproduce: `{command}`\n")
+    print(markdown, flush=True)
