@@ -108,7 +108,7 @@ def main():
                               trajectories=args.trajectories, time_ps=args.time_ps,
                               temperature_K=args.temperature, timestep_fs=0.5,
                               friction_per_ps=2.0, seed=0,
-                              output=str(work / f"stability_{folder}"))
+                              output=str(work / f"stability_{folder}_{args.time_ps:g}ps"))
         s = run_stability(cfg)
         summaries[name] = {k: s[k] for k in ("n_trajectories", "n_failed", "fraction_stable",
                                              "time_to_failure_ps", "mean_simulated_ps",

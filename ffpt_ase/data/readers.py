@@ -5,6 +5,9 @@ Every reader converts units once, here, to eV and Angstrom:
 * :func:`read_combustion_npz` - hydrogen-combustion benchmark (Guan et al., Sci. Data 9, 215
   (2022)): keys ``R`` (A), ``Z``, ``N``, ``E`` (kcal/mol, relative to isolated atoms),
   ``F`` (kcal/mol/A), ``RXN``; zero padding is stripped to the largest real atom count.
+  AIMD files hold many short trajectories one after another; a new one is recognised where
+  some atom moves more than max(0.1 A, 5 x the file's median) between consecutive frames,
+  and the ``time`` index skips a step there, so temporal pairs never join two trajectories.
 * :func:`read_extxyz` - extended XYZ (e.g. the MD17 CCSD(T) aspirin files; eV and eV/A).
 * :func:`read_deepmd` - DeePMD raw folders (``type.raw``, ``type_map.raw``,
   ``set.*/{coord,force,energy,box}.npy``; A, eV, eV/A); fully periodic.
@@ -24,6 +27,20 @@ from ase.data import atomic_numbers
 from .frames import DataFormatError, Frames, open_npz
 
 _KCAL = units.kcal / units.mol  # eV per kcal/mol
+BREAK_MIN_A = 0.1
+BREAK_FACTOR = 5.0
+
+
+def trajectory_time(positions: np.ndarray) -> np.ndarray:
+    """Step index of concatenated trajectories (frames, atoms, 3; A): consecutive within a
+    trajectory, with a gap of one where the largest atomic displacement between neighbouring
+    frames exceeds max(BREAK_MIN_A, BREAK_FACTOR x its median), i.e. a new trajectory."""
+    n = len(positions)
+    if n < 2:
+        return np.arange(n, dtype=float)
+    step = np.abs(np.diff(positions, axis=0)).max(axis=(1, 2))
+    breaks = step > max(BREAK_MIN_A, BREAK_FACTOR * float(np.median(step)))
+    return np.arange(n, dtype=float) + np.concatenate([[0], np.cumsum(breaks)])
 
 
 def read_combustion_npz(path: str | Path, time_ordered: bool | None = None) -> Frames:
@@ -60,7 +77,7 @@ def read_combustion_npz(path: str | Path, time_ordered: bool | None = None) -> F
     return Frames(
         positions=R[:, :n_max], numbers=Z[0] if same else Z,
         energy=E.reshape(-1) * _KCAL, forces=F[:, :n_max] * _KCAL,
-        time=np.arange(nf, dtype=float) if time_ordered else None, extras=extras,
+        time=trajectory_time(R[:, :n_max]) if time_ordered else None, extras=extras,
         metadata={"source": str(path), "format": "h2combustion-npz",
                   "energy_reference": "isolated atoms (wB97X-V/cc-pVTZ)",
                   "converted": "kcal/mol -> eV", **({"time_unit": "step"} if time_ordered else {})})
