@@ -19,40 +19,27 @@ Writes ``benchmarks/results/aspirin_accuracy.{json,md}`` and parity/learning-cur
 """
 
 import argparse
-import json
-import shutil
 import sys
 from pathlib import Path
 
-import torch
+from bench_common import (
+    WORK,
+    announce,
+    copy_learning_curve,
+    stage,
+    test_errors,
+    training_record,
+    write_results,
+)
 
-from ffpt_ase.analysis.plots import plot_parity
 from ffpt_ase.data import read_frames
-from ffpt_ase.model.potential import load_potential
 from ffpt_ase.sampling import sample_system
-from ffpt_ase.training.config import TrainConfig
-from ffpt_ase.training.metrics import error_metrics, predict
-from ffpt_ase.training.trainer import train
-
-HERE = Path(__file__).parent
-RESULTS = HERE / "results"
-
-
-def stage(name, work, minutes, **kw):
-    out = work / name
-    summary_file = out / "summary.json"
-    if summary_file.exists():
-        print(f"[{name}] already finished: {summary_file}")
-        return json.loads(summary_file.read_text())
-    cfg = TrainConfig(output=str(out), max_time_s=60.0 * minutes, **kw)
-    print(f"[{name}] training (budget {minutes} min) -> {out}")
-    return train(cfg)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="../shared/data/aspirin_ccsd")
-    ap.add_argument("--work", default=str(HERE / "work" / "aspirin"))
+    ap.add_argument("--work", default=str(WORK / "aspirin"))
     ap.add_argument("--features", type=int, default=128)
     ap.add_argument("--interactions", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=32)
@@ -62,8 +49,7 @@ def main():
     ap.add_argument("--minutes-finetune", type=float, default=25)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    command = " ".join([sys.executable] + sys.argv)
-    print("reproduce with:", command)
+    command = announce()
 
     data = Path(args.data)
     train_file, test_file = data / "aspirin_ccsd-train.xyz", data / "aspirin_ccsd-test.xyz"
@@ -72,9 +58,9 @@ def main():
                  f"aspirin_ccsd-test.xyz); pass --data")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    common = dict(features=args.features, interactions=args.interactions,
-                  batch_size=args.batch_size, threads=args.threads, seed=0, epochs=100000)
-    split = dict(n_train=950, n_val=50)
+    common = {"features": args.features, "interactions": args.interactions,
+              "batch_size": args.batch_size, "threads": args.threads, "seed": 0}
+    split = {"n_train": 950, "n_val": 50}
 
     s_scratch = stage("scratch", work, args.minutes_scratch, stage="scratch",
                       data=str(train_file), **split, **common)
@@ -90,23 +76,12 @@ def main():
 
     test = read_frames(test_file)
     rows = {}
-    RESULTS.mkdir(exist_ok=True)
-    real = test.numbers_per_frame > 0
     for name, summary in (("scratch", s_scratch), ("FFPT-FT", s_ft)):
         folder = "scratch" if name == "scratch" else "finetune"
-        model = load_potential(work / folder / "best.pt", dtype=torch.float32)
-        e, f = predict(model, test, batch_size=64)
-        m = error_metrics(test, e, f)
-        rows[name] = {"energy_mae_meV": 1e3 * m["energy_mae"],
-                      "forces_mae_meV_per_A": 1e3 * m["forces_mae"],
-                      "energy_rmse_meV": 1e3 * m["energy_rmse"],
-                      "forces_rmse_meV_per_A": 1e3 * m["forces_rmse"],
-                      "epochs": summary["epochs"], "stop_reason": summary["stop_reason"],
-                      "train_minutes": round(summary["final"]["time_s"] / 60.0, 1)}
-        plot_parity(test.energy, e, test.forces[real], f[real],
-                    RESULTS / f"aspirin_parity_{folder}.png", title=f"aspirin test set, {name}")
-        shutil.copy(work / folder / "learning_curve.png",
-                    RESULTS / f"aspirin_learning_curve_{folder}.png")
+        rows[name] = {**test_errors(work / folder / "best.pt", test,
+                                    f"aspirin test set, {name}", f"aspirin_{folder}"),
+                      **training_record(summary)}
+        copy_learning_curve(work, folder, "aspirin")
     rows["FFPT-FT"]["pretrain_epochs"] = s_pt["epochs"]
     rows["FFPT-FT"]["pretrain_frames"] = args.n_pretrain
     result = {"command": command, "model": {"features": args.features,
@@ -115,16 +90,13 @@ def main():
               "test_frames": len(test), "results": rows,
               "reference_public_newtonnet_scratch": {"energy_mae_meV": 6.4,
                                                      "forces_mae_meV_per_A": 22.4}}
-    (RESULTS / "aspirin_accuracy.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["| model | energy MAE (meV) | force MAE (meV/A) | epochs | training time |",
              "|---|---|---|---|---|"]
     for name, r in rows.items():
         lines.append(f"| {name} | {r['energy_mae_meV']:.1f} | {r['forces_mae_meV_per_A']:.1f} | "
                      f"{r['epochs']} ({r['stop_reason']}) | {r['train_minutes']} min |")
     lines.append("| public NewtonNet, scratch (reference) | 6.4 | 22.4 | converged | |")
-    md = "\n".join(lines)
-    (RESULTS / "aspirin_accuracy.md").write_text(md + f"\n\nReproduce: `{command}`\n")
-    print(md)
+    write_results("aspirin_accuracy", result, "\n".join(lines), command)
 
 
 if __name__ == "__main__":

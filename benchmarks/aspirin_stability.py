@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ffpt_ase.analysis.plots import plot_survival
+from ffpt_ase.analysis.scans import angle_scan, bond_scan, energies_of
 from ffpt_ase.calculators import FFPTCalculator
 from ffpt_ase.data import read_frames
 from ffpt_ase.forcefields.topology import perceive
@@ -47,38 +48,19 @@ def methyl(atoms):
 
 
 def pes_cuts(start, work):
+    """Energy (eV, relative to each model's energy of ``start``) along the methyl C-H1
+    distance and along the H2-C-H1 angle closing (H1 moved, everything else fixed)."""
     c, (h1, h2, _) = methyl(start)
-    u = start.positions[h1] - start.positions[c]
-    r0 = np.linalg.norm(u)
-    u /= r0
+    r0 = start.get_distance(c, h1)
+    theta0 = start.get_angle(h2, c, h1)
     stretch = np.linspace(r0 - 0.4, r0 + 2.0, 49)
-    axis = np.cross(start.positions[h1] - start.positions[c], start.positions[h2] - start.positions[c])
-    axis /= np.linalg.norm(axis)
-    theta0 = np.degrees(np.arccos(np.dot(u, (start.positions[h2] - start.positions[c]) /
-                                         np.linalg.norm(start.positions[h2] - start.positions[c]))))
-    closing = np.linspace(0.0, theta0 - 30.0, 40)  # degrees removed from H-C-H
-    curves = {"stretch": {"x": stretch.tolist()}, "angle": {"x": (theta0 - closing).tolist()}}
+    angles = np.linspace(theta0, 30.0, 40)
+    curves = {"stretch": {"x": stretch.tolist()}, "angle": {"x": angles.tolist()}}
     for name, folder in MODELS.items():
         calc = FFPTCalculator(work / folder / "best.pt", dtype="float64")
-        a = start.copy()
-        a.calc = calc
-        e_ref = a.get_potential_energy()
-        es = []
-        for r in stretch:
-            b = start.copy()
-            b.positions[h1] = start.positions[c] + r * u
-            b.calc = calc
-            es.append(b.get_potential_energy() - e_ref)
-        ea = []
-        for dth in closing:
-            b = start.copy()
-            b.rotate(dth, axis, center=start.positions[c])  # closes H1-C-H2
-            b.positions[[k for k in range(len(b)) if k != h1]] = \
-                start.positions[[k for k in range(len(b)) if k != h1]]
-            b.calc = calc
-            ea.append(b.get_potential_energy() - e_ref)
-        curves["stretch"][name] = es
-        curves["angle"][name] = ea
+        e_ref = energies_of(calc, start, start.positions[None])[0]
+        curves["stretch"][name] = (bond_scan(calc, start, c, h1, stretch) - e_ref).tolist()
+        curves["angle"][name] = (angle_scan(calc, start, h2, c, h1, angles) - e_ref).tolist()
     return curves
 
 

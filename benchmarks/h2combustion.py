@@ -36,9 +36,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from bench_common import (
+    RESULTS,
+    WORK,
+    announce,
+    copy_learning_curve,
+    stage,
+    test_errors,
+    training_record,
+    write_results,
+)
 
-from bench_common import (RESULTS, WORK, announce, copy_learning_curve, stage,
-                          training_record, test_errors, write_results)
 from ffpt_ase.data import Frames, read_combustion_npz
 from ffpt_ase.systems import COMBUSTION_SPECIES, get_system
 
@@ -60,7 +68,7 @@ def split_file(frames: Frames, fraction: float, n_test: int, seed: int):
     (at least 5) and up to ``n_test`` of the rest."""
     n = len(frames)
     perm = np.random.default_rng(seed).permutation(n)
-    k = min(n, max(5, int(round(fraction * n))))
+    k = min(n, max(5, round(fraction * n)))
     return np.sort(perm[:k]), np.sort(perm[k:k + n_test])
 
 
@@ -118,7 +126,7 @@ def per_channel_errors(checkpoint: Path, test: Frames) -> dict:
     for r in sorted(set(rxn)):
         sel = np.nonzero(rxn == r)[0]
         m = error_metrics(test[sel], e[sel], f[sel])
-        out[r] = {"n": int(len(sel)), "energy_mae_meV": 1e3 * m["energy_mae"],
+        out[r] = {"n": len(sel), "energy_mae_meV": 1e3 * m["energy_mae"],
                   "forces_mae_meV_per_A": 1e3 * m["forces_mae"]}
     return out
 
@@ -196,7 +204,7 @@ def run_walkers(reaction: str, checkpoint: Path, seeds, steps: int, folder: Path
                 rec["delta_f_kJ_per_mol"] = rep.get("delta_f_product_minus_reactant_kJ_per_mol")
                 rec["delta_f_block_error_kJ_per_mol"] = rep.get("delta_f_error_kJ_per_mol")
                 rec["frames_in_basins"] = rep.get("frames_in_basins")
-            except Exception as err:  # too few hills or frames for a report
+            except (ValueError, IndexError, KeyError) as err:  # too few hills or frames
                 rec["fes_error"] = str(err)[:300]
         done_file.write_text(json.dumps(rec, indent=1))
         walkers.append(rec)
@@ -204,7 +212,7 @@ def run_walkers(reaction: str, checkpoint: Path, seeds, steps: int, folder: Path
     fr = np.array([w.get("unphysical_fraction", np.nan) for w in walkers], float)
     df = np.array([w.get("delta_f_kJ_per_mol") for w in walkers
                    if w.get("delta_f_kJ_per_mol") is not None], float)
-    sem = lambda x: float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else None  # noqa: E731
+    sem = lambda x: float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else None
     return {"walkers": walkers, "n_crashed": sum(1 for w in walkers if w.get("crashed")),
             "unphysical_fraction_mean": float(np.nanmean(fr)) if np.isfinite(fr).any() else None,
             "unphysical_fraction_sem": sem(fr[np.isfinite(fr)]),
@@ -261,8 +269,8 @@ def main():
 
     train_file, test_file = assemble(data, args.train_fraction, args.test_per_file, work)
     pt_file = pretrain_set(work, args.n_pretrain)
-    arch = dict(features=args.features, interactions=args.interactions)
-    run = dict(threads=args.threads, seed=0, batch_size=32)
+    arch = {"features": args.features, "interactions": args.interactions}
+    run = {"threads": args.threads, "seed": 0, "batch_size": 32}
     s_pt = stage("pretrain", work, args.minutes_pretrain, stage="pretrain", data=str(pt_file),
                  **arch, **run)
     s_sc = stage("scratch", work, args.minutes_scratch, stage="scratch", data=str(train_file),
@@ -320,8 +328,8 @@ def main():
               "metad_settings": {"walkers": args.walkers, "steps": args.metad_steps,
                                  "timestep_fs": 0.2, "temperature_K": 300.0,
                                  "friction_per_ps": 0.2, "decks": "plumed_inputs/rxnNN.dat"}}
-    lines = ["| model | energy MAE (meV) | force MAE (meV/A) | epochs | E(0.5 A) - E(r_eq) rxn 09 "
-             "(eV) |", "|---|---|---|---|---|"]
+    lines = [("| model | energy MAE (meV) | force MAE (meV/A) | epochs | E(0.5 A) - E(r_eq) rxn 09 "
+             "(eV) |"), "|---|---|---|---|---|"]
     i05 = int(np.argmin(np.abs(r - 0.5)))
     for name in ("scratch", "FFPT-FT"):
         er = errors[name]
@@ -335,12 +343,12 @@ def main():
         lines.append(f"| {rxn} | {a['n']} | {a['energy_mae_meV']:.1f} / "
                      f"{a['forces_mae_meV_per_A']:.1f} | {b['energy_mae_meV']:.1f} / "
                      f"{b['forces_mae_meV_per_A']:.1f} |")
-    lines += ["", f"Metadynamics ({args.walkers} walkers x {args.metad_steps * 0.2e-3:.1f} ps "
-                  f"per model and channel):", "",
-              "| channel | model | crashed | unphysical frames (mean +- sem) | "
-              "F(product) - F(reactant) kJ/mol (mean +- sem over walkers) |",
+    lines += ["", (f"Metadynamics ({args.walkers} walkers x {args.metad_steps * 0.2e-3:.1f} ps "
+                  f"per model and channel):"), "",
+              ("| channel | model | crashed | unphysical frames (mean +- sem) | "
+              "F(product) - F(reactant) kJ/mol (mean +- sem over walkers) |"),
               "|---|---|---|---|---|"]
-    fmt = lambda m, s: "-" if m is None else (f"{m:.3g}" + ("" if s is None else f" +- {s:.2g}"))  # noqa: E731
+    fmt = lambda m, s: "-" if m is None else (f"{m:.3g}" + ("" if s is None else f" +- {s:.2g}"))
     for key, m in metad.items():
         reaction, name = key.split("/")
         lines.append(f"| {reaction} | {name} | {m['n_crashed']} / {len(m['walkers'])} | "

@@ -27,10 +27,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-from bench_common import (WORK, announce, copy_learning_curve, stage, test_errors,
-                          training_record, write_results)
+from bench_common import (
+    WORK,
+    announce,
+    copy_learning_curve,
+    stage,
+    test_errors,
+    training_record,
+    write_results,
+)
 from h2combustion import data_files, metad_figures, pretrain_set, run_walkers
+
 from ffpt_ase.data import Frames, read_combustion_npz
 from ffpt_ase.systems import COMBUSTION_SPECIES
 
@@ -130,9 +137,9 @@ def main():
                        "test_block": [args.test_start, args.test_start + args.test_len],
                        "pretrain_species": list(COMBUSTION_SPECIES)},
               "budget_minutes_each": args.minutes, "results": results, "metad": metad}
-    lines = ["| fine-tuning loss | epochs | AIMD test E MAE (meV) | F MAE (meV/A) | "
+    lines = [("| fine-tuning loss | epochs | AIMD test E MAE (meV) | F MAE (meV/A) | "
              "dE(t->t+1) MAE (meV) | IRC E MAE (meV) | IRC F MAE (meV/A) | "
-             "rxn 09 metad: unphysical frames | crashed |",
+             "rxn 09 metad: unphysical frames | crashed |"),
              "|---|---|---|---|---|---|---|---|---|"]
     for arm, r in results.items():
         m = metad[arm]

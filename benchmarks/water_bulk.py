@@ -24,14 +24,21 @@ angle scan, survival, RDF, MSD).
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
+from bench_common import (
+    RESULTS,
+    WORK,
+    announce,
+    copy_learning_curve,
+    stage,
+    test_errors,
+    training_record,
+    write_results,
+)
 
-from bench_common import (RESULTS, WORK, announce, copy_learning_curve, stage,
-                          training_record, test_errors, write_results)
 from ffpt_ase.analysis.liquid import diffusion_coefficient, rdf, unwrap
 from ffpt_ase.analysis.plots import _finish, _pyplot, plot_energy_scan, plot_survival
 from ffpt_ase.analysis.scans import angle_scan
@@ -74,7 +81,7 @@ def liquid_properties(folder: Path, summary: dict, skip_ps: float, save_fs: floa
             continue
         with Trajectory(str(folder / f"traj_{t['trajectory']:03d}.traj")) as tr:
             images = list(tr)
-        images = images[int(round(skip_ps * 1000.0 / save_fs)):]
+        images = images[round(skip_ps * 1000.0 / save_fs):]
         if len(images) < 10:
             continue
         r, g = rdf(images[::4], 8, 8, r_max=6.0, n_bins=120)
@@ -132,8 +139,8 @@ def main():
     test = read_deepmd(data / TEST_FOLDER)
     n_frames = len(Frames.load(train_file))
     n_val = max(1, n_frames // 10)
-    common = dict(features=args.features, interactions=args.interactions, threads=args.threads,
-                  seed=0)
+    common = {"features": args.features, "interactions": args.interactions,
+              "threads": args.threads, "seed": 0}
     pt_file = work / "pretrain_tip3p_monomers.npz"
     if not pt_file.exists():
         sample_system("water", args.n_pretrain, sigma=0.2, seed=0).save(pt_file)
@@ -215,8 +222,8 @@ def main():
                            "trajectories": args.trajectories, "time_ps": args.time_ps,
                            "skip_ps": args.skip_ps, "saved_every_fs": save_fs}}
     i180 = -1
-    lines = ["| model | force MAE (meV/A) | energy MAE (meV/atom) | epochs | "
-             "E(180 deg) - E(min) monomer (eV) | failed / runs | g_OO peak | D (A^2/ps) |",
+    lines = [("| model | force MAE (meV/A) | energy MAE (meV/atom) | epochs | "
+             "E(180 deg) - E(min) monomer (eV) | failed / runs | g_OO peak | D (A^2/ps) |"),
              "|---|---|---|---|---|---|---|---|"]
     for name in ("scratch", "FFPT-FT"):
         er, st, lq = errors[name], stability[name], liquid[name]
