@@ -91,3 +91,25 @@ def test_ase_optimizer_reaches_same_minimum():
     BFGS(atoms, logfile=None).run(fmax=1e-5)
     e_min = calc.evaluate_batch(x0[None])[0][0]
     assert atoms.get_potential_energy() == pytest.approx(e_min, abs=1e-8)
+
+
+def test_angle_scan_of_water_follows_the_tip3p_angle_term():
+    from ffpt_ase.analysis.scans import angle_scan, angle_scan_geometries
+    from ffpt_ase.forcefields.tip3p import KTHETA_CHARMM, THETA0
+
+    calc, ref, x0 = _setup("water")
+    mono = ref.copy()
+    mono.positions = x0
+    o = int(np.nonzero(mono.numbers == 8)[0][0])
+    h1, h2 = (int(i) for i in np.nonzero(mono.numbers == 1)[0])
+    angles = np.array([60.0, 104.52, 150.0, 180.0])
+    pos = angle_scan_geometries(mono, h1, o, h2, angles)
+    for p, theta in zip(pos, angles):
+        a = mono.copy()
+        a.positions = p
+        assert a.get_angle(h1, o, h2) == pytest.approx(theta, abs=1e-6)
+        assert a.get_distance(o, h2) == pytest.approx(mono.get_distance(o, h2), abs=1e-12)
+        np.testing.assert_array_equal(p[[o, h1]], x0[[o, h1]])
+    e = angle_scan(calc, mono, h1, o, h2, angles)
+    expected = KTHETA_CHARMM * (np.radians(angles) - THETA0) ** 2
+    np.testing.assert_allclose(e - e[1], expected - expected[1], atol=1e-9)
