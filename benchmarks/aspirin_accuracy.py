@@ -18,85 +18,110 @@ prints and records exactly how many epochs each stage got. Every stage resumes f
 Writes ``benchmarks/results/aspirin_accuracy.{json,md}`` and parity/learning-curve PNGs.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
-from bench_common import (
-    WORK,
-    announce,
-    copy_learning_curve,
-    stage,
-    test_errors,
-    training_record,
-    write_results,
-)
+import bench_common as bench
 
 from ffpt_ase.data import read_frames
 from ffpt_ase.sampling import sample_system
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default="../shared/data/aspirin_ccsd")
-    ap.add_argument("--work", default=str(WORK / "aspirin"))
-    ap.add_argument("--features", type=int, default=128)
-    ap.add_argument("--interactions", type=int, default=3)
+    ap = bench.parser(
+        __doc__,
+        "aspirin_ccsd",
+        "aspirin",
+        threads=2,
+        features=128,
+        interactions=3,
+        minutes={"scratch": 25, "pretrain": 15, "finetune": 25},
+    )
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--n-pretrain", type=int, default=20000, help="rattled GAFF2 frames")
-    ap.add_argument("--minutes-scratch", type=float, default=25)
-    ap.add_argument("--minutes-pretrain", type=float, default=15)
-    ap.add_argument("--minutes-finetune", type=float, default=25)
-    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    command = announce()
+    command = bench.announce()
 
     data = Path(args.data)
     train_file, test_file = data / "aspirin_ccsd-train.xyz", data / "aspirin_ccsd-test.xyz"
     if not train_file.exists() or not test_file.exists():
-        sys.exit(f"aspirin CCSD data not found in {data} (need aspirin_ccsd-train.xyz and "
-                 f"aspirin_ccsd-test.xyz); pass --data")
+        sys.exit(
+            f"aspirin CCSD data not found in {data} (need aspirin_ccsd-train.xyz and "
+            f"aspirin_ccsd-test.xyz); pass --data"
+        )
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    common = {"features": args.features, "interactions": args.interactions,
-              "batch_size": args.batch_size, "threads": args.threads, "seed": 0}
+    common = {
+        "features": args.features,
+        "interactions": args.interactions,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "seed": 0,
+    }
     split = {"n_train": 950, "n_val": 50}
 
-    s_scratch = stage("scratch", work, args.minutes_scratch, stage="scratch",
-                      data=str(train_file), **split, **common)
+    s_scratch = bench.stage(
+        "scratch",
+        work,
+        args.minutes_scratch,
+        stage="scratch",
+        data=str(train_file),
+        **split,
+        **common,
+    )
     pt_data = work / "pretrain_gaff2_aspirin.npz"
     if not pt_data.exists():
         sample_system("aspirin", args.n_pretrain, sigma=0.2, seed=0).save(pt_data)
-    s_pt = stage("pretrain", work, args.minutes_pretrain, stage="pretrain", data=str(pt_data),
-                 **common)
-    s_ft = stage("finetune", work, args.minutes_finetune, stage="finetune",
-                 data=str(train_file), init=str(work / "pretrain" / "best.pt"), **split,
-                 **{k: v for k, v in common.items()
-                    if k not in ("features", "interactions")})
+    s_pt = bench.stage(
+        "pretrain", work, args.minutes_pretrain, stage="pretrain", data=str(pt_data), **common
+    )
+    s_ft = bench.stage(
+        "finetune",
+        work,
+        args.minutes_finetune,
+        stage="finetune",
+        data=str(train_file),
+        init=str(work / "pretrain" / "best.pt"),
+        **split,
+        **{k: v for k, v in common.items() if k not in ("features", "interactions")},
+    )
 
     test = read_frames(test_file)
     rows = {}
     for name, summary in (("scratch", s_scratch), ("FFPT-FT", s_ft)):
         folder = "scratch" if name == "scratch" else "finetune"
-        rows[name] = {**test_errors(work / folder / "best.pt", test,
-                                    f"aspirin test set, {name}", f"aspirin_{folder}"),
-                      **training_record(summary)}
-        copy_learning_curve(work, folder, "aspirin")
+        rows[name] = {
+            **bench.test_errors(
+                work / folder / "best.pt", test, f"aspirin test set, {name}", f"aspirin_{folder}"
+            ),
+            **bench.training_record(summary),
+        }
+        bench.copy_learning_curve(work, folder, "aspirin")
     rows["FFPT-FT"]["pretrain_epochs"] = s_pt["epochs"]
     rows["FFPT-FT"]["pretrain_frames"] = args.n_pretrain
-    result = {"command": command, "model": {"features": args.features,
-                                            "interactions": args.interactions,
-                                            "basis": 20, "cutoff": 5.0},
-              "test_frames": len(test), "results": rows,
-              "reference_public_newtonnet_scratch": {"energy_mae_meV": 6.4,
-                                                     "forces_mae_meV_per_A": 22.4}}
-    lines = ["| model | energy MAE (meV) | force MAE (meV/A) | epochs | training time |",
-             "|---|---|---|---|---|"]
+    result = {
+        "command": command,
+        "model": {
+            "features": args.features,
+            "interactions": args.interactions,
+            "basis": 20,
+            "cutoff": 5.0,
+        },
+        "test_frames": len(test),
+        "results": rows,
+        "reference_public_newtonnet_scratch": {"energy_mae_meV": 6.4, "forces_mae_meV_per_A": 22.4},
+    }
+    lines = [
+        "| model | energy MAE (meV) | force MAE (meV/A) | epochs | training time |",
+        "|---|---|---|---|---|",
+    ]
     for name, r in rows.items():
-        lines.append(f"| {name} | {r['energy_mae_meV']:.1f} | {r['forces_mae_meV_per_A']:.1f} | "
-                     f"{r['epochs']} ({r['stop_reason']}) | {r['train_minutes']} min |")
+        lines.append(
+            f"| {name} | {r['energy_mae_meV']:.1f} | {r['forces_mae_meV_per_A']:.1f} | "
+            f"{r['epochs']} ({r['stop_reason']}) | {r['train_minutes']} min |"
+        )
     lines.append("| public NewtonNet, scratch (reference) | 6.4 | 22.4 | converged | |")
-    write_results("aspirin_accuracy", result, "\n".join(lines), command)
+    bench.write_results("aspirin_accuracy", result, "\n".join(lines), command)
 
 
 if __name__ == "__main__":

@@ -14,22 +14,19 @@ Resumable: finished trajectories are kept in each model's stability folder. Writ
 ``aspirin_pes_cuts.png``.
 """
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
+import bench_common as bench
 import numpy as np
 
-from ffpt_ase.analysis.plots import plot_survival
+from ffpt_ase.analysis.plots import _pyplot, _save, plot_survival
 from ffpt_ase.analysis.scans import angle_scan, bond_scan, energies_of
 from ffpt_ase.calculators import FFPTCalculator
 from ffpt_ase.data import read_frames
 from ffpt_ase.forcefields.topology import perceive
 from ffpt_ase.simulate.stability import StabilityConfig, run_stability, survival_curve
 
-HERE = Path(__file__).parent
-RESULTS = HERE / "results"
 MODELS = {"scratch": "scratch", "FFPT": "pretrain", "FFPT-FT": "finetune"}
 
 
@@ -65,19 +62,18 @@ def pes_cuts(start, work):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default="../shared/data/aspirin_ccsd")
-    ap.add_argument("--work", default=str(HERE / "work" / "aspirin"))
+    ap = bench.parser(__doc__, "aspirin_ccsd", "aspirin")
     ap.add_argument("--trajectories", type=int, default=8)
     ap.add_argument("--time-ps", type=float, default=50.0)
     ap.add_argument("--temperature", type=float, default=500.0)
     args = ap.parse_args()
-    command = " ".join([sys.executable] + sys.argv)
-    print("reproduce with:", command)
+    command = bench.announce()
     work = Path(args.work)
     for folder in MODELS.values():
         if not (work / folder / "best.pt").exists():
-            sys.exit(f"{work / folder / 'best.pt'} missing: run benchmarks/aspirin_accuracy.py first")
+            sys.exit(
+                f"{work / folder / 'best.pt'} missing: run benchmarks/aspirin_accuracy.py first"
+            )
     start = read_frames(Path(args.data) / "aspirin_ccsd-train.xyz").to_atoms(0)
     start.calc = None
     start_file = work / "stability_start.xyz"
@@ -86,50 +82,66 @@ def main():
     summaries, curves = {}, {}
     for name in ("scratch", "FFPT-FT"):
         folder = MODELS[name]
-        cfg = StabilityConfig(system=str(start_file), model=str(work / folder / "best.pt"),
-                              trajectories=args.trajectories, time_ps=args.time_ps,
-                              temperature_K=args.temperature, timestep_fs=0.5,
-                              friction_per_ps=2.0, seed=0,
-                              output=str(work / f"stability_{folder}_{args.time_ps:g}ps"))
+        cfg = StabilityConfig(
+            system=str(start_file),
+            model=str(work / folder / "best.pt"),
+            trajectories=args.trajectories,
+            time_ps=args.time_ps,
+            temperature_K=args.temperature,
+            timestep_fs=0.5,
+            friction_per_ps=2.0,
+            seed=0,
+            output=str(work / f"stability_{folder}_{args.time_ps:g}ps"),
+        )
         s = run_stability(cfg)
-        summaries[name] = {k: s[k] for k in ("n_trajectories", "n_failed", "fraction_stable",
-                                             "time_to_failure_ps", "mean_simulated_ps",
-                                             "reasons")}
+        summaries[name] = bench.stability_record(s)
         curves[name] = survival_curve(s["trajectories"], args.time_ps)
-        print(f"{name}: {s['n_failed']}/{s['n_trajectories']} failed, "
-              f"time to failure {s['time_to_failure_ps']}")
-    RESULTS.mkdir(exist_ok=True)
-    plot_survival(curves, RESULTS / "aspirin_survival.png",
-                  title=f"aspirin, {args.temperature:g} K Langevin")
+        print(
+            f"{name}: {s['n_failed']}/{s['n_trajectories']} failed, "
+            f"time to failure {s['time_to_failure_ps']}"
+        )
+    plot_survival(
+        curves,
+        bench.RESULTS / "aspirin_survival.png",
+        title=f"aspirin, {args.temperature:g} K Langevin",
+    )
 
     cuts = pes_cuts(start, work)
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, key, xlabel in ((axes[0], "stretch", "methyl C-H distance [A]"),
-                            (axes[1], "angle", "methyl H-C-H angle [deg]")):
+    for ax, key, xlabel in (
+        (axes[0], "stretch", "methyl C-H distance [A]"),
+        (axes[1], "angle", "methyl H-C-H angle [deg]"),
+    ):
         for name in MODELS:
             ax.plot(cuts[key]["x"], cuts[key][name], label=name)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("E - E(start) [eV]")
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(RESULTS / "aspirin_pes_cuts.png", dpi=120)
-    result = {"command": command, "stability": summaries, "pes_cuts": cuts,
-              "settings": {"temperature_K": args.temperature, "timestep_fs": 0.5,
-                           "friction_per_ps": 2.0, "trajectories": args.trajectories,
-                           "time_ps": args.time_ps}}
-    (RESULTS / "aspirin_stability.json").write_text(json.dumps(result, indent=1))
-    lines = ["| model | failed / trajectories | median time to failure (ps) | mean simulated (ps) |",
-             "|---|---|---|---|"]
+    _save(fig, bench.RESULTS / "aspirin_pes_cuts.png")
+    result = {
+        "command": command,
+        "stability": summaries,
+        "pes_cuts": cuts,
+        "settings": {
+            "temperature_K": args.temperature,
+            "timestep_fs": 0.5,
+            "friction_per_ps": 2.0,
+            "trajectories": args.trajectories,
+            "time_ps": args.time_ps,
+        },
+    }
+    lines = [
+        "| model | failed / trajectories | median time to failure (ps) | mean simulated (ps) |",
+        "|---|---|---|---|",
+    ]
     for name, s in summaries.items():
         med = s["time_to_failure_ps"]["median"]
-        lines.append(f"| {name} | {s['n_failed']} / {s['n_trajectories']} | "
-                     f"{'-' if med is None else f'{med:.2f}'} | {s['mean_simulated_ps']:.2f} |")
-    md = "\n".join(lines)
-    (RESULTS / "aspirin_stability.md").write_text(md + f"\n\nReproduce: `{command}`\n")
-    print(md)
+        lines.append(
+            f"| {name} | {s['n_failed']} / {s['n_trajectories']} | "
+            f"{'-' if med is None else f'{med:.2f}'} | {s['mean_simulated_ps']:.2f} |"
+        )
+    bench.write_results("aspirin_stability", result, "\n".join(lines), command)
 
 
 if __name__ == "__main__":

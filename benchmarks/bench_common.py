@@ -4,6 +4,7 @@ imported from the script's own folder."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import sys
@@ -22,10 +23,41 @@ RESULTS = HERE / "results"
 WORK = HERE / "work"
 
 
+def parser(
+    doc: str,
+    data: str,
+    work: str,
+    threads: int = 1,
+    features: int | None = None,
+    interactions: int | None = None,
+    minutes: dict | None = None,
+):
+    """Argument parser with the options the benchmarks share: ``--data`` (a folder below
+    ``../shared/data``), ``--work``, ``--threads`` and, where given, the model size and a
+    wall-time budget in minutes per training stage (``--minutes-<stage>``)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--data", default=f"../shared/data/{data}")
+    ap.add_argument("--work", default=str(WORK / work), help="checkpoints and runs")
+    ap.add_argument("--threads", type=int, default=threads, help="torch threads")
+    if features:
+        ap.add_argument("--features", type=int, default=features)
+        ap.add_argument("--interactions", type=int, default=interactions)
+    for name, budget in (minutes or {}).items():
+        ap.add_argument(
+            f"--minutes-{name}",
+            type=float,
+            default=budget,
+            help=f"wall-time budget of the {name} stage",
+        )
+    return ap
+
+
 def announce() -> str:
     """The command line that reproduces this run; printed and returned for the JSON."""
-    command = " ".join([Path(sys.executable).name if "venv" not in sys.executable
-                        else ".venv/bin/python"] + sys.argv)
+    command = " ".join(
+        [Path(sys.executable).name if "venv" not in sys.executable else ".venv/bin/python"]
+        + sys.argv
+    )
     print("reproduce with:", command, flush=True)
     RESULTS.mkdir(exist_ok=True)
     return command
@@ -51,21 +83,51 @@ def test_errors(checkpoint: Path, frames, label: str, stem: str, batch_size: int
     e, f = predict(model, frames, batch_size=batch_size)
     m = error_metrics(frames, e, f)
     real = frames.numbers_per_frame > 0
-    plot_parity(frames.energy, e, frames.forces[real], f[real],
-                RESULTS / f"{stem}_parity.png", title=label)
-    return {"energy_mae_meV": 1e3 * m["energy_mae"], "energy_rmse_meV": 1e3 * m["energy_rmse"],
-            "energy_per_atom_mae_meV": 1e3 * m["energy_per_atom_mae"],
-            "forces_mae_meV_per_A": 1e3 * m["forces_mae"],
-            "forces_rmse_meV_per_A": 1e3 * m["forces_rmse"], "n_frames": len(frames)}
+    plot_parity(
+        frames.energy, e, frames.forces[real], f[real], RESULTS / f"{stem}_parity.png", title=label
+    )
+    return {
+        "energy_mae_meV": 1e3 * m["energy_mae"],
+        "energy_rmse_meV": 1e3 * m["energy_rmse"],
+        "energy_per_atom_mae_meV": 1e3 * m["energy_per_atom_mae"],
+        "forces_mae_meV_per_A": 1e3 * m["forces_mae"],
+        "forces_rmse_meV_per_A": 1e3 * m["forces_rmse"],
+        "n_frames": len(frames),
+    }
 
 
 def training_record(summary: dict) -> dict:
-    return {"epochs": summary["epochs"], "stop_reason": summary["stop_reason"],
-            "train_minutes": round(summary["final"]["time_s"] / 60.0, 1)}
+    return {
+        "epochs": summary["epochs"],
+        "stop_reason": summary["stop_reason"],
+        "train_minutes": round(summary["final"]["time_s"] / 60.0, 1),
+    }
+
+
+def stability_record(summary: dict) -> dict:
+    """The numbers of a :func:`run_stability` summary that go into a results file."""
+    keep = (
+        "n_trajectories",
+        "n_failed",
+        "fraction_stable",
+        "time_to_failure_ps",
+        "mean_simulated_ps",
+        "reasons",
+    )
+    return {
+        **{k: summary[k] for k in keep},
+        "failures": [
+            {k: t[k] for k in ("trajectory", "reason", "details", "time_to_failure_ps")}
+            for t in summary["trajectories"]
+            if t["failed"]
+        ],
+    }
 
 
 def copy_learning_curve(work: Path, folder: str, stem: str) -> None:
-    shutil.copy(work / folder / "learning_curve.png", RESULTS / f"{stem}_learning_curve_{folder}.png")
+    shutil.copy(
+        work / folder / "learning_curve.png", RESULTS / f"{stem}_learning_curve_{folder}.png"
+    )
 
 
 def write_results(stem: str, result: dict, markdown: str, command: str) -> None:

@@ -29,35 +29,37 @@ Writes ``benchmarks/results/h2combustion.{json,md}`` and PNGs.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
 from pathlib import Path
 
+import bench_common as bench
 import numpy as np
-from bench_common import (
-    RESULTS,
-    WORK,
-    announce,
-    copy_learning_curve,
-    stage,
-    test_errors,
-    training_record,
-    write_results,
-)
 
 from ffpt_ase.data import Frames, read_combustion_npz
 from ffpt_ase.systems import COMBUSTION_SPECIES, get_system
 
-EXCLUDED = ("12_irc", "12a_aimd_all", "12a_irc_all", "12a_nm_all", "12b_aimd_all",
-            "12b_irc_all", "12b_nm_all", "20_aimd", "21_aimd")
+EXCLUDED = (
+    "12_irc",
+    "12a_aimd_all",
+    "12a_irc_all",
+    "12a_nm_all",
+    "12b_aimd_all",
+    "12b_irc_all",
+    "12b_nm_all",
+    "20_aimd",
+    "21_aimd",
+)
 
 
 def data_files(data: Path, kinds=("irc", "aimd", "nm")) -> list:
     """The npz files of the 19 channels used here (see the module docstring)."""
-    files = sorted(f for f in (data / "npz").glob("*.npz")
-                   if f.stem not in EXCLUDED and any(f"_{k}" in f.stem for k in kinds))
+    files = sorted(
+        f
+        for f in (data / "npz").glob("*.npz")
+        if f.stem not in EXCLUDED and any(f"_{k}" in f.stem for k in kinds)
+    )
     if not files:
         sys.exit(f"no hydrogen-combustion npz files in {data / 'npz'}; pass --data")
     return files
@@ -69,7 +71,7 @@ def split_file(frames: Frames, fraction: float, n_test: int, seed: int):
     n = len(frames)
     perm = np.random.default_rng(seed).permutation(n)
     k = min(n, max(5, round(fraction * n)))
-    return np.sort(perm[:k]), np.sort(perm[k:k + n_test])
+    return np.sort(perm[:k]), np.sort(perm[k : k + n_test])
 
 
 def assemble(data: Path, fraction: float, n_test: int, work: Path, seed: int = 0):
@@ -85,8 +87,12 @@ def assemble(data: Path, fraction: float, n_test: int, work: Path, seed: int = 0
         tr.append(frames[a])
         te.append(frames[b])
         print(f"  {f.name}: {len(a)} train+val, {len(b)} test of {len(frames)}", flush=True)
-    meta = {"teacher": "ab initio", "method": "wB97X-V/cc-pVTZ (h2combustion data set)",
-            "source": str(data), "train_fraction": fraction}
+    meta = {
+        "teacher": "ab initio",
+        "method": "wB97X-V/cc-pVTZ (h2combustion data set)",
+        "source": str(data),
+        "train_fraction": fraction,
+    }
     for parts, path in ((tr, train_file), (te, test_file)):
         frames = Frames.concatenate(parts)
         frames.metadata = dict(meta)
@@ -104,11 +110,19 @@ def pretrain_set(work: Path, n_per_species: int) -> Path:
     sets = []
     for name in COMBUSTION_SPECIES:
         calc, ref, teacher = get_system(name)
-        sets.append(RattleSampler(calc, ref, sigma=0.2, seed=0, teacher_name=teacher,
-                                  system_name=name).sample(n_per_species, show_progress=False))
+        sets.append(
+            RattleSampler(
+                calc, ref, sigma=0.2, seed=0, teacher_name=teacher, system_name=name
+            ).sample(n_per_species, show_progress=False)
+        )
     frames = Frames.concatenate(sets)
-    frames.metadata = {"kind": "rattled", "teacher": "qforce", "sigma_angstrom": 0.2,
-                       "species": list(COMBUSTION_SPECIES), "seed": 0}
+    frames.metadata = {
+        "kind": "rattled",
+        "teacher": "qforce",
+        "sigma_angstrom": 0.2,
+        "species": list(COMBUSTION_SPECIES),
+        "seed": 0,
+    }
     return frames.save(path)
 
 
@@ -126,8 +140,11 @@ def per_channel_errors(checkpoint: Path, test: Frames) -> dict:
     for r in sorted(set(rxn)):
         sel = np.nonzero(rxn == r)[0]
         m = error_metrics(test[sel], e[sel], f[sel])
-        out[r] = {"n": len(sel), "energy_mae_meV": 1e3 * m["energy_mae"],
-                  "forces_mae_meV_per_A": 1e3 * m["forces_mae"]}
+        out[r] = {
+            "n": len(sel),
+            "energy_mae_meV": 1e3 * m["energy_mae"],
+            "forces_mae_meV_per_A": 1e3 * m["forces_mae"],
+        }
     return out
 
 
@@ -157,6 +174,7 @@ def oh_scan(work: Path, models: dict, with_dft: bool = True):
             e = np.array(json.loads(cache.read_text())["energy_eV"])
         else:
             from ffpt_ase.abinitio import PySCFCalculator
+
             calc = PySCFCalculator(xc="b3lyp", basis="6-31g*", multiplicity=2)
             pos = bond_scan_geometries(atoms, o, h, rd)
             e = []
@@ -189,13 +207,26 @@ def run_walkers(reaction: str, checkpoint: Path, seeds, steps: int, folder: Path
             walkers.append(json.loads(done_file.read_text()))
             continue
         try:
-            s = run_metadynamics(MetadConfig(reaction=reaction, model=str(checkpoint),
-                                             steps=steps, seed=seed, output=str(out),
-                                             threads=1), show_progress=False)
-            rec = {"seed": seed, "steps": s["steps"], "simulated_ps": s["simulated_ps"],
-                   "unphysical_fraction": s["unphysical_fraction"],
-                   "checked_frames": s["checked_frames"], "ns_per_day": s["ns_per_day"],
-                   "crashed": None}
+            s = run_metadynamics(
+                MetadConfig(
+                    reaction=reaction,
+                    model=str(checkpoint),
+                    steps=steps,
+                    seed=seed,
+                    output=str(out),
+                    threads=1,
+                ),
+                show_progress=False,
+            )
+            rec = {
+                "seed": seed,
+                "steps": s["steps"],
+                "simulated_ps": s["simulated_ps"],
+                "unphysical_fraction": s["unphysical_fraction"],
+                "checked_frames": s["checked_frames"],
+                "ns_per_day": s["ns_per_day"],
+                "crashed": None,
+            }
         except (ValueError, FloatingPointError, RuntimeError) as err:  # MD blew up
             rec = {"seed": seed, "crashed": str(err)[:300]}
         if (out / "HILLS").exists():
@@ -210,14 +241,19 @@ def run_walkers(reaction: str, checkpoint: Path, seeds, steps: int, folder: Path
         walkers.append(rec)
         print(f"  rxn {reaction} seed {seed}: {rec}", flush=True)
     fr = np.array([w.get("unphysical_fraction", np.nan) for w in walkers], float)
-    df = np.array([w.get("delta_f_kJ_per_mol") for w in walkers
-                   if w.get("delta_f_kJ_per_mol") is not None], float)
+    df = np.array(
+        [w.get("delta_f_kJ_per_mol") for w in walkers if w.get("delta_f_kJ_per_mol") is not None],
+        float,
+    )
     sem = lambda x: float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else None
-    return {"walkers": walkers, "n_crashed": sum(1 for w in walkers if w.get("crashed")),
-            "unphysical_fraction_mean": float(np.nanmean(fr)) if np.isfinite(fr).any() else None,
-            "unphysical_fraction_sem": sem(fr[np.isfinite(fr)]),
-            "delta_f_mean_kJ_per_mol": float(df.mean()) if len(df) else None,
-            "delta_f_sem_kJ_per_mol": sem(df)}
+    return {
+        "walkers": walkers,
+        "n_crashed": sum(1 for w in walkers if w.get("crashed")),
+        "unphysical_fraction_mean": float(np.nanmean(fr)) if np.isfinite(fr).any() else None,
+        "unphysical_fraction_sem": sem(fr[np.isfinite(fr)]),
+        "delta_f_mean_kJ_per_mol": float(df.mean()) if len(df) else None,
+        "delta_f_sem_kJ_per_mol": sem(df),
+    }
 
 
 def metad_figures(work: Path, reaction: str, names, stem: str) -> None:
@@ -228,39 +264,39 @@ def metad_figures(work: Path, reaction: str, names, stem: str) -> None:
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4), squeeze=False)
     for ax, name in zip(axes[0], names):
-        for k, conv_file in enumerate(sorted((work / f"metad_{reaction}_{name}").glob(
-                "seed*/fes/convergence.json"))):
+        for k, conv_file in enumerate(
+            sorted((work / f"metad_{reaction}_{name}").glob("seed*/fes/convergence.json"))
+        ):
             conv = json.loads(conv_file.read_text())
             ax.plot(conv["time"], conv["delta_f"], label=conv_file.parts[-3])
         ax.set_xlabel("time [ps]")
         ax.set_ylabel("F(product) - F(reactant) [kJ/mol]")
         ax.set_title(f"rxn {reaction}, {name}")
         ax.legend(fontsize=7)
-    _save(fig, RESULTS / f"{stem}_convergence.png")
+    _save(fig, bench.RESULTS / f"{stem}_convergence.png")
     for name in names:
         src = work / f"metad_{reaction}_{name}" / "seed0" / "fes" / "fes.png"
         if src.exists():
-            shutil.copy(src, RESULTS / f"{stem}_fes_{name}.png")
+            shutil.copy(src, bench.RESULTS / f"{stem}_fes_{name}.png")
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default="../shared/data/h2combustion")
-    ap.add_argument("--work", default=str(WORK / "h2combustion"))
-    ap.add_argument("--features", type=int, default=64)
-    ap.add_argument("--interactions", type=int, default=3)
+    ap = bench.parser(
+        __doc__,
+        "h2combustion",
+        "h2combustion",
+        features=64,
+        interactions=3,
+        minutes={"pretrain": 15, "scratch": 20, "finetune": 20},
+    )
     ap.add_argument("--train-fraction", type=float, default=0.10)
     ap.add_argument("--test-per-file", type=int, default=500)
     ap.add_argument("--n-pretrain", type=int, default=12500, help="rattled frames per species")
-    ap.add_argument("--minutes-pretrain", type=float, default=15)
-    ap.add_argument("--minutes-scratch", type=float, default=20)
-    ap.add_argument("--minutes-finetune", type=float, default=20)
     ap.add_argument("--walkers", type=int, default=4)
     ap.add_argument("--metad-steps", type=int, default=10000, help="0.2 fs steps per walker")
-    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-dft-scan", action="store_true", help="skip the PySCF scan points")
     args = ap.parse_args()
-    command = announce()
+    command = bench.announce()
     data = Path(args.data)
     if not (data / "npz").is_dir():
         sys.exit(f"hydrogen-combustion data not found in {data} (need npz/); pass --data")
@@ -271,30 +307,52 @@ def main():
     pt_file = pretrain_set(work, args.n_pretrain)
     arch = {"features": args.features, "interactions": args.interactions}
     run = {"threads": args.threads, "seed": 0, "batch_size": 32}
-    s_pt = stage("pretrain", work, args.minutes_pretrain, stage="pretrain", data=str(pt_file),
-                 **arch, **run)
-    s_sc = stage("scratch", work, args.minutes_scratch, stage="scratch", data=str(train_file),
-                 **arch, **run)
-    s_ft = stage("finetune", work, args.minutes_finetune, stage="finetune",
-                 data=str(train_file), init=str(work / "pretrain" / "best.pt"), **run)
-    ckpt = {"scratch": work / "scratch" / "best.pt", "FFPT": work / "pretrain" / "best.pt",
-            "FFPT-FT": work / "finetune" / "best.pt"}
+    s_pt = bench.stage(
+        "pretrain", work, args.minutes_pretrain, stage="pretrain", data=str(pt_file), **arch, **run
+    )
+    s_sc = bench.stage(
+        "scratch", work, args.minutes_scratch, stage="scratch", data=str(train_file), **arch, **run
+    )
+    s_ft = bench.stage(
+        "finetune",
+        work,
+        args.minutes_finetune,
+        stage="finetune",
+        data=str(train_file),
+        init=str(work / "pretrain" / "best.pt"),
+        **run,
+    )
+    ckpt = {
+        "scratch": work / "scratch" / "best.pt",
+        "FFPT": work / "pretrain" / "best.pt",
+        "FFPT-FT": work / "finetune" / "best.pt",
+    }
 
     test = Frames.load(test_file)
     n_trainval = len(Frames.load(train_file))
     errors, channels = {}, {}
     for name, summary in (("scratch", s_sc), ("FFPT-FT", s_ft)):
         folder = ckpt[name].parent.name
-        errors[name] = {**test_errors(ckpt[name], test, f"h2combustion test set, {name}",
-                                      f"h2combustion_{folder}", batch_size=256),
-                        **training_record(summary)}
+        errors[name] = {
+            **bench.test_errors(
+                ckpt[name],
+                test,
+                f"h2combustion test set, {name}",
+                f"h2combustion_{folder}",
+                batch_size=256,
+            ),
+            **bench.training_record(summary),
+        }
         channels[name] = per_channel_errors(ckpt[name], test)
-        copy_learning_curve(work, folder, "h2combustion")
-    errors["FFPT-FT"]["pretrain"] = {**training_record(s_pt),
-                                     "frames": args.n_pretrain * len(COMBUSTION_SPECIES)}
+        bench.copy_learning_curve(work, folder, "h2combustion")
+    errors["FFPT-FT"]["pretrain"] = {
+        **bench.training_record(s_pt),
+        "frames": args.n_pretrain * len(COMBUSTION_SPECIES),
+    }
 
     r, scan, dft, r0 = oh_scan(work, ckpt, with_dft=not args.no_dft_scan)
     from ffpt_ase.analysis.plots import _finish, _pyplot
+
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for name, e in scan.items():
@@ -303,58 +361,111 @@ def main():
         ax.plot(*dft, "ko", ms=3, label="UKS B3LYP/6-31G* (PySCF)")
     ax.set_ylim(-6, 12)
     ax.axhline(0.0, color="grey", lw=0.5)
-    _finish(fig, ax, RESULTS / "h2combustion_oh_scan.png", "O-H distance [A]",
-            "E - E(r_eq) [eV]", "rxn 09, HO2 -> H + O2 (O-O fixed)", legend=True)
+    _finish(
+        fig,
+        ax,
+        bench.RESULTS / "h2combustion_oh_scan.png",
+        "O-H distance [A]",
+        "E - E(r_eq) [eV]",
+        "rxn 09, HO2 -> H + O2 (O-O fixed)",
+        legend=True,
+    )
 
     metad = {}
     for reaction in ("09", "01"):
         for name in ("scratch", "FFPT-FT"):
-            print(f"[metad] rxn {reaction}, {name}: {args.walkers} walkers x "
-                  f"{args.metad_steps} steps", flush=True)
+            print(
+                f"[metad] rxn {reaction}, {name}: {args.walkers} walkers x "
+                f"{args.metad_steps} steps",
+                flush=True,
+            )
             metad[f"{reaction}/{name}"] = run_walkers(
-                reaction, ckpt[name], range(args.walkers), args.metad_steps,
-                work / f"metad_{reaction}_{name}")
+                reaction,
+                ckpt[name],
+                range(args.walkers),
+                args.metad_steps,
+                work / f"metad_{reaction}_{name}",
+            )
         metad_figures(work, reaction, ("scratch", "FFPT-FT"), f"h2combustion_metad_{reaction}")
 
-    result = {"command": command, "model": {**arch, "basis": 20, "cutoff": 5.0},
-              "data": {"files": [f.name for f in data_files(data)],
-                       "train_fraction": args.train_fraction, "n_train_val": n_trainval,
-                       "n_test": len(test)},
-              "errors": errors, "per_channel": channels,
-              "oh_scan": {"r_A": r.tolist(), "r_eq_A": r0,
-                          **{k: v.tolist() for k, v in scan.items()},
-                          "b3lyp": None if dft is None else [dft[0].tolist(), dft[1].tolist()]},
-              "metad": metad,
-              "metad_settings": {"walkers": args.walkers, "steps": args.metad_steps,
-                                 "timestep_fs": 0.2, "temperature_K": 300.0,
-                                 "friction_per_ps": 0.2, "decks": "plumed_inputs/rxnNN.dat"}}
-    lines = [("| model | energy MAE (meV) | force MAE (meV/A) | epochs | E(0.5 A) - E(r_eq) rxn 09 "
-             "(eV) |"), "|---|---|---|---|---|"]
+    result = {
+        "command": command,
+        "model": {**arch, "basis": 20, "cutoff": 5.0},
+        "data": {
+            "files": [f.name for f in data_files(data)],
+            "train_fraction": args.train_fraction,
+            "n_train_val": n_trainval,
+            "n_test": len(test),
+        },
+        "errors": errors,
+        "per_channel": channels,
+        "oh_scan": {
+            "r_A": r.tolist(),
+            "r_eq_A": r0,
+            **{k: v.tolist() for k, v in scan.items()},
+            "b3lyp": None if dft is None else [dft[0].tolist(), dft[1].tolist()],
+        },
+        "metad": metad,
+        "metad_settings": {
+            "walkers": args.walkers,
+            "steps": args.metad_steps,
+            "timestep_fs": 0.2,
+            "temperature_K": 300.0,
+            "friction_per_ps": 0.2,
+            "decks": "plumed_inputs/rxnNN.dat",
+        },
+    }
+    lines = [
+        (
+            "| model | energy MAE (meV) | force MAE (meV/A) | epochs | E(0.5 A) - E(r_eq) rxn 09 "
+            "(eV) |"
+        ),
+        "|---|---|---|---|---|",
+    ]
     i05 = int(np.argmin(np.abs(r - 0.5)))
     for name in ("scratch", "FFPT-FT"):
         er = errors[name]
-        lines.append(f"| {name} | {er['energy_mae_meV']:.1f} | {er['forces_mae_meV_per_A']:.1f} "
-                     f"| {er['epochs']} | {scan[name][i05]:.2f} |")
+        lines.append(
+            f"| {name} | {er['energy_mae_meV']:.1f} | {er['forces_mae_meV_per_A']:.1f} "
+            f"| {er['epochs']} | {scan[name][i05]:.2f} |"
+        )
     lines.append(f"| FFPT (pre-trained only) | | | {s_pt['epochs']} | {scan['FFPT'][i05]:.2f} |")
-    lines += ["", "Per channel (test frames; energy MAE meV / force MAE meV/A):", "",
-              "| channel | n | scratch | FFPT-FT |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "Per channel (test frames; energy MAE meV / force MAE meV/A):",
+        "",
+        "| channel | n | scratch | FFPT-FT |",
+        "|---|---|---|---|",
+    ]
     for rxn in channels["scratch"]:
         a, b = channels["scratch"][rxn], channels["FFPT-FT"][rxn]
-        lines.append(f"| {rxn} | {a['n']} | {a['energy_mae_meV']:.1f} / "
-                     f"{a['forces_mae_meV_per_A']:.1f} | {b['energy_mae_meV']:.1f} / "
-                     f"{b['forces_mae_meV_per_A']:.1f} |")
-    lines += ["", (f"Metadynamics ({args.walkers} walkers x {args.metad_steps * 0.2e-3:.1f} ps "
-                  f"per model and channel):"), "",
-              ("| channel | model | crashed | unphysical frames (mean +- sem) | "
-              "F(product) - F(reactant) kJ/mol (mean +- sem over walkers) |"),
-              "|---|---|---|---|---|"]
+        lines.append(
+            f"| {rxn} | {a['n']} | {a['energy_mae_meV']:.1f} / "
+            f"{a['forces_mae_meV_per_A']:.1f} | {b['energy_mae_meV']:.1f} / "
+            f"{b['forces_mae_meV_per_A']:.1f} |"
+        )
+    lines += [
+        "",
+        (
+            f"Metadynamics ({args.walkers} walkers x {args.metad_steps * 0.2e-3:.1f} ps "
+            f"per model and channel):"
+        ),
+        "",
+        (
+            "| channel | model | crashed | unphysical frames (mean +- sem) | "
+            "F(product) - F(reactant) kJ/mol (mean +- sem over walkers) |"
+        ),
+        "|---|---|---|---|---|",
+    ]
     fmt = lambda m, s: "-" if m is None else (f"{m:.3g}" + ("" if s is None else f" +- {s:.2g}"))
     for key, m in metad.items():
         reaction, name = key.split("/")
-        lines.append(f"| {reaction} | {name} | {m['n_crashed']} / {len(m['walkers'])} | "
-                     f"{fmt(m['unphysical_fraction_mean'], m['unphysical_fraction_sem'])} | "
-                     f"{fmt(m['delta_f_mean_kJ_per_mol'], m['delta_f_sem_kJ_per_mol'])} |")
-    write_results("h2combustion", result, "\n".join(lines), command)
+        lines.append(
+            f"| {reaction} | {name} | {m['n_crashed']} / {len(m['walkers'])} | "
+            f"{fmt(m['unphysical_fraction_mean'], m['unphysical_fraction_sem'])} | "
+            f"{fmt(m['delta_f_mean_kJ_per_mol'], m['delta_f_sem_kJ_per_mol'])} |"
+        )
+    bench.write_results("h2combustion", result, "\n".join(lines), command)
 
 
 if __name__ == "__main__":

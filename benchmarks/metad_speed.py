@@ -31,18 +31,37 @@ def main():
         torch.save(model.checkpoint(stage="random"), ckpt)
         for compile_ in (False, True):
             if compile_:  # compile once (about 25 s) before timing, as a long run would
-                run_metadynamics(MetadConfig(reaction="09", model=str(ckpt), steps=50,
-                                             output=str(Path(tmp) / "warmup"), compile=True),
-                                 show_progress=False)
-            s = run_metadynamics(MetadConfig(reaction="09", model=str(ckpt), steps=args.steps,
-                                             output=str(Path(tmp) / f"run{int(compile_)}"),
-                                             compile=compile_), show_progress=False)
+                run_metadynamics(
+                    MetadConfig(
+                        reaction="09",
+                        model=str(ckpt),
+                        steps=50,
+                        output=str(Path(tmp) / "warmup"),
+                        compile=True,
+                    ),
+                    show_progress=False,
+                )
+            s = run_metadynamics(
+                MetadConfig(
+                    reaction="09",
+                    model=str(ckpt),
+                    steps=args.steps,
+                    output=str(Path(tmp) / f"run{int(compile_)}"),
+                    compile=compile_,
+                ),
+                show_progress=False,
+            )
             key = "compiled" if compile_ else "eager"
-            results[key] = {"steps": s["steps"], "wall_s": s["wall_s_this_run"],
-                            "ns_per_day": s["ns_per_day"],
-                            "ms_per_step": 1e3 * s["wall_s_this_run"] / s["steps"]}
-            print(f"{key:8s}: {s['ns_per_day']:.2f} ns/day ({results[key]['ms_per_step']:.2f} "
-                  f"ms per 0.2 fs step, {args.steps} steps)")
+            results[key] = {
+                "steps": s["steps"],
+                "wall_s": s["wall_s_this_run"],
+                "ns_per_day": s["ns_per_day"],
+                "ms_per_step": 1e3 * s["wall_s_this_run"] / s["steps"],
+            }
+            print(
+                f"{key:8s}: {s['ns_per_day']:.2f} ns/day ({results[key]['ms_per_step']:.2f} "
+                f"ms per 0.2 fs step, {args.steps} steps)"
+            )
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2) + "\n")
 

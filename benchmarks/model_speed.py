@@ -23,14 +23,20 @@ def main():
     results["eager"] = inference_speed(n_calls=500)
     print(f"eager    : {results['eager']['ms_per_call']:.2f} ms/call (median of 500)")
     results["compiled"] = inference_speed(n_calls=500, compile=True)
-    print(f"compiled : {results['compiled']['ms_per_call']:.2f} ms/call (median of 500, after "
-          f"torch.compile warm-up)")
+    print(
+        f"compiled : {results['compiled']['ms_per_call']:.2f} ms/call (median of 500, after "
+        f"torch.compile warm-up)"
+    )
     results["training_2_threads"] = training_speed(threads=2, n_steps=20)
-    print(f"training : {results['training_2_threads']['train_frames_per_s']:.1f} frames/s "
-          f"(batch 32, 2 threads)")
+    print(
+        f"training : {results['training_2_threads']['train_frames_per_s']:.1f} frames/s "
+        f"(batch 32, 2 threads)"
+    )
     results["training_1_thread"] = training_speed(threads=1, n_steps=20)
-    print(f"training : {results['training_1_thread']['train_frames_per_s']:.1f} frames/s "
-          f"(batch 32, 1 thread)")
+    print(
+        f"training : {results['training_1_thread']['train_frames_per_s']:.1f} frames/s "
+        f"(batch 32, 1 thread)"
+    )
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {OUT}")

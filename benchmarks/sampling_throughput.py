@@ -33,8 +33,11 @@ def main():
             frames = sampler.sample(args.n, show_progress=False)
             best = min(best, time.perf_counter() - t0)
         assert len(frames) == args.n
-        results[name] = {"teacher": teacher, "seconds": round(best, 3),
-                         "frames_per_second": round(args.n / best)}
+        results[name] = {
+            "teacher": teacher,
+            "seconds": round(best, 3),
+            "frames_per_second": round(args.n / best),
+        }
         print(f"{name:8s} {teacher:7s} {best:8.2f} s  {args.n / best:12.0f} frames/s")
     print(json.dumps(results))
 

@@ -22,20 +22,11 @@ Writes ``benchmarks/results/temporal_pair_ablation.{json,md}`` and PNGs.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+import bench_common as bench
 import numpy as np
-from bench_common import (
-    WORK,
-    announce,
-    copy_learning_curve,
-    stage,
-    test_errors,
-    training_record,
-    write_results,
-)
 from h2combustion import data_files, metad_figures, pretrain_set, run_walkers
 
 from ffpt_ase.data import Frames, read_combustion_npz
@@ -61,8 +52,11 @@ def assemble(data: Path, window: int, test_start: int, test_len: int, work: Path
         block.time = block.time - block.time[0] + (te[-1].time[-1] + 10 if te else 0)
         te.append(block)
     irc = Frames.concatenate([read_combustion_npz(f) for f in data_files(data, kinds=("irc",))])
-    meta = {"teacher": "ab initio", "method": "wB97X-V/cc-pVTZ (h2combustion data set)",
-            "source": str(data)}
+    meta = {
+        "teacher": "ab initio",
+        "method": "wB97X-V/cc-pVTZ (h2combustion data set)",
+        "source": str(data),
+    }
     out = {"train": Frames.concatenate(tr), "test": Frames.concatenate(te), "irc": irc}
     for k, frames in out.items():
         frames.metadata = dict(meta)
@@ -77,28 +71,32 @@ def pair_errors(checkpoint: Path, frames: Frames) -> dict:
     from ffpt_ase.model.potential import load_potential
     from ffpt_ase.training.metrics import predict
 
-    e, _ = predict(load_potential(checkpoint, dtype=torch.float32), frames, batch_size=256,
-                   forces=False)
+    e, _ = predict(
+        load_potential(checkpoint, dtype=torch.float32), frames, batch_size=256, forces=False
+    )
     ok = np.abs(np.diff(frames.time) - 1.0) < 1e-9
     de_pred, de_ref = np.diff(e)[ok], np.diff(frames.energy)[ok]
-    return {"pairs": int(ok.sum()), "delta_e_mae_meV": 1e3 * float(np.mean(np.abs(de_pred - de_ref)))}
+    return {
+        "pairs": int(ok.sum()),
+        "delta_e_mae_meV": 1e3 * float(np.mean(np.abs(de_pred - de_ref))),
+    }
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default="../shared/data/h2combustion")
-    ap.add_argument("--work", default=str(WORK / "temporal_pairs"))
-    ap.add_argument("--pretrain-work", default=str(WORK / "h2combustion"),
-                    help="where benchmarks/h2combustion.py keeps its pre-trained model")
+    ap = bench.parser(__doc__, "h2combustion", "temporal_pairs")
+    ap.add_argument(
+        "--pretrain-work",
+        default=str(bench.WORK / "h2combustion"),
+        help="where benchmarks/h2combustion.py keeps its pre-trained model",
+    )
     ap.add_argument("--window", type=int, default=1000, help="AIMD frames per file for training")
     ap.add_argument("--test-start", type=int, default=6000)
     ap.add_argument("--test-len", type=int, default=200)
     ap.add_argument("--minutes", type=float, default=12, help="fine-tuning budget per arm")
     ap.add_argument("--walkers", type=int, default=4)
     ap.add_argument("--metad-steps", type=int, default=10000)
-    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    command = announce()
+    command = bench.announce()
     data = Path(args.data)
     if not (data / "npz").is_dir():
         sys.exit(f"hydrogen-combustion data not found in {data} (need npz/); pass --data")
@@ -107,52 +105,111 @@ def main():
     ptwork.mkdir(parents=True, exist_ok=True)
     init = ptwork / "pretrain" / "best.pt"
     if not (ptwork / "pretrain" / "summary.json").exists():
-        stage("pretrain", ptwork, 15, stage="pretrain", data=str(pretrain_set(ptwork, 12500)),
-              features=64, interactions=3, threads=args.threads, seed=0, batch_size=32)
+        bench.stage(
+            "pretrain",
+            ptwork,
+            15,
+            stage="pretrain",
+            data=str(pretrain_set(ptwork, 12500)),
+            features=64,
+            interactions=3,
+            threads=args.threads,
+            seed=0,
+            batch_size=32,
+        )
     sets = assemble(data, args.window, args.test_start, args.test_len, work)
     train_file = work / "train.npz"
 
     results = {}
     for arm, folder in ARMS.items():
-        s = stage(folder, work, args.minutes, stage="finetune", data=str(train_file),
-                  init=str(init), temporal_pairs=folder == "ft_pairs", val_fraction=0.1,
-                  threads=args.threads, seed=0, batch_size=32)
+        s = bench.stage(
+            folder,
+            work,
+            args.minutes,
+            stage="finetune",
+            data=str(train_file),
+            init=str(init),
+            temporal_pairs=folder == "ft_pairs",
+            val_fraction=0.1,
+            threads=args.threads,
+            seed=0,
+            batch_size=32,
+        )
         ckpt = work / folder / "best.pt"
-        results[arm] = {"aimd_test": test_errors(ckpt, sets["test"], f"AIMD test blocks, {arm}",
-                                                 f"temporal_pairs_{folder}", batch_size=256),
-                        "irc": test_errors(ckpt, sets["irc"], f"IRC frames, {arm}",
-                                           f"temporal_pairs_{folder}_irc", batch_size=256),
-                        "pairs": pair_errors(ckpt, sets["test"]), **training_record(s)}
-        copy_learning_curve(work, folder, "temporal_pairs")
+        results[arm] = {
+            "aimd_test": bench.test_errors(
+                ckpt,
+                sets["test"],
+                f"AIMD test blocks, {arm}",
+                f"temporal_pairs_{folder}",
+                batch_size=256,
+            ),
+            "irc": bench.test_errors(
+                ckpt,
+                sets["irc"],
+                f"IRC frames, {arm}",
+                f"temporal_pairs_{folder}_irc",
+                batch_size=256,
+            ),
+            "pairs": pair_errors(ckpt, sets["test"]),
+            **bench.training_record(s),
+        }
+        bench.copy_learning_curve(work, folder, "temporal_pairs")
     metad = {}
     for arm, folder in ARMS.items():
         print(f"[metad] rxn 09, {arm}", flush=True)
-        metad[arm] = run_walkers("09", work / folder / "best.pt", range(args.walkers),
-                                 args.metad_steps, work / f"metad_09_{folder}")
+        metad[arm] = run_walkers(
+            "09",
+            work / folder / "best.pt",
+            range(args.walkers),
+            args.metad_steps,
+            work / f"metad_09_{folder}",
+        )
     metad_figures(work, "09", tuple(ARMS.values()), "temporal_pairs_metad_09")
 
-    result = {"command": command, "init": str(init),
-              "data": {"window_frames_per_file": args.window, "n_train_val": len(sets["train"]),
-                       "n_test": len(sets["test"]), "n_irc": len(sets["irc"]),
-                       "test_block": [args.test_start, args.test_start + args.test_len],
-                       "pretrain_species": list(COMBUSTION_SPECIES)},
-              "budget_minutes_each": args.minutes, "results": results, "metad": metad}
-    lines = [("| fine-tuning loss | epochs | AIMD test E MAE (meV) | F MAE (meV/A) | "
-             "dE(t->t+1) MAE (meV) | IRC E MAE (meV) | IRC F MAE (meV/A) | "
-             "rxn 09 metad: unphysical frames | crashed |"),
-             "|---|---|---|---|---|---|---|---|---|"]
+    result = {
+        "command": command,
+        "init": str(init),
+        "data": {
+            "window_frames_per_file": args.window,
+            "n_train_val": len(sets["train"]),
+            "n_test": len(sets["test"]),
+            "n_irc": len(sets["irc"]),
+            "test_block": [args.test_start, args.test_start + args.test_len],
+            "pretrain_species": list(COMBUSTION_SPECIES),
+        },
+        "budget_minutes_each": args.minutes,
+        "results": results,
+        "metad": metad,
+    }
+    lines = [
+        (
+            "| fine-tuning loss | epochs | AIMD test E MAE (meV) | F MAE (meV/A) | "
+            "dE(t->t+1) MAE (meV) | IRC E MAE (meV) | IRC F MAE (meV/A) | "
+            "rxn 09 metad: unphysical frames | crashed |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for arm, r in results.items():
         m = metad[arm]
-        unph = "-" if m["unphysical_fraction_mean"] is None else \
-            f"{m['unphysical_fraction_mean']:.3f}" + (
-                "" if m["unphysical_fraction_sem"] is None else
-                f" +- {m['unphysical_fraction_sem']:.3f}")
-        lines.append(f"| {arm} | {r['epochs']} | {r['aimd_test']['energy_mae_meV']:.1f} | "
-                     f"{r['aimd_test']['forces_mae_meV_per_A']:.1f} | "
-                     f"{r['pairs']['delta_e_mae_meV']:.2f} | {r['irc']['energy_mae_meV']:.1f} | "
-                     f"{r['irc']['forces_mae_meV_per_A']:.1f} | {unph} | "
-                     f"{m['n_crashed']} / {len(m['walkers'])} |")
-    write_results("temporal_pair_ablation", result, "\n".join(lines), command)
+        unph = (
+            "-"
+            if m["unphysical_fraction_mean"] is None
+            else f"{m['unphysical_fraction_mean']:.3f}"
+            + (
+                ""
+                if m["unphysical_fraction_sem"] is None
+                else f" +- {m['unphysical_fraction_sem']:.3f}"
+            )
+        )
+        lines.append(
+            f"| {arm} | {r['epochs']} | {r['aimd_test']['energy_mae_meV']:.1f} | "
+            f"{r['aimd_test']['forces_mae_meV_per_A']:.1f} | "
+            f"{r['pairs']['delta_e_mae_meV']:.2f} | {r['irc']['energy_mae_meV']:.1f} | "
+            f"{r['irc']['forces_mae_meV_per_A']:.1f} | {unph} | "
+            f"{m['n_crashed']} / {len(m['walkers'])} |"
+        )
+    bench.write_results("temporal_pair_ablation", result, "\n".join(lines), command)
 
 
 if __name__ == "__main__":

@@ -23,21 +23,11 @@ Writes ``benchmarks/results/water_bulk.{json,md}`` and PNGs (parity, learning cu
 angle scan, survival, RDF, MSD).
 """
 
-import argparse
 import sys
 from pathlib import Path
 
+import bench_common as bench
 import numpy as np
-from bench_common import (
-    RESULTS,
-    WORK,
-    announce,
-    copy_learning_curve,
-    stage,
-    test_errors,
-    training_record,
-    write_results,
-)
 
 from ffpt_ase.analysis.liquid import diffusion_coefficient, rdf, unwrap
 from ffpt_ase.analysis.plots import _finish, _pyplot, plot_energy_scan, plot_survival
@@ -61,12 +51,16 @@ def monomer_angle_scan(work: Path, angles):
     o = int(np.nonzero(mono.numbers == 8)[0][0])
     h1, h2 = (int(i) for i in np.nonzero(mono.numbers == 1)[0])
     theta0 = np.degrees(mono.get_angle(h1, o, h2))
-    curves = {"flexible TIP3P": angle_scan(calc, mono, h1, o, h2, angles)
-              - angle_scan(calc, mono, h1, o, h2, [theta0])[0]}
+    curves = {
+        "flexible TIP3P": angle_scan(calc, mono, h1, o, h2, angles)
+        - angle_scan(calc, mono, h1, o, h2, [theta0])[0]
+    }
     for name, folder in MODELS.items():
         model = FFPTCalculator(work / folder / "best.pt", dtype="float64")
-        curves[name] = angle_scan(model, mono, h1, o, h2, angles) - \
-            angle_scan(model, mono, h1, o, h2, [theta0])[0]
+        curves[name] = (
+            angle_scan(model, mono, h1, o, h2, angles)
+            - angle_scan(model, mono, h1, o, h2, [theta0])[0]
+        )
     return float(theta0), curves
 
 
@@ -81,7 +75,7 @@ def liquid_properties(folder: Path, summary: dict, skip_ps: float, save_fs: floa
             continue
         with Trajectory(str(folder / f"traj_{t['trajectory']:03d}.traj")) as tr:
             images = list(tr)
-        images = images[round(skip_ps * 1000.0 / save_fs):]
+        images = images[round(skip_ps * 1000.0 / save_fs) :]
         if len(images) < 10:
             continue
         r, g = rdf(images[::4], 8, 8, r_max=6.0, n_bins=120)
@@ -94,78 +88,127 @@ def liquid_properties(folder: Path, summary: dict, skip_ps: float, save_fs: floa
     if not gs:
         return None
     gs, ds = np.array(gs), np.array(ds)
-    sem = (lambda x: x.std(axis=0, ddof=1) / np.sqrt(len(x)) if len(x) > 1 else np.full_like(
-        x[0], np.nan))
+    sem = lambda x: (
+        x.std(axis=0, ddof=1) / np.sqrt(len(x)) if len(x) > 1 else np.full_like(x[0], np.nan)
+    )
     peak = int(np.argmax(gs.mean(axis=0)))
-    return {"n_trajectories": len(gs), "r_A": r.tolist(), "g_OO_mean": gs.mean(axis=0).tolist(),
-            "g_OO_sem": sem(gs).tolist(), "first_peak_r_A": float(r[peak]),
-            "first_peak_height": float(gs.mean(axis=0)[peak]),
-            "first_peak_height_sem": float(sem(gs)[peak]),
-            "D_A2_per_ps_each": ds.tolist(), "D_A2_per_ps_mean": float(ds.mean()),
-            "D_A2_per_ps_sem": float(sem(ds[:, None])[0]),
-            "msd": [(t.tolist(), m.tolist()) for t, m in msd_curves]}
+    return {
+        "n_trajectories": len(gs),
+        "r_A": r.tolist(),
+        "g_OO_mean": gs.mean(axis=0).tolist(),
+        "g_OO_sem": sem(gs).tolist(),
+        "first_peak_r_A": float(r[peak]),
+        "first_peak_height": float(gs.mean(axis=0)[peak]),
+        "first_peak_height_sem": float(sem(gs)[peak]),
+        "D_A2_per_ps_each": ds.tolist(),
+        "D_A2_per_ps_mean": float(ds.mean()),
+        "D_A2_per_ps_sem": float(sem(ds[:, None])[0]),
+        "msd": [(t.tolist(), m.tolist()) for t, m in msd_curves],
+    }
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default="../shared/data/water_bulk")
-    ap.add_argument("--work", default=str(WORK / "water"))
-    ap.add_argument("--features", type=int, default=32)
-    ap.add_argument("--interactions", type=int, default=2)
+    ap = bench.parser(
+        __doc__,
+        "water_bulk",
+        "water",
+        features=32,
+        interactions=2,
+        minutes={"pretrain": 8, "scratch": 20, "finetune": 20},
+    )
     ap.add_argument("--n-pretrain", type=int, default=50000, help="rattled TIP3P monomers")
-    ap.add_argument("--minutes-pretrain", type=float, default=8)
-    ap.add_argument("--minutes-scratch", type=float, default=20)
-    ap.add_argument("--minutes-finetune", type=float, default=20)
     ap.add_argument("--trajectories", type=int, default=4)
     ap.add_argument("--time-ps", type=float, default=2.0)
     ap.add_argument("--skip-ps", type=float, default=0.5, help="equilibration not analysed")
     ap.add_argument("--save-interval", type=int, default=10, help="MD steps between frames")
-    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    command = announce()
+    command = bench.announce()
 
     data = Path(args.data)
     if not all((data / f / "type.raw").exists() for f in TRAIN_FOLDERS + (TEST_FOLDER,)):
-        sys.exit(f"bulk-water data not found in {data} (need DeePMD folders "
-                 f"{', '.join(TRAIN_FOLDERS + (TEST_FOLDER,))}); pass --data")
+        sys.exit(
+            f"bulk-water data not found in {data} (need DeePMD folders "
+            f"{', '.join(TRAIN_FOLDERS + (TEST_FOLDER,))}); pass --data"
+        )
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     train_file = work / "train_bulk.npz"
     if not train_file.exists():
         ft = Frames.concatenate([read_deepmd(data / f) for f in TRAIN_FOLDERS])
-        ft.metadata = {"source": [str(data / f) for f in TRAIN_FOLDERS], "format": "deepmd-raw",
-                       "teacher": "ab initio (DeePMD-kit example water data)"}
+        ft.metadata = {
+            "source": [str(data / f) for f in TRAIN_FOLDERS],
+            "format": "deepmd-raw",
+            "teacher": "ab initio (DeePMD-kit example water data)",
+        }
         ft.save(train_file)
     test = read_deepmd(data / TEST_FOLDER)
     n_frames = len(Frames.load(train_file))
     n_val = max(1, n_frames // 10)
-    common = {"features": args.features, "interactions": args.interactions,
-              "threads": args.threads, "seed": 0}
+    common = {
+        "features": args.features,
+        "interactions": args.interactions,
+        "threads": args.threads,
+        "seed": 0,
+    }
     pt_file = work / "pretrain_tip3p_monomers.npz"
     if not pt_file.exists():
         sample_system("water", args.n_pretrain, sigma=0.2, seed=0).save(pt_file)
-    s_pt = stage("pretrain", work, args.minutes_pretrain, stage="pretrain", data=str(pt_file),
-                 batch_size=32, **common)
-    s_sc = stage("scratch", work, args.minutes_scratch, stage="scratch", data=str(train_file),
-                 n_val=n_val, batch_size=4, **common)
-    s_ft = stage("finetune", work, args.minutes_finetune, stage="finetune",
-                 data=str(train_file), init=str(work / "pretrain" / "best.pt"), n_val=n_val,
-                 batch_size=4, threads=args.threads, seed=0)
+    s_pt = bench.stage(
+        "pretrain",
+        work,
+        args.minutes_pretrain,
+        stage="pretrain",
+        data=str(pt_file),
+        batch_size=32,
+        **common,
+    )
+    s_sc = bench.stage(
+        "scratch",
+        work,
+        args.minutes_scratch,
+        stage="scratch",
+        data=str(train_file),
+        n_val=n_val,
+        batch_size=4,
+        **common,
+    )
+    s_ft = bench.stage(
+        "finetune",
+        work,
+        args.minutes_finetune,
+        stage="finetune",
+        data=str(train_file),
+        init=str(work / "pretrain" / "best.pt"),
+        n_val=n_val,
+        batch_size=4,
+        threads=args.threads,
+        seed=0,
+    )
 
     errors = {}
     for name, summary in (("scratch", s_sc), ("FFPT-FT", s_ft)):
         folder = MODELS[name]
-        errors[name] = {**test_errors(work / folder / "best.pt", test,
-                                      f"water, held-out {TEST_FOLDER}, {name}",
-                                      f"water_{folder}", batch_size=8),
-                        **training_record(summary)}
-        copy_learning_curve(work, folder, "water")
-    errors["FFPT-FT"]["pretrain"] = {**training_record(s_pt), "frames": args.n_pretrain}
+        errors[name] = {
+            **bench.test_errors(
+                work / folder / "best.pt",
+                test,
+                f"water, held-out {TEST_FOLDER}, {name}",
+                f"water_{folder}",
+                batch_size=8,
+            ),
+            **bench.training_record(summary),
+        }
+        bench.copy_learning_curve(work, folder, "water")
+    errors["FFPT-FT"]["pretrain"] = {**bench.training_record(s_pt), "frames": args.n_pretrain}
 
     angles = np.linspace(60.0, 180.0, 121)
     theta0, scan = monomer_angle_scan(work, angles)
-    plot_energy_scan({k: (angles, v) for k, v in scan.items()}, RESULTS / "water_angle_scan.png",
-                     "H-O-H angle [deg]", "water monomer, O-H at the TIP3P minimum")
+    plot_energy_scan(
+        {k: (angles, v) for k, v in scan.items()},
+        bench.RESULTS / "water_angle_scan.png",
+        "H-O-H angle [deg]",
+        "water monomer, O-H at the TIP3P minimum",
+    )
 
     start_file = work / "stability_start.extxyz"
     test.to_atoms(0).write(start_file)
@@ -174,21 +217,26 @@ def main():
     for name in ("scratch", "FFPT-FT"):
         folder = MODELS[name]
         out = work / f"stability_{folder}"
-        s = run_stability(StabilityConfig(
-            system=str(start_file), model=str(work / folder / "best.pt"),
-            trajectories=args.trajectories, time_ps=args.time_ps, temperature_K=300.0,
-            timestep_fs=0.5, friction_per_ps=2.0, seed=0, output=str(out),
-            save_interval=args.save_interval, threads=args.threads))
-        stability[name] = {k: s[k] for k in ("n_trajectories", "n_failed", "fraction_stable",
-                                             "time_to_failure_ps", "mean_simulated_ps",
-                                             "reasons")}
-        stability[name]["failures"] = [{k: t[k] for k in ("trajectory", "reason", "details",
-                                                            "time_to_failure_ps")}
-                                       for t in s["trajectories"] if t["failed"]]
+        s = run_stability(
+            StabilityConfig(
+                system=str(start_file),
+                model=str(work / folder / "best.pt"),
+                trajectories=args.trajectories,
+                time_ps=args.time_ps,
+                temperature_K=300.0,
+                timestep_fs=0.5,
+                friction_per_ps=2.0,
+                seed=0,
+                output=str(out),
+                save_interval=args.save_interval,
+                threads=args.threads,
+            )
+        )
+        stability[name] = bench.stability_record(s)
         curves[name] = survival_curve(s["trajectories"], args.time_ps)
         liquid[name] = liquid_properties(out, s, args.skip_ps, save_fs)
         print(f"{name}: {s['n_failed']}/{s['n_trajectories']} failed", flush=True)
-    plot_survival(curves, RESULTS / "water_survival.png", title="bulk water, 300 K Langevin")
+    plot_survival(curves, bench.RESULTS / "water_survival.png", title="bulk water, 300 K Langevin")
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -197,47 +245,99 @@ def main():
             r, g, e = (np.array(lq[k]) for k in ("r_A", "g_OO_mean", "g_OO_sem"))
             ax.plot(r, g, label=f"{name} ({lq['n_trajectories']} runs)")
             ax.fill_between(r, g - e, g + e, alpha=0.3)
-    _finish(fig, ax, RESULTS / "water_rdf_oo.png", "r(O-O) [A]", "g_OO(r)",
-            "bulk water, 300 K", legend=True)
+    _finish(
+        fig,
+        ax,
+        bench.RESULTS / "water_rdf_oo.png",
+        "r(O-O) [A]",
+        "g_OO(r)",
+        "bulk water, 300 K",
+        legend=True,
+    )
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, lq in liquid.items():
         for k, (t, m) in enumerate(lq["msd"] if lq else []):
-            ax.plot(t, m, color="C0" if name == "scratch" else "C1", alpha=0.6,
-                    label=name if k == 0 else None)
-    _finish(fig, ax, RESULTS / "water_msd.png", "lag [ps]", "O mean squared displacement [A^2]",
-            "bulk water, 300 K", legend=True)
+            ax.plot(
+                t,
+                m,
+                color="C0" if name == "scratch" else "C1",
+                alpha=0.6,
+                label=name if k == 0 else None,
+            )
+    _finish(
+        fig,
+        ax,
+        bench.RESULTS / "water_msd.png",
+        "lag [ps]",
+        "O mean squared displacement [A^2]",
+        "bulk water, 300 K",
+        legend=True,
+    )
 
-    result = {"command": command,
-              "model": {"features": args.features, "interactions": args.interactions,
-                        "basis": 20, "cutoff": 5.0},
-              "data": {"train_val": list(TRAIN_FOLDERS), "n_train": n_frames - n_val,
-                       "n_val": n_val, "test": TEST_FOLDER, "n_test": len(test)},
-              "errors": errors,
-              "angle_scan": {"theta_min_deg": theta0, "angles_deg": angles.tolist(),
-                             **{k: v.tolist() for k, v in scan.items()}},
-              "stability": stability,
-              "liquid": {k: ({kk: vv for kk, vv in v.items() if kk != "msd"} if v else None)
-                         for k, v in liquid.items()},
-              "settings": {"temperature_K": 300.0, "timestep_fs": 0.5, "friction_per_ps": 2.0,
-                           "trajectories": args.trajectories, "time_ps": args.time_ps,
-                           "skip_ps": args.skip_ps, "saved_every_fs": save_fs}}
+    result = {
+        "command": command,
+        "model": {
+            "features": args.features,
+            "interactions": args.interactions,
+            "basis": 20,
+            "cutoff": 5.0,
+        },
+        "data": {
+            "train_val": list(TRAIN_FOLDERS),
+            "n_train": n_frames - n_val,
+            "n_val": n_val,
+            "test": TEST_FOLDER,
+            "n_test": len(test),
+        },
+        "errors": errors,
+        "angle_scan": {
+            "theta_min_deg": theta0,
+            "angles_deg": angles.tolist(),
+            **{k: v.tolist() for k, v in scan.items()},
+        },
+        "stability": stability,
+        "liquid": {
+            k: ({kk: vv for kk, vv in v.items() if kk != "msd"} if v else None)
+            for k, v in liquid.items()
+        },
+        "settings": {
+            "temperature_K": 300.0,
+            "timestep_fs": 0.5,
+            "friction_per_ps": 2.0,
+            "trajectories": args.trajectories,
+            "time_ps": args.time_ps,
+            "skip_ps": args.skip_ps,
+            "saved_every_fs": save_fs,
+        },
+    }
     i180 = -1
-    lines = [("| model | force MAE (meV/A) | energy MAE (meV/atom) | epochs | "
-             "E(180 deg) - E(min) monomer (eV) | failed / runs | g_OO peak | D (A^2/ps) |"),
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        (
+            "| model | force MAE (meV/A) | energy MAE (meV/atom) | epochs | "
+            "E(180 deg) - E(min) monomer (eV) | failed / runs | g_OO peak | D (A^2/ps) |"
+        ),
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name in ("scratch", "FFPT-FT"):
         er, st, lq = errors[name], stability[name], liquid[name]
-        peak = f"{lq['first_peak_height']:.2f} +- {lq['first_peak_height_sem']:.2f} at " \
-               f"{lq['first_peak_r_A']:.2f} A" if lq else "-"
+        peak = (
+            f"{lq['first_peak_height']:.2f} +- {lq['first_peak_height_sem']:.2f} at "
+            f"{lq['first_peak_r_A']:.2f} A"
+            if lq
+            else "-"
+        )
         dd = f"{lq['D_A2_per_ps_mean']:.3f} +- {lq['D_A2_per_ps_sem']:.3f}" if lq else "-"
-        lines.append(f"| {name} | {er['forces_mae_meV_per_A']:.1f} | "
-                     f"{er['energy_per_atom_mae_meV']:.2f} | {er['epochs']} | "
-                     f"{scan[name][i180]:.2f} | {st['n_failed']} / {st['n_trajectories']} | "
-                     f"{peak} | {dd} |")
-    lines.append(f"| FFPT (pre-trained only) | | | {s_pt['epochs']} | {scan['FFPT'][i180]:.2f} "
-                 f"| | | |")
+        lines.append(
+            f"| {name} | {er['forces_mae_meV_per_A']:.1f} | "
+            f"{er['energy_per_atom_mae_meV']:.2f} | {er['epochs']} | "
+            f"{scan[name][i180]:.2f} | {st['n_failed']} / {st['n_trajectories']} | "
+            f"{peak} | {dd} |"
+        )
+    lines.append(
+        f"| FFPT (pre-trained only) | | | {s_pt['epochs']} | {scan['FFPT'][i180]:.2f} | | | |"
+    )
     lines.append(f"| flexible TIP3P (teacher) | | | | {scan['flexible TIP3P'][i180]:.2f} | | | |")
-    write_results("water_bulk", result, "\n".join(lines), command)
+    bench.write_results("water_bulk", result, "\n".join(lines), command)
 
 
 if __name__ == "__main__":
