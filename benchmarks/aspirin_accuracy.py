@@ -51,40 +51,13 @@ def main():
         )
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    common = {
-        "features": args.features,
-        "interactions": args.interactions,
-        "batch_size": args.batch_size,
-        "threads": args.threads,
-        "seed": 0,
-    }
-    split = {"n_train": 950, "n_val": 50}
-
-    s_scratch = bench.stage(
-        "scratch",
-        work,
-        args.minutes_scratch,
-        stage="scratch",
-        data=str(train_file),
-        **split,
-        **common,
-    )
     pt_data = work / "pretrain_gaff2_aspirin.npz"
     if not pt_data.exists():
         sample_system("aspirin", args.n_pretrain, sigma=0.2, seed=0).save(pt_data)
-    s_pt = bench.stage(
-        "pretrain", work, args.minutes_pretrain, stage="pretrain", data=str(pt_data), **common
+    runs = bench.three_stages(
+        work, pt_data, train_file, args, args.batch_size, split={"n_train": 950, "n_val": 50}
     )
-    s_ft = bench.stage(
-        "finetune",
-        work,
-        args.minutes_finetune,
-        stage="finetune",
-        data=str(train_file),
-        init=str(work / "pretrain" / "best.pt"),
-        **split,
-        **{k: v for k, v in common.items() if k not in ("features", "interactions")},
-    )
+    s_scratch, s_pt, s_ft = runs["scratch"], runs["pretrain"], runs["finetune"]
 
     test = read_frames(test_file)
     rows = {}
@@ -101,12 +74,7 @@ def main():
     rows["FFPT-FT"]["pretrain_frames"] = args.n_pretrain
     result = {
         "command": command,
-        "model": {
-            "features": args.features,
-            "interactions": args.interactions,
-            "basis": 20,
-            "cutoff": 5.0,
-        },
+        "model": bench.model_record(args),
         "test_frames": len(test),
         "results": rows,
         "reference_public_newtonnet_scratch": {"energy_mae_meV": 6.4, "forces_mae_meV_per_A": 22.4},

@@ -76,6 +76,56 @@ def stage(name: str, work: Path, minutes: float, **config) -> dict:
     return train(cfg)
 
 
+def three_stages(
+    work: Path,
+    teacher_data: Path,
+    abinitio_data: Path,
+    args,
+    batch_size: int,
+    pretrain_batch_size: int | None = None,
+    split: dict | None = None,
+) -> dict:
+    """The protocol every experiment compares: ``pretrain`` on teacher-labelled frames,
+    ``scratch`` and ``finetune`` (from the pre-trained checkpoint) on the same ab initio
+    frames and split. ``args`` brings the model size, threads and ``minutes_<stage>``
+    budgets of :func:`parser`. Returns the three training summaries."""
+    arch = {"features": args.features, "interactions": args.interactions}
+    run = {"threads": args.threads, "seed": 0, **(split or {})}
+    return {
+        "pretrain": stage(
+            "pretrain",
+            work,
+            args.minutes_pretrain,
+            stage="pretrain",
+            data=str(teacher_data),
+            batch_size=pretrain_batch_size or batch_size,
+            **arch,
+            threads=args.threads,
+            seed=0,
+        ),
+        "scratch": stage(
+            "scratch",
+            work,
+            args.minutes_scratch,
+            stage="scratch",
+            data=str(abinitio_data),
+            batch_size=batch_size,
+            **arch,
+            **run,
+        ),
+        "finetune": stage(
+            "finetune",
+            work,
+            args.minutes_finetune,
+            stage="finetune",
+            data=str(abinitio_data),
+            init=str(work / "pretrain" / "best.pt"),
+            batch_size=batch_size,
+            **run,
+        ),
+    }
+
+
 def test_errors(checkpoint: Path, frames, label: str, stem: str, batch_size: int = 64) -> dict:
     """Energy/force errors of a checkpoint on held-out frames (meV, meV/A; energy per atom
     too) and a parity plot ``results/<stem>_parity.png``."""
@@ -94,6 +144,23 @@ def test_errors(checkpoint: Path, frames, label: str, stem: str, batch_size: int
         "forces_rmse_meV_per_A": 1e3 * m["forces_rmse"],
         "n_frames": len(frames),
     }
+
+
+def model_record(args) -> dict:
+    """The architecture of the benchmark's models (the paper's basis and cutoff)."""
+    return {
+        "features": args.features,
+        "interactions": args.interactions,
+        "basis": 20,
+        "cutoff": 5.0,
+    }
+
+
+def mean_sem(mean, sem, digits: int = 3) -> str:
+    """``mean +- sem`` for a table cell; ``-`` when there is no value."""
+    if mean is None:
+        return "-"
+    return f"{mean:.{digits}g}" + ("" if sem is None else f" +- {sem:.2g}")
 
 
 def training_record(summary: dict) -> dict:

@@ -305,23 +305,8 @@ def main():
 
     train_file, test_file = assemble(data, args.train_fraction, args.test_per_file, work)
     pt_file = pretrain_set(work, args.n_pretrain)
-    arch = {"features": args.features, "interactions": args.interactions}
-    run = {"threads": args.threads, "seed": 0, "batch_size": 32}
-    s_pt = bench.stage(
-        "pretrain", work, args.minutes_pretrain, stage="pretrain", data=str(pt_file), **arch, **run
-    )
-    s_sc = bench.stage(
-        "scratch", work, args.minutes_scratch, stage="scratch", data=str(train_file), **arch, **run
-    )
-    s_ft = bench.stage(
-        "finetune",
-        work,
-        args.minutes_finetune,
-        stage="finetune",
-        data=str(train_file),
-        init=str(work / "pretrain" / "best.pt"),
-        **run,
-    )
+    runs = bench.three_stages(work, pt_file, train_file, args, batch_size=32)
+    s_pt, s_sc, s_ft = runs["pretrain"], runs["scratch"], runs["finetune"]
     ckpt = {
         "scratch": work / "scratch" / "best.pt",
         "FFPT": work / "pretrain" / "best.pt",
@@ -390,7 +375,7 @@ def main():
 
     result = {
         "command": command,
-        "model": {**arch, "basis": 20, "cutoff": 5.0},
+        "model": bench.model_record(args),
         "data": {
             "files": [f.name for f in data_files(data)],
             "train_fraction": args.train_fraction,
@@ -457,13 +442,12 @@ def main():
         ),
         "|---|---|---|---|---|",
     ]
-    fmt = lambda m, s: "-" if m is None else (f"{m:.3g}" + ("" if s is None else f" +- {s:.2g}"))
     for key, m in metad.items():
         reaction, name = key.split("/")
         lines.append(
             f"| {reaction} | {name} | {m['n_crashed']} / {len(m['walkers'])} | "
-            f"{fmt(m['unphysical_fraction_mean'], m['unphysical_fraction_sem'])} | "
-            f"{fmt(m['delta_f_mean_kJ_per_mol'], m['delta_f_sem_kJ_per_mol'])} |"
+            f"{bench.mean_sem(m['unphysical_fraction_mean'], m['unphysical_fraction_sem'])} | "
+            f"{bench.mean_sem(m['delta_f_mean_kJ_per_mol'], m['delta_f_sem_kJ_per_mol'])} |"
         )
     bench.write_results("h2combustion", result, "\n".join(lines), command)
 

@@ -192,16 +192,7 @@ def main():
     ]
     for arm, r in results.items():
         m = metad[arm]
-        unph = (
-            "-"
-            if m["unphysical_fraction_mean"] is None
-            else f"{m['unphysical_fraction_mean']:.3f}"
-            + (
-                ""
-                if m["unphysical_fraction_sem"] is None
-                else f" +- {m['unphysical_fraction_sem']:.3f}"
-            )
-        )
+        unph = bench.mean_sem(m["unphysical_fraction_mean"], m["unphysical_fraction_sem"])
         lines.append(
             f"| {arm} | {r['epochs']} | {r['aimd_test']['energy_mae_meV']:.1f} | "
             f"{r['aimd_test']['forces_mae_meV_per_A']:.1f} | "

@@ -144,46 +144,19 @@ def main():
     test = read_deepmd(data / TEST_FOLDER)
     n_frames = len(Frames.load(train_file))
     n_val = max(1, n_frames // 10)
-    common = {
-        "features": args.features,
-        "interactions": args.interactions,
-        "threads": args.threads,
-        "seed": 0,
-    }
     pt_file = work / "pretrain_tip3p_monomers.npz"
     if not pt_file.exists():
         sample_system("water", args.n_pretrain, sigma=0.2, seed=0).save(pt_file)
-    s_pt = bench.stage(
-        "pretrain",
+    runs = bench.three_stages(
         work,
-        args.minutes_pretrain,
-        stage="pretrain",
-        data=str(pt_file),
-        batch_size=32,
-        **common,
-    )
-    s_sc = bench.stage(
-        "scratch",
-        work,
-        args.minutes_scratch,
-        stage="scratch",
-        data=str(train_file),
-        n_val=n_val,
+        pt_file,
+        train_file,
+        args,
         batch_size=4,
-        **common,
+        pretrain_batch_size=32,
+        split={"n_val": n_val},
     )
-    s_ft = bench.stage(
-        "finetune",
-        work,
-        args.minutes_finetune,
-        stage="finetune",
-        data=str(train_file),
-        init=str(work / "pretrain" / "best.pt"),
-        n_val=n_val,
-        batch_size=4,
-        threads=args.threads,
-        seed=0,
-    )
+    s_pt, s_sc, s_ft = runs["pretrain"], runs["scratch"], runs["finetune"]
 
     errors = {}
     for name, summary in (("scratch", s_sc), ("FFPT-FT", s_ft)):
@@ -276,12 +249,7 @@ def main():
 
     result = {
         "command": command,
-        "model": {
-            "features": args.features,
-            "interactions": args.interactions,
-            "basis": 20,
-            "cutoff": 5.0,
-        },
+        "model": bench.model_record(args),
         "data": {
             "train_val": list(TRAIN_FOLDERS),
             "n_train": n_frames - n_val,
