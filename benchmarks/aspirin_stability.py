@@ -66,6 +66,12 @@ def main():
     ap.add_argument("--trajectories", type=int, default=8)
     ap.add_argument("--time-ps", type=float, default=50.0)
     ap.add_argument("--temperature", type=float, default=500.0)
+    ap.add_argument(
+        "--only",
+        choices=("scratch", "FFPT-FT"),
+        help="run the trajectories of one model and stop (two processes can then share the "
+        "work); a run without --only completes what is missing and writes the results",
+    )
     args = ap.parse_args()
     command = bench.announce()
     work = Path(args.work)
@@ -80,7 +86,7 @@ def main():
     start.write(start_file)
 
     summaries, curves = {}, {}
-    for name in ("scratch", "FFPT-FT"):
+    for name in (args.only,) if args.only else ("scratch", "FFPT-FT"):
         folder = MODELS[name]
         cfg = StabilityConfig(
             system=str(start_file),
@@ -100,6 +106,8 @@ def main():
             f"{name}: {s['n_failed']}/{s['n_trajectories']} failed, "
             f"time to failure {s['time_to_failure_ps']}"
         )
+    if args.only:
+        return
     plot_survival(
         curves,
         bench.RESULTS / "aspirin_survival.png",
