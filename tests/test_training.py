@@ -187,3 +187,19 @@ def test_temporal_pairs_training_and_requirements(tmp_path):
     with pytest.raises(ValueError, match="time-ordered"):
         Trainer(TrainConfig(stage="scratch", output=str(tmp_path / "tq"), temporal_pairs=True,
                             **TINY), frames=fr)
+
+
+def test_finetune_warns_when_the_pretrained_model_is_far_from_the_new_data(ho2, tmp_path, caplog):
+    pt = tmp_path / "pt"
+    train(TrainConfig(stage="pretrain", data=str(ho2), output=str(pt), epochs=1, **TINY))
+    far = Frames.load(ho2)
+    far.forces = far.forces * 1e-4  # a "new level of theory" with far weaker forces
+    far.metadata = {"teacher": "ab initio"}
+    far.save(tmp_path / "far.npz")
+    with caplog.at_level("WARNING", logger="ffpt_ase.training.trainer"):
+        train(TrainConfig(stage="finetune", data=str(tmp_path / "far.npz"), epochs=1,
+                          init=str(pt / "best.pt"), output=str(tmp_path / "ft"), batch_size=16))
+    assert "did not cover these environments" in caplog.text
+    check = json.loads((tmp_path / "ft" / "config.json").read_text())["normalization"][
+        "start_check"]
+    assert check["ratio"] > 10 and check["reference_force_rms"] > 0

@@ -158,7 +158,7 @@ class Trainer:
             norm = self._start_normalization()
             log.info("normalization for the %s stage: %s", cfg.stage, norm)
             (self.out / "config.json").write_text(json.dumps(
-                {**cfg.to_dict(), "init_stage": self.init_stage,
+                {**cfg.to_dict(), "init_stage": self.init_stage, "normalization": norm,
                  "data_metadata": self.frames.metadata}, indent=2, default=str))
         t_start = time.perf_counter() - (history[-1]["time_s"] if history else 0.0)
         stop_reason = "max epochs"
@@ -217,7 +217,27 @@ class Trainer:
         sub = train[np.sort(np.random.default_rng(self.cfg.seed).permutation(len(train))[:2000])]
         e, _ = predict(self.model, sub, batch_size=max(self.cfg.batch_size, 64),
                        dtype=self.dtype, forces=False)
-        return self.model.refit_shift(sub, e)
+        norm = self.model.refit_shift(sub, e)
+        norm["start_check"] = self._start_check(sub[np.arange(min(len(sub), 64))])
+        return norm
+
+    def _start_check(self, frames) -> dict:
+        """How far the loaded model is from the new data before any update: force RMS of its
+        predictions vs the reference's. A ratio far from 1 means the pre-training data did
+        not cover these environments (e.g. monomers only, fine-tuned on a liquid); the
+        network then starts by unlearning, and a warning says so."""
+        _, f = predict(self.model, frames, batch_size=max(self.cfg.batch_size, 64),
+                       dtype=self.dtype)
+        real = frames.numbers_per_frame > 0
+        pred = float(np.sqrt(np.mean(f[real] ** 2)))
+        ref = float(np.sqrt(np.mean(frames.forces[real] ** 2)))
+        ratio = pred / max(ref, 1e-12)
+        if not 0.1 <= ratio <= 10.0:
+            log.warning("the starting model predicts forces with RMS %.3g eV/A on the %s data, "
+                        "whose forces have RMS %.3g eV/A (ratio %.3g): its pre-training did not "
+                        "cover these environments, and fine-tuning starts far from them",
+                        pred, self.cfg.stage, ref, ratio)
+        return {"predicted_force_rms": pred, "reference_force_rms": ref, "ratio": ratio}
 
     def _batches(self, epoch):
         rng = np.random.default_rng([self.cfg.seed, epoch])
