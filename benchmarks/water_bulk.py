@@ -52,7 +52,7 @@ def monomer_angle_scan(work: Path, models: dict, angles):
     mono = relax(ref, calc)
     o = int(np.nonzero(mono.numbers == 8)[0][0])
     h1, h2 = (int(i) for i in np.nonzero(mono.numbers == 1)[0])
-    theta0 = np.degrees(mono.get_angle(h1, o, h2))
+    theta0 = mono.get_angle(h1, o, h2)  # degrees
     curves = {
         "flexible TIP3P": angle_scan(calc, mono, h1, o, h2, angles)
         - angle_scan(calc, mono, h1, o, h2, [theta0])[0]
@@ -237,41 +237,45 @@ def main():
         print(f"{name}: {s['n_failed']}/{s['n_trajectories']} failed", flush=True)
     plot_survival(curves, bench.RESULTS / "water_survival.png", title="bulk water, 300 K Langevin")
 
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, lq in liquid.items():
-        if lq:
-            r, g, e = (np.array(lq[k]) for k in ("r_A", "g_OO_mean", "g_OO_sem"))
-            ax.plot(r, g, label=f"{name} ({lq['n_trajectories']} runs)")
-            ax.fill_between(r, g - e, g + e, alpha=0.3)
-    _finish(
-        fig,
-        ax,
-        bench.RESULTS / "water_rdf_oo.png",
-        "r(O-O) [A]",
-        "g_OO(r)",
-        "bulk water, 300 K",
-        legend=True,
-    )
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for i, (name, lq) in enumerate(liquid.items()):
-        for k, (t, m) in enumerate(lq["msd"] if lq else []):
-            ax.plot(
-                t,
-                m,
-                color=f"C{i}",
-                alpha=0.6,
-                label=name if k == 0 else None,
-            )
-    _finish(
-        fig,
-        ax,
-        bench.RESULTS / "water_msd.png",
-        "lag [ps]",
-        "O mean squared displacement [A^2]",
-        "bulk water, 300 K",
-        legend=True,
-    )
+    liquid_plots = (bench.RESULTS / "water_rdf_oo.png", bench.RESULTS / "water_msd.png")
+    for path in liquid_plots:  # a rerun with no stable trajectory leaves no stale plot
+        path.unlink(missing_ok=True)
+    if any(liquid.values()):
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, lq in liquid.items():
+            if lq:
+                r, g, e = (np.array(lq[k]) for k in ("r_A", "g_OO_mean", "g_OO_sem"))
+                ax.plot(r, g, label=f"{name} ({lq['n_trajectories']} runs)")
+                ax.fill_between(r, g - e, g + e, alpha=0.3)
+        _finish(
+            fig,
+            ax,
+            bench.RESULTS / "water_rdf_oo.png",
+            "r(O-O) [A]",
+            "g_OO(r)",
+            "bulk water, 300 K",
+            legend=True,
+        )
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for i, (name, lq) in enumerate(liquid.items()):
+            for k, (t, m) in enumerate(lq["msd"] if lq else []):
+                ax.plot(
+                    t,
+                    m,
+                    color=f"C{i}",
+                    alpha=0.6,
+                    label=name if k == 0 else None,
+                )
+        _finish(
+            fig,
+            ax,
+            bench.RESULTS / "water_msd.png",
+            "lag [ps]",
+            "O mean squared displacement [A^2]",
+            "bulk water, 300 K",
+            legend=True,
+        )
 
     result = {
         "command": command,
@@ -308,7 +312,7 @@ def main():
     lines = [
         (
             "| model | force MAE (meV/A) | energy MAE (meV/atom) | epochs | "
-            "E(180 deg) - E(min) monomer (eV) | failed / runs | g_OO peak | D (A^2/ps) |"
+            "monomer E(180 deg) - E(104.5 deg) (eV) | failed / runs | g_OO peak | D (A^2/ps) |"
         ),
         "|---|---|---|---|---|---|---|---|",
     ]
