@@ -330,6 +330,13 @@ def main():
         }
         channels[name] = per_channel_errors(ckpt[name], test)
         bench.copy_learning_curve(work, folder, "h2combustion")
+    errors["FFPT"] = bench.test_errors(
+        ckpt["FFPT"],
+        test,
+        "h2combustion test set, FFPT only",
+        "h2combustion_pretrain",
+        batch_size=256,
+    )
     errors["FFPT-FT"]["pretrain"] = {
         **bench.training_record(s_pt),
         "frames": args.n_pretrain * len(COMBUSTION_SPECIES),
@@ -414,7 +421,11 @@ def main():
             f"| {name} | {er['energy_mae_meV']:.1f} | {er['forces_mae_meV_per_A']:.1f} "
             f"| {er['epochs']} | {scan[name][i05]:.2f} |"
         )
-    lines.append(f"| FFPT (pre-trained only) | | | {s_pt['epochs']} | {scan['FFPT'][i05]:.2f} |")
+    lines.append(
+        f"| FFPT (pre-trained only) | {errors['FFPT']['energy_mae_meV']:.1f} | "
+        f"{errors['FFPT']['forces_mae_meV_per_A']:.1f} | {s_pt['epochs']} | "
+        f"{scan['FFPT'][i05]:.2f} |"
+    )
     lines += [
         "",
         "Per channel (test frames; energy MAE meV / force MAE meV/A):",

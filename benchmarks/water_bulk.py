@@ -199,6 +199,10 @@ def main():
         }
         bench.copy_learning_curve(work, folder, "water")
     errors["FFPT-FT"]["pretrain"] = {**bench.training_record(s_pt), "frames": args.n_pretrain}
+    # the pre-trained model alone on the liquid: how far fine-tuning has to go
+    errors["FFPT"] = bench.test_errors(
+        work / "pretrain" / "best.pt", test, "water, FFPT only", "water_pretrain", batch_size=8
+    )
 
     angles = np.linspace(60.0, 180.0, 121)
     models = {"FFPT": "pretrain", **{name: folder for name, (folder, _) in trained.items()}}
@@ -332,7 +336,9 @@ def main():
             f"{peak} | {dd} |"
         )
     lines.append(
-        f"| FFPT (pre-trained only) | | | {s_pt['epochs']} | {scan['FFPT'][i180]:.2f} | | | |"
+        f"| FFPT (pre-trained only) | {errors['FFPT']['forces_mae_meV_per_A']:.1f} | "
+        f"{errors['FFPT']['energy_per_atom_mae_meV']:.2f} | {s_pt['epochs']} | "
+        f"{scan['FFPT'][i180]:.2f} | | | |"
     )
     lines.append(f"| flexible TIP3P (teacher) | | | | {scan['flexible TIP3P'][i180]:.2f} | | | |")
     bench.write_results("water_bulk", result, "\n".join(lines), command)
