@@ -90,7 +90,8 @@ def three_stages(
     frames and split. ``args`` brings the model size, threads and ``minutes_<stage>``
     budgets of :func:`parser`. Returns the three training summaries."""
     arch = {"features": args.features, "interactions": args.interactions}
-    run = {"threads": args.threads, "seed": 0, **(split or {})}
+    common = {"threads": args.threads, "seed": 0}
+    run = {**common, **(split or {})}
     return {
         "pretrain": stage(
             "pretrain",
@@ -100,8 +101,7 @@ def three_stages(
             data=str(teacher_data),
             batch_size=pretrain_batch_size or batch_size,
             **arch,
-            threads=args.threads,
-            seed=0,
+            **common,
         ),
         "scratch": stage(
             "scratch",

@@ -40,6 +40,12 @@ import numpy as np
 from ffpt_ase.data import Frames, read_combustion_npz
 from ffpt_ase.systems import COMBUSTION_SPECIES, get_system
 
+# defaults of this experiment, shared with temporal_pair_ablation.py (which starts from the
+# same pre-trained model and trains it with these settings if it is missing)
+MODEL = {"features": 64, "interactions": 3}
+PRETRAIN_MINUTES = 15
+PRETRAIN_PER_SPECIES = 12500
+
 EXCLUDED = (
     "12_irc",
     "12a_aimd_all",
@@ -285,13 +291,14 @@ def main():
         __doc__,
         "h2combustion",
         "h2combustion",
-        features=64,
-        interactions=3,
-        minutes={"pretrain": 15, "scratch": 20, "finetune": 20},
+        **MODEL,
+        minutes={"pretrain": PRETRAIN_MINUTES, "scratch": 20, "finetune": 20},
     )
     ap.add_argument("--train-fraction", type=float, default=0.10)
     ap.add_argument("--test-per-file", type=int, default=500)
-    ap.add_argument("--n-pretrain", type=int, default=12500, help="rattled frames per species")
+    ap.add_argument(
+        "--n-pretrain", type=int, default=PRETRAIN_PER_SPECIES, help="rattled frames per species"
+    )
     ap.add_argument("--walkers", type=int, default=4)
     ap.add_argument("--metad-steps", type=int, default=10000, help="0.2 fs steps per walker")
     ap.add_argument("--no-dft-scan", action="store_true", help="skip the PySCF scan points")

@@ -27,7 +27,15 @@ from pathlib import Path
 
 import bench_common as bench
 import numpy as np
-from h2combustion import data_files, metad_figures, pretrain_set, run_walkers
+from h2combustion import (
+    MODEL,
+    PRETRAIN_MINUTES,
+    PRETRAIN_PER_SPECIES,
+    data_files,
+    metad_figures,
+    pretrain_set,
+    run_walkers,
+)
 
 from ffpt_ase.data import Frames, read_combustion_npz
 from ffpt_ase.systems import COMBUSTION_SPECIES
@@ -108,11 +116,10 @@ def main():
         bench.stage(
             "pretrain",
             ptwork,
-            15,
+            PRETRAIN_MINUTES,
             stage="pretrain",
-            data=str(pretrain_set(ptwork, 12500)),
-            features=64,
-            interactions=3,
+            data=str(pretrain_set(ptwork, PRETRAIN_PER_SPECIES)),
+            **MODEL,
             threads=args.threads,
             seed=0,
             batch_size=32,

@@ -103,21 +103,18 @@ class Potential(nn.Module):
         """Refit per-element shift (least squares of energy on composition) and scale (RMS
         force component of each element's atoms) from a :class:`Frames` set."""
         rng = np.random.default_rng(seed)
-        idx = np.sort(rng.permutation(len(frames))[:max_frames])
-        num = frames.numbers_per_frame[idx]
-        counts = self._composition(frames[idx])
-        present = counts.sum(axis=0) > 0
+        sub = frames[np.sort(rng.permutation(len(frames))[:max_frames])]
+        counts = self._composition(sub)  # also rejects elements the model lacks
         shift = np.zeros(len(self.elements))
-        if frames.energy is not None:
-            sol, *_ = np.linalg.lstsq(counts[:, present], frames.energy[idx], rcond=None)
-            shift[present] = sol
+        if sub.energy is not None:
+            shift = self._per_element_fit(counts, sub.energy)
         scale = np.ones(len(self.elements))
-        if frames.forces is not None:
-            f = frames.forces[idx]
+        if sub.forces is not None:
+            num = sub.numbers_per_frame
             for k, z in enumerate(self.elements):
                 sel = num == z
                 if sel.any():
-                    rms = float(np.sqrt(np.mean(f[sel] ** 2)))
+                    rms = float(np.sqrt(np.mean(sub.forces[sel] ** 2)))
                     scale[k] = rms if rms > 1e-8 else 1.0
         self.shift.copy_(torch.from_numpy(shift))
         self.scale.copy_(torch.from_numpy(scale))
@@ -125,11 +122,21 @@ class Potential(nn.Module):
                 "scale": dict(zip(self.elements, scale.tolist()))}
 
     def _composition(self, frames) -> np.ndarray:
+        """Atoms of each model element per frame (frames, elements); unknown elements raise."""
         num = frames.numbers_per_frame
         unknown = set(np.unique(num[num > 0])) - set(self.elements)
         if unknown:
             raise ValueError(f"data contain elements {sorted(unknown)} the model was not built for")
         return np.stack([(num == z).sum(axis=1) for z in self.elements], axis=1).astype(float)
+
+    @staticmethod
+    def _per_element_fit(counts, target) -> np.ndarray:
+        """Per-element energies (eV) whose composition sums fit ``target`` (frames,) in the
+        least-squares sense; zero for elements absent from ``counts``."""
+        present = counts.sum(axis=0) > 0
+        out = np.zeros(counts.shape[1])
+        out[present] = np.linalg.lstsq(counts[:, present], target, rcond=None)[0]
+        return out
 
     def refit_shift(self, frames, energy_pred) -> dict:
         """Move the per-element shifts by the least-squares fit of the residual
@@ -138,12 +145,8 @@ class Potential(nn.Module):
         This is how fine-tuning starts: the pre-trained PES shape (forces) is kept and only
         the energy zero of the new level of theory (e.g. DFT vs force field) is absorbed.
         """
-        counts = self._composition(frames)
-        present = counts.sum(axis=0) > 0
-        delta = np.zeros(len(self.elements))
-        sol, *_ = np.linalg.lstsq(counts[:, present], frames.energy - np.asarray(energy_pred),
-                                  rcond=None)
-        delta[present] = sol
+        delta = self._per_element_fit(self._composition(frames),
+                                      frames.energy - np.asarray(energy_pred))
         self.shift.add_(torch.from_numpy(delta))
         return {"shift": dict(zip(self.elements, self.shift.tolist())),
                 "scale (kept)": dict(zip(self.elements, self.scale.tolist()))}

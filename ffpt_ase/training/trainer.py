@@ -212,7 +212,7 @@ class Trainer:
         loaded model on (up to 2,000) training frames, so the pre-trained PES is not
         rescaled and only the new energy zero is absorbed."""
         train = self.frames[self.train_idx]
-        if self.init_stage is None:
+        if not self.cfg.init:
             return self.model.fit_normalization(train)
         sub = train[np.sort(np.random.default_rng(self.cfg.seed).permutation(len(train))[:2000])]
         e, _ = predict(self.model, sub, batch_size=max(self.cfg.batch_size, 64),
