@@ -10,7 +10,8 @@ from tqdm.auto import tqdm
 
 def progress(total=None, initial=0, unit="it", desc="", disable=False, unit_scale=False,
              **kwargs):
-    """A tqdm bar; in non-interactive output it prints a line at most every 10 s.
+    """A tqdm bar; in non-interactive output it prints a line at most every 10 s (callers
+    set postfixes with ``refresh=False`` so they do not bypass that limit).
     ``unit_scale=True`` shows large counts as 20.0k."""
     interactive = sys.stderr.isatty()
     return tqdm(total=total, initial=initial, unit=unit, desc=desc, disable=disable,

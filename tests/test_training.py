@@ -203,3 +203,11 @@ def test_finetune_warns_when_the_pretrained_model_is_far_from_the_new_data(ho2, 
     check = json.loads((tmp_path / "ft" / "config.json").read_text())["normalization"][
         "start_check"]
     assert check["ratio"] > 10 and check["reference_force_rms"] > 0
+
+
+def test_progress_in_a_log_is_rate_limited(ho2, tmp_path, capsys):
+    # stderr is not a terminal here: one line at most every 10 s, however many epochs
+    train(TrainConfig(stage="pretrain", data=str(ho2), output=str(tmp_path / "pt"), epochs=20,
+                      **TINY))
+    err = capsys.readouterr().err
+    assert "pretrain" in err and err.count("\r") <= 4

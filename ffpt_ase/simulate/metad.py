@@ -271,9 +271,9 @@ def run_metadynamics(cfg: MetadConfig, calc=None, show_progress: bool = True) ->
                 raise StopRun
 
         def tick():
-            bar.update(cfg.check_interval)
             bar.set_postfix(ns_per_day=f"{ns_per_day(dyn.nsteps, dt, time.perf_counter() - t0):.2f}",
-                            unphysical=f"{monitor.fraction_flagged:.3f}")
+                            unphysical=f"{monitor.fraction_flagged:.3f}", refresh=False)
+            bar.update(cfg.check_interval)
 
         dyn.attach(check, interval=cfg.check_interval)
         dyn.attach(tick, interval=cfg.check_interval)

@@ -186,9 +186,11 @@ class Trainer:
                 self._save("last.pt", opt, sched, epoch + 1, best, history)
                 if improved:
                     self._save("best.pt", opt, sched, epoch + 1, best, history)
-                bar.update(1)
+                # refresh=False: the bar's own rate limit decides when a line is printed
                 bar.set_postfix(val_F_MAE=f"{row['val_forces_mae']:.4f}",
-                                val_E_MAE=f"{row['val_energy_mae']:.4f}", lr=f"{row['lr']:.1e}")
+                                val_E_MAE=f"{row['val_energy_mae']:.4f}", lr=f"{row['lr']:.1e}",
+                                refresh=False)
+                bar.update(1)
                 if opt.param_groups[0]["lr"] <= min_lr * (1 + 1e-9):
                     stop_reason = "learning rate reached 1% of its start"
                     break
