@@ -2,10 +2,12 @@
 
 import numpy as np
 import pytest
-from ase import Atoms
+from ase import Atoms, units
 
 from conftest import finite_difference_forces
-from ffpt_ase.forcefields.qforce_fit import fit_force_constants, fit_torsion
+from ffpt_ase.forcefields.qforce import QForceCalculator, QForceParameters
+from ffpt_ase.forcefields.qforce_fit import (fit_force_constants, fit_torsion,
+                                             partition_well_depths, write_parameters)
 from ffpt_ase.sampling import relax
 from ffpt_ase.systems import get_system
 
@@ -44,7 +46,59 @@ def test_force_constants_recovered_from_teacher_hessian(species):
         assert k == pytest.approx(expected, rel=1e-4), (kind, label)
 
 
+TABLE1_LABELS = {"H2": ["H-H"], "HO": ["H-O"], "O2": ["O-O"], "H2O": ["H-O", "H-O"],
+                 "HO2": ["H-O", "O-O"], "H2O2": ["H-O", "H-O", "O-O"]}
+
+
+def test_partition_reproduces_table_1_from_atomization_energies():
+    """The rule, given the data set's atomization energies (kJ/mol), returns Table 1's D."""
+    ae = {"H2": 450.529259, "HO": 441.538052, "O2": 529.522227, "H2O": 952.678682,
+          "HO2": 748.030138, "H2O2": 1117.90849}
+    d = partition_well_depths(TABLE1_LABELS, ae)
+    table1 = QForceParameters.load("table1").species
+    for species, labels in d.items():
+        for label, value in labels.items():
+            assert value * units.kJ / units.mol == pytest.approx(
+                table1[species]["bonds"][label][0], abs=1e-8), (species, label)
+    # an offset (torsion energy at the minimum) goes to the heavy-atom bond
+    assert partition_well_depths(TABLE1_LABELS, ae, {"H2O2": -5.0})["H2O2"]["O-O"] == \
+        pytest.approx(234.83239 - 5.0, abs=1e-4)
+
+
+def test_partition_refuses_ambiguous_species():
+    with pytest.raises(ValueError, match="C-H radical"):
+        partition_well_depths({"CH4": ["C-H"] * 3 + ["C-O"], "HO": ["H-O"]},
+                              {"CH4": 1.0, "HO": 1.0})
+    with pytest.raises(ValueError, match="exactly one"):
+        partition_well_depths({"X": ["H-O", "C-O", "O-O"], "HO": ["H-O"]}, {"X": 3, "HO": 1})
+
+
 pyscf = pytest.importorskip("pyscf", reason="PySCF not installed (extra 'abinitio')")
+
+
+@pytest.mark.slow
+def test_parametrize_qforce_aligns_energy_zeros_with_its_level(tmp_path):
+    """`parametrize qforce` at a cheap level: every species' force-field minimum sits at minus
+    its atomization energy at that level, so reaction energies are that level's (~45 s)."""
+    path = tmp_path / "q.json"
+    data = write_parameters(path, xc="b3lyp", basis="sto-3g", fmax=0.01,
+                            torsion_step_deg=60.0)
+    e_dft = data["provenance"]["species_energies_eV"]
+    params = QForceParameters.load(path)
+    teacher = {"H": 0.0, "O": 0.0}
+    for species in params.species:
+        ref = params.reference(species)
+        calc = QForceCalculator(params)
+        atoms = relax(ref, calc, fmax=1e-6)
+        teacher[species] = calc.evaluate_batch(atoms.positions[None], atoms.numbers)[0][0]
+        ae = sum(e_dft[s] for s in ref.get_chemical_symbols()) - e_dft[species]
+        assert teacher[species] == pytest.approx(-ae, abs=2e-4), species  # < 0.02 kJ/mol
+    dft = {s: e - sum(e_dft[a] for a in Atoms(s).get_chemical_symbols()) if len(s) > 1 else 0.0
+           for s, e in e_dft.items()}
+    for left, right in ((["HO2"], ["H", "O2"]), (["H2O2"], ["HO", "HO"]),
+                        (["H2", "HO"], ["H2O", "H"])):
+        assert sum(teacher[s] for s in right) - sum(teacher[s] for s in left) == \
+            pytest.approx(sum(dft[s] for s in right) - sum(dft[s] for s in left), abs=5e-4)
 
 
 def test_pyscf_forces_are_energy_gradient():

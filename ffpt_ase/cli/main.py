@@ -62,7 +62,7 @@ def _cmd_parametrize(args):
     from ..forcefields.qforce_fit import write_parameters
     out = Path(args.output)
     if out.is_dir() or not out.suffix:
-        out = out / "qforce_h2combustion.json"
+        out = out / "qforce_parameters.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_parameters(out, xc=args.xc, basis=args.basis)
     print(f"wrote {out}")
@@ -217,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=100000, help="number of frames")
     p.add_argument("--sigma", type=float, default=0.2, help="rattle amplitude in A (not rescaled)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--parameters", default=None, help="Q-Force parameter file (JSON)")
+    p.add_argument("--parameters", default=None,
+                   help="Q-Force parameters: a shipped set (table1, the default: the paper's "
+                        "Table 1; selffit-b3lyp) or a JSON file")
     p.add_argument("--batch-size", type=int, default=10000, help="frames labelled per batch")
     p.add_argument("--plot", action="store_true", help="also write a PNG of the label statistics")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -14,7 +14,8 @@ which is the unique choice for which ``k_r`` *is* the harmonic force constant at
 (d2E/dr2 at r0 = 2 D a^2 = k_r), matching the stated meaning of k_r and Q-Force's own
 convention. The ``- D`` shift puts the dissociated bond at zero and the minimum at ``-D``.
 
-Isolated atoms (H, O) have zero energy. The topology is perceived once, from the first
+Isolated atoms of the covered elements (H, O) have zero energy; any other lone atom is
+an error. The topology is perceived once, from the first
 geometry the calculator sees (or given explicitly with ``bonds=``), and kept: the force
 field is non-reactive by construction. A system of several fragments (HO2 + H, two HO2, ...)
 gets each fragment's parameters from its chemical formula; there are no inter-fragment
@@ -35,16 +36,39 @@ from ase import Atoms, units
 from .bonded import BondedForceField
 from .topology import Topology, build, canonical_label, perceive
 
-#: parameter file shipped with the package
-DEFAULT_PARAMETERS = "qforce_h2combustion.json"
+#: parameter sets shipped with the package, by name
+PARAMETER_SETS = {
+    # the paper's Table 1 (Yuan & Head-Gordon, arXiv:2509.14205), fitted with Q-Force at the
+    # combustion data set's level, UKS wB97X-V/cc-pVTZ: the default teacher
+    "table1": "qforce_table1.json",
+    # this package's own `ffpt-ase parametrize qforce` at B3LYP/6-31G*, D from sequential
+    # bond-dissociation energies (kept for comparison; its reaction energies are not the data
+    # set's, e.g. HO2 -> H + O2 costs -10.5 kJ/mol instead of +218.5)
+    "selffit-b3lyp": "qforce_selffit_b3lyp.json",
+}
+DEFAULT_PARAMETER_SET = "table1"
 
 _NM = 10.0  # Angstrom per nm
 _KJMOL = units.kJ / units.mol  # eV per kJ/mol
 
 
+def parameter_path(name_or_path: str | Path | None = None) -> Path:
+    """File of a shipped parameter set (``'table1'``, the default, or ``'selffit-b3lyp'``)
+    or of a user's own file."""
+    name = DEFAULT_PARAMETER_SET if name_or_path is None else name_or_path
+    if isinstance(name, str) and name in PARAMETER_SETS:
+        return Path(str(resources.files("ffpt_ase.forcefields.params")
+                        .joinpath(PARAMETER_SETS[name])))
+    path = Path(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"Q-Force parameters {str(name)!r}: neither a shipped set "
+                                f"({', '.join(PARAMETER_SETS)}) nor an existing file")
+    return path
+
+
 def default_parameter_path() -> Path:
-    """Path of the parameter file shipped with the package."""
-    return Path(str(resources.files("ffpt_ase.forcefields.params").joinpath(DEFAULT_PARAMETERS)))
+    """Path of the default parameter set (the paper's Table 1)."""
+    return parameter_path(None)
 
 
 class MissingParameterError(KeyError):
@@ -69,8 +93,9 @@ class QForceParameters:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "QForceParameters":
-        """Read a parameter file (JSON, nm / kJ/mol / rad); default: the shipped one."""
-        path = default_parameter_path() if path is None else Path(path)
+        """Read a parameter file (JSON, nm / kJ/mol / rad): a shipped set by name
+        (``'table1'``, the default; ``'selffit-b3lyp'``) or a path."""
+        path = parameter_path(path)
         text = path.read_text()
         source = str(path)
         try:
@@ -115,11 +140,15 @@ class QForceParameters:
 class QForceCalculator(BondedForceField):
     """Q-Force style bonded teacher for H, O, H2, O2, OH, H2O, HO2 and H2O2 (ASE calculator).
 
+    By default the paper's Table 1 parameters: every isolated species' minimum sits at minus
+    its atomization energy in the combustion data set (free atoms = 0), so reaction energies
+    between isolated species are the data set's.
+
     Parameters
     ----------
     parameters:
-        :class:`QForceParameters`, a path to a JSON parameter file, or ``None`` for the file
-        shipped with the package.
+        :class:`QForceParameters`, the name of a shipped set (``'table1'``, the paper's
+        Table 1, is the default; ``'selffit-b3lyp'``) or a path to a JSON parameter file.
     bonds:
         Optional explicit bond list ``[(i, j), ...]`` (0-based); otherwise bonds are perceived
         from the first geometry with covalent radii times ``bond_scale``.
@@ -144,7 +173,13 @@ class QForceCalculator(BondedForceField):
         params = self.parameters
         owner = topo.fragment_of_atom()
         formulas = topo.fragment_formulas()
+        elements = {el for entry in params.species.values()
+                    for label in entry["bonds"] for el in label.split("-")}
         for frag, formula in zip(topo.fragments, formulas):
+            if len(frag) == 1 and sym[frag[0]] not in elements:
+                raise MissingParameterError(
+                    f"no Q-Force parameters for a lone {sym[frag[0]]} atom (atom {frag[0]}); "
+                    f"the file {params.source} covers the elements {sorted(elements)}")
             if len(frag) > 1 and formula not in params.species:
                 raise MissingParameterError(
                     f"no Q-Force parameters for fragment {formula} (atoms {frag}); the file "

@@ -10,11 +10,25 @@ with the package. The procedure follows Q-Force (Sami et al., JCTC 17, 4946 (202
    the analytic DFT Hessian (terms of one type within a molecule share one constant);
 4. dihedral terms k_n (1 + cos(n phi - phi0_n)), n = 1..4, phi0 in {0, pi}, are fitted to a
    rigid torsion scan (H2O2) and their curvature is removed from the Hessian before step 3;
-5. each Morse well depth D is the DFT bond-dissociation energy of *that* bond into the
-   ground-state fragments, e.g. D(O-O in HO2) = E(OH) + E(O) - E(HO2), all at the same level.
+5. each Morse well depth D partitions the species' atomization energy at the same level,
+   AE = sum E(free atoms) - E(species), the rule the paper's Table 1 follows (its D values
+   reproduce the combustion data set's atomization energies to 0.03 kJ/mol):
+
+   * a diatomic's bond takes the whole AE (H2, OH, O2);
+   * in a polyatomic species every bond to hydrogen X-H takes the D of the diatomic X-H
+     radical (O-H in HO2 and H2O2 take OH's D), unless all its bonds are of that one type,
+     in which case they split the AE equally (the two O-H bonds of H2O);
+   * the remaining (heavy-atom) bonds split what is left equally (O-O in HO2, H2O2).
+
+   With the ``- D`` shift of every Morse term each species' minimum then sits at ``-AE``:
+   the force field shares the ab initio labels' energy zero (free atoms), and reaction
+   energies between isolated species are those of the level of theory (up to a torsion
+   series that is not zero at its own minimum, about 5 kJ/mol for H2O2 in Table 1).
+   ``partition_well_depths`` is that rule on its own.
 
 Everything runs at one level of theory (default UKS/RKS B3LYP/6-31G*, a few minutes on two
-cores). Results are written in nm, kJ/mol and rad with the method recorded as provenance.
+cores; the paper's is wB97X-V/cc-pVTZ). Results are written in nm, kJ/mol and rad with the
+method, the rule and the atomization energies recorded as provenance.
 """
 
 from __future__ import annotations
@@ -29,6 +43,7 @@ from ase import Atoms, units
 from ase.optimize import BFGS
 
 from .geometry import angles, dihedrals, distances
+from .qforce_table import cosine_series, series_minimum
 from .topology import canonical_label, perceive
 
 log = logging.getLogger(__name__)
@@ -46,17 +61,44 @@ SPECIES = {
                                          [1.75, 0.30, 0.85]])),
 }
 
-#: which fragments each bond breaks into, for the bond-dissociation energies D
-DISSOCIATION = {
-    ("H2", "H-H"): ["H", "H"],
-    ("O2", "O-O"): ["O", "O"],
-    ("HO", "H-O"): ["O", "H"],
-    ("H2O", "H-O"): ["HO", "H"],
-    ("HO2", "H-O"): ["O2", "H"],
-    ("HO2", "O-O"): ["HO", "O"],
-    ("H2O2", "H-O"): ["HO2", "H"],
-    ("H2O2", "O-O"): ["HO", "HO"],
-}
+
+def partition_well_depths(bond_labels: dict, atomization: dict, offsets=None) -> dict:
+    """Morse depths D per species and bond label from atomization energies (rule 5 above).
+
+    ``bond_labels[species]`` lists the labels of its bonds, one per bond (``['H-O', 'O-O']``
+    for HO2); ``atomization[species]`` is its atomization energy (any energy unit; D comes
+    out in the same one). ``offsets[species]``, if given, is the energy of the species'
+    other terms at its minimum (a torsion series that is not zero there); the bonds that
+    share the remainder absorb it, so that the minimum still sits at exactly ``-AE``.
+    Returns ``{species: {label: D}}``. Raises ValueError when a species
+    needs the D of a diatomic X-H radical that is not in the set, or leaves more than one
+    heavy-atom bond type to share the rest (the rule would be ambiguous).
+    """
+    depths = {}
+    offsets = offsets or {}
+    diatomic = {labels[0]: atomization[sp] for sp, labels in bond_labels.items()
+                if len(labels) == 1}
+    for species, labels in bond_labels.items():
+        if len(labels) == 1 or len(set(labels)) == 1:
+            depths[species] = {labels[0]: (atomization[species] + offsets.get(species, 0.0))
+                               / len(labels)}
+            continue
+        d = {}
+        with_h = [lab for lab in labels if "H" in lab.split("-")]
+        for lab in set(with_h):
+            if lab not in diatomic:
+                raise ValueError(f"{species}: the D of its {lab} bonds comes from the diatomic "
+                                 f"{lab} radical, which is not among the species")
+            d[lab] = diatomic[lab]
+        rest = [lab for lab in labels if lab not in d]
+        if len(set(rest)) != 1:
+            raise ValueError(f"{species}: {sorted(set(rest)) or 'no'} heavy-atom bond types "
+                             "left to share the atomization energy; the rule needs exactly one")
+        left = atomization[species] + offsets.get(species, 0.0) - \
+            sum(d[lab] for lab in labels if lab in d)
+        d[rest[0]] = left / len(rest)
+        depths[species] = d
+    return depths
 
 _KJMOL = units.kJ / units.mol
 
@@ -161,6 +203,15 @@ def parametrize_species(xc="b3lyp", basis="6-31g*", fmax=0.005, torsion_step_deg
         relaxed[name] = (atoms, calc)
         log.info("%s (2S+1=%d): E = %.6f eV", name, mult, energy[name])
 
+    atomization = {name: sum(energy[el] for el in atoms.get_chemical_symbols()) - energy[name]
+                   for name, (atoms, _) in relaxed.items() if len(atoms) > 1}
+    labels = {}
+    for name, (atoms, _) in relaxed.items():
+        if len(atoms) > 1:
+            sym = atoms.get_chemical_symbols()
+            labels[name] = [canonical_label([sym[i], sym[j]])
+                            for i, j in perceive(atoms.numbers, atoms.positions).bonds]
+
     out = {}
     for name, (atoms, calc) in relaxed.items():
         if len(atoms) == 1:
@@ -169,10 +220,12 @@ def parametrize_species(xc="b3lyp", basis="6-31g*", fmax=0.005, torsion_step_deg
         pos = atoms.positions[None]
         topo = perceive(atoms.numbers, atoms.positions)
         sym = atoms.get_chemical_symbols()
-        entry = {"multiplicity": SPECIES[name][0], "bonds": {}, "angles": {}, "dihedrals": {}}
+        entry = {"multiplicity": SPECIES[name][0], "bonds": {}, "angles": {}, "dihedrals": {},
+                 "atomization_energy_kJ_per_mol": float(atomization[name] / _KJMOL)}
         hess = calc.hessian(atoms)
 
         # dihedrals first: fitted to a scan, their curvature removed from the Hessian
+        torsion_at_minimum = 0.0
         if len(topo.dihedrals):
             phi_all, g_all = dihedrals(pos, topo.dihedrals)
             for t, dih in enumerate(topo.dihedrals):
@@ -182,19 +235,19 @@ def parametrize_species(xc="b3lyp", basis="6-31g*", fmax=0.005, torsion_step_deg
                 entry["dihedrals"][label] = [
                     {"k": float(k / _KJMOL), "n": nn, "phi0": float(p0)} for k, nn, p0 in terms]
                 phi = phi_all[0, t]
+                # the force field's minimum has this torsion at its series' lowest point
+                torsion_at_minimum += float(cosine_series(series_minimum(terms), terms))
                 curv = sum(k * nn * nn * -np.cos(nn * phi - p0) for k, nn, p0 in terms)
                 hess = hess - curv * _design_row([(dih, g_all[0, t])], n).reshape(3 * n, 3 * n)
 
-        # bonds and angles: one force constant per (species, term type)
+        # bonds and angles: one force constant per (species, term type); D by the partition
+        depths = partition_well_depths(labels, atomization, {name: torsion_at_minimum})
         kinds, k_fit = fit_force_constants(atoms, hess, topo)
         for (kind, label, eq), k in zip(kinds, k_fit):
             if kind == "bonds":
-                frags = DISSOCIATION[(name, label)]
-                D = sum(energy[f] for f in frags) - energy[name]
-                entry["bonds"][label] = {"D": float(D / _KJMOL),
+                entry["bonds"][label] = {"D": float(depths[name][label] / _KJMOL),
                                          "k": float(k / _KJMOL * 100.0),  # per A^2 -> per nm^2
-                                         "r0": eq / 10.0,
-                                         "dissociates_to": frags}
+                                         "r0": eq / 10.0}
             else:
                 entry["angles"][label] = {"k": float(k / _KJMOL), "theta0": eq}
         entry["reference"] = {"symbols": sym,
@@ -213,6 +266,10 @@ def parametrize_species(xc="b3lyp", basis="6-31g*", fmax=0.005, torsion_step_deg
             "method": f"{xc}/{basis} (PySCF; UKS for open shells)",
             "date": datetime.date.today().isoformat(),
             "procedure": "ffpt_ase.forcefields.qforce_fit module docstring",
+            "well_depths": "D partitions each species' atomization energy at this level (bonds "
+                           "to H take the diatomic X-H radical's D, the rest shares the "
+                           "remainder), so each species' minimum sits at -AE, relative to "
+                           "free atoms, as in the paper's Table 1",
             "species_energies_eV": {k: float(v) for k, v in energy.items()},
         },
         "species": out,
