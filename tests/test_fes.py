@@ -6,10 +6,10 @@ import pytest
 from ase import Atoms, units
 from ase.calculators.calculator import Calculator, all_changes
 
-from ffpt_ase.analysis.fes import (KB_KJMOL, basin_free_energy_difference, convergence,
-                                   ct_series, fes_from_hills, plumed_sum_hills,
-                                   read_hills, read_plumed_table, reweighted_fes,
-                                   reweighting_weights)
+from ffpt_ase.analysis.fes import (KB_KJMOL, basin_delta_f, convergence, ct_series,
+                                   fes_from_hills, plumed_sum_hills, read_hills,
+                                   read_plumed_table, reweighted_fes, reweighting_weights,
+                                   statistical_inefficiency)
 
 plumed = pytest.importorskip("plumed", reason="PLUMED kernel (hillclimber) not installed")
 KJ = units.kJ / units.mol
@@ -117,12 +117,100 @@ def test_reweighting_and_fes_recover_exact_double_well(tmp_path):
     exact = BARRIER * (fes.axes[0] ** 2 - 1) ** 2
     err = fes.free_energy - (exact - exact.min())
     assert np.abs(err - err.mean()).max() < 1.5, err
-    # symmetric wells: Delta F = 0 within its block error; the error bars are finite
-    conv = convergence(x, logw, t * 1e-3, x < 0, x > 0, n_points=5, n_blocks=5)
+    # symmetric wells: Delta F = 0 within its error; the error bars are finite
+    conv = convergence(logw, t * 1e-3, x < 0, x > 0, n_points=5)
     assert abs(conv["delta_f"][-1]) < max(3 * conv["error"][-1], 1.0)
-    assert np.all(np.isfinite(conv["error"][1:]))
-    assert basin_free_energy_difference(x, logw, x < -0.5, x > 0.5) == pytest.approx(
+    assert all(e is not None and np.isfinite(e) for e in conv["error"][1:])
+    assert basin_delta_f(logw, x < -0.5, x > 0.5)["delta_f"] == pytest.approx(
         conv["delta_f"][-1], abs=1.5)
+
+
+def _ar1(n, phi, rng):
+    x = np.zeros(n)
+    eps = rng.normal(size=n)
+    for i in range(1, n):
+        x[i] = phi * x[i - 1] + eps[i]
+    return x
+
+
+def test_statistical_inefficiency_of_a_known_process():
+    """AR(1) with coefficient phi has g = (1 + phi) / (1 - phi)."""
+    rng = np.random.default_rng(1)
+    assert statistical_inefficiency(_ar1(200000, 0.8, rng)) == pytest.approx(9.0, rel=0.1)
+    assert statistical_inefficiency(rng.normal(size=50000)) == pytest.approx(1.0, abs=0.1)
+    assert statistical_inefficiency(np.ones(100)) == 1.0
+
+
+def test_delta_f_and_its_error_on_a_correlated_series_with_known_answer():
+    """Two-state series with P(B)/P(A) = e^{-2} under unbiased weights: the estimate is within
+    its error of 2 kT, the error grows with the correlation, and 200 repeats show it is the
+    right size (the z-scores' spread is about 1)."""
+    kT = KB_KJMOL * 300
+    rng = np.random.default_rng(2)
+    z, errs = [], []
+    for _ in range(200):
+        # correlated state sequence: stay with probability 0.95
+        p_b = np.exp(-2) / (1 + np.exp(-2))
+        state = np.zeros(4000, bool)
+        state[0] = rng.random() < p_b
+        flip = rng.random(4000)
+        for i in range(1, 4000):
+            stay = flip[i] < 0.95
+            state[i] = state[i - 1] if stay else rng.random() < p_b
+        r = basin_delta_f(np.zeros(4000), ~state, state)
+        z.append((r["delta_f"] - 2 * kT) / r["error"])
+        errs.append(r["error"])
+        assert r["statistical_inefficiency"] > 10
+    assert abs(np.mean(z)) < 0.3 and 0.7 < np.std(z) < 1.4
+
+
+def test_delta_f_reports_empty_basins_in_words():
+    r = basin_delta_f(np.zeros(10), np.ones(10, bool), np.zeros(10, bool))
+    assert r["delta_f"] is None and "basin B" in r["note"]
+
+
+def test_fes_report_walls_unphysical_frames_and_run_temperature(tmp_path):
+    """A synthetic channel-09 run: known reweighted populations, a frame on a wall with a
+    huge wall bias, unphysical O + OH frames; the report excludes the unphysical frames,
+    does not let the wall frame dominate, reads T from state.json and writes no NaN."""
+    import json
+
+    from ffpt_ase.analysis.metad_report import fes_report
+    folder = tmp_path / "run"
+    folder.mkdir()
+    T = 500.0
+    kT = KB_KJMOL * T
+    (folder / "state.json").write_text(json.dumps({"config": {"reaction": "09",
+                                                              "temperature_K": T}}))
+    # one tiny hill: the bias is ~0, so weights are ~1 apart from the walls
+    (folder / "HILLS").write_text("#! FIELDS time cn1 cn2 sigma_cn1 sigma_cn2 height biasf\n"
+                                  "#! SET kerneltype stretched-gaussian\n"
+                                  + "".join(f"{t} 5.0 5.0 0.05 0.05 1e-9 20\n"
+                                            for t in range(1, 12)))
+    rows = []
+    ho2 = (1.33, 0.97, 1.85)        # r_1_2 (O-O), r_1_3 (O1-H), r_2_3 (O2-H)
+    h_o2 = (1.21, 3.5, 3.9)
+    split = (3.0, 0.97, 3.3)        # O + OH: unphysical for channel 09
+    states = [ho2] * 600 + [h_o2] * 200 + [split] * 200
+    for k, (oo, o1h, o2h) in enumerate(states):
+        wall = 300.0 * kT if k == 700 else 0.0   # one product frame deep in a wall
+        rows.append(f"{10.0 * k} 0.5 0.5 {oo} {o1h} {o2h} 0.0 {wall}")
+    (folder / "COLVAR").write_text("#! FIELDS time cn1 cn2 r_1_2 r_1_3 r_2_3 metad.bias "
+                                   "walls.bias\n" + "\n".join(rows) + "\n")
+    s = fes_report(folder, tmp_path / "fes")
+    assert s["temperature_K"] == T
+    assert s["frames"] == {"reactant": 600, "product": 200, "transition": 0, "unphysical": 200}
+    assert s["unphysical_fraction"] == pytest.approx(0.2)
+    assert s["delta_f_product_minus_reactant_kJ_per_mol"] == pytest.approx(
+        -kT * np.log(200 / 600), abs=1e-6)
+    assert s["delta_f_walls_reweighted_kJ_per_mol"] < -100 * kT  # what the walls would do
+    assert any("walls" in n for n in s["notes"])
+    text = (tmp_path / "fes" / "fes_summary.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert (tmp_path / "fes" / "convergence.png").exists()
+    # a different analysis temperature is allowed but noted
+    s2 = fes_report(folder, tmp_path / "fes2", temperature=300.0)
+    assert any("run was at 500" in n for n in s2["notes"])
 
 
 def test_malformed_plumed_files(tmp_path):

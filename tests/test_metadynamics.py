@@ -52,6 +52,7 @@ def test_shipped_decks_are_current_and_units_are_explicit():
         assert "UNITS LENGTH=A TIME=fs ENERGY=kj/mol" in text
         assert metad_height_kjmol(text.splitlines()) == pytest.approx(5.0)
         assert "SIGMA=0.05,0.05" in text and "PACE=100" in text and "TEMP=300" in text
+        assert "r_1_2: DISTANCE ATOMS=1,2" in text
         assert "UPPER_WALLS" in text and "BIASFACTOR=" in text
 
 
@@ -81,7 +82,7 @@ def test_plumed_accepts_every_deck(cid, tmp_path):
     from ase import units
     from ase.calculators.plumed import Plumed
 
-    from ffpt_ase.analysis.metad_report import basin_points
+    from ffpt_ase.simulate.decks import collective_variables
     atoms = reactant_complex(cid)
     lines = deck_lines(find_deck(cid), tmp_path)
     with Plumed(_Zero(), lines, 0.2 * units.fs, atoms=atoms, kT=units.kB * 300,
@@ -91,11 +92,52 @@ def test_plumed_accepts_every_deck(cid, tmp_path):
     fields = (tmp_path / "COLVAR").read_text().splitlines()[0].split()[2:]
     row = np.loadtxt(tmp_path / "COLVAR", comments="#", ndmin=2)[0]
     cv = dict(zip(fields, row))
-    expected = basin_points(cid)["reactant"]
-    # the complex is built 2.5 A apart (counts ~0.07) and from Q-Force geometries
-    assert cv["cn1"] == pytest.approx(expected[0], abs=0.12)
-    assert cv["cn2"] == pytest.approx(expected[1], abs=0.12)
+    expected = collective_variables(cid, atoms.positions)[0]
+    assert cv["cn1"] == pytest.approx(expected[0], abs=1e-4)
+    assert cv["cn2"] == pytest.approx(expected[1], abs=1e-4)
     assert cv["walls.bias"] == 0.0
+    d = atoms.get_all_distances()
+    for i in range(len(atoms)):
+        for j in range(i + 1, len(atoms)):
+            assert cv[f"r_{i + 1}_{j + 1}"] == pytest.approx(d[i, j], abs=1e-4)
+
+
+def _plumed_cvs(cid, atoms, folder):
+    from ase import units
+    from ase.calculators.plumed import Plumed
+    folder.mkdir()
+    lines = deck_lines(find_deck(cid), folder)
+    with Plumed(_Zero(), lines, 0.2 * units.fs, atoms=atoms, kT=units.kB * 300,
+                log=str(folder / "plumed.log")) as calc:
+        atoms.calc = calc
+        atoms.get_forces()
+    fields = (folder / "COLVAR").read_text().splitlines()[0].split()[2:]
+    row = np.loadtxt(folder / "COLVAR", comments="#", ndmin=2)[0]
+    return dict(zip(fields, row))
+
+
+def test_every_deck_separates_the_data_sets_reactant_and_product(data_dir, tmp_path):
+    """PLUMED evaluates both CVs of every deck on the data set's reactant_NN.xyz and
+    product_NN.xyz: each CV moves by at least 0.4 (channel 08's CV2 is the data set's own
+    spectator O-H bond and is exempt)."""
+    from ase.io import read
+    geo = data_dir / "h2combustion" / "geometries"
+    moved = {}
+    for cid in channel_ids():
+        a, b = (read(geo / f"{k}_{cid}.xyz") for k in ("reactant", "product"))
+        if cid in ("05", "06a", "06b", "07"):  # placeholder scan files: bond vs 3-4 A apart
+            ch = get_channel(cid)
+            a = reactant_complex(cid)
+            b = a.copy()
+            b.positions[1] = b.positions[0] + (b.positions[1] - b.positions[0]) * 3.0
+        cv_a = _plumed_cvs(cid, a, tmp_path / f"{cid}a")
+        cv_b = _plumed_cvs(cid, b, tmp_path / f"{cid}b")
+        moved[cid] = (abs(cv_a["cn1"] - cv_b["cn1"]), abs(cv_a["cn2"] - cv_b["cn2"]))
+    for cid, (d1, d2) in moved.items():
+        assert d1 >= 0.4, (cid, "cn1", d1)
+        if cid != "08":
+            assert d2 >= 0.4, (cid, "cn2", d2)
+    assert moved["08"][1] < 0.1  # the spectator bond really is one
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +202,15 @@ def test_metad_run_restart_and_interrupt(tiny_model, tmp_path, monkeypatch):
     assert np.all(np.diff(t) > 0) and t[-1] == pytest.approx(200.0)
     h = np.loadtxt(out / "HILLS", comments="#")[:, 0]
     assert np.all(np.diff(h) > 0) and len(h) == 10
+
+
+def test_metad_temperature_follows_the_run(tmp_path):
+    from ffpt_ase.simulate.metad import set_metad_temperature
+    lines = deck_lines(find_deck("09"), tmp_path)
+    hot = set_metad_temperature(lines, 500.0)
+    (metad,) = [line for line in hot if "METAD" in line.split()]
+    assert "TEMP=500" in metad and "TEMP=300" not in metad
+    assert set_metad_temperature(["m: METAD ARG=a HEIGHT=5"], 300.0)[0].endswith("TEMP=300")
 
 
 def test_truncate_plumed_file(tmp_path):

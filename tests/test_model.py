@@ -163,3 +163,32 @@ def test_float32_model_keeps_large_total_energies_exact():
     e32 = m32(batch_from_atoms(atoms, m32.elements, m32.cutoff).to(dtype=torch.float32))["energy"]
     assert e32.dtype == torch.float64 and m32.shift.dtype == torch.float64
     assert abs(e32.item() - e64) < 2e-4 and abs(e64) > 1.0e4
+
+
+class _Payload:
+    """Pickles to a call that would create a file when unpickled with weights_only=False."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_a_malicious_checkpoint_runs_no_code(tmp_path):
+    """Checkpoints are read with weights_only=True: a pickle that would run code on loading
+    is refused with a clear error and the code never runs."""
+    from ffpt_ase.model.potential import CheckpointError, load_checkpoint
+    marker = tmp_path / "pwned"
+    bad = tmp_path / "best.pt"
+    torch.save({"model": _Payload(marker)}, bad)
+    with pytest.raises(CheckpointError, match="could not be read"):
+        load_checkpoint(bad)
+    assert not marker.exists()
+
+
+def test_pretrained_names_resolve_and_unknown_ones_are_explained():
+    from ffpt_ase.pretrained import resolve_checkpoint
+    assert str(resolve_checkpoint("runs/x.pt")) == "runs/x.pt"
+    with pytest.raises(FileNotFoundError, match="no shipped pre-trained model 'nope'"):
+        resolve_checkpoint("pretrained:nope")

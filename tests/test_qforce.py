@@ -132,6 +132,7 @@ def test_reaction_energies_of_all_channels_match_the_data_set(params, data_dir):
             sum(teacher[s] for s, _ in ch.reactants)
         de_data = sum(data[s] for s, _ in ch.products) - sum(data[s] for s, _ in ch.reactants)
         assert de_teacher - n_h2o2 * offset == pytest.approx(de_data, abs=1.0), cid
+        assert ch.reaction_energy_kJ_per_mol == pytest.approx(de_data, abs=0.01), cid
     ch9 = get_channel("09")
     assert sum(teacher[s] for s, _ in ch9.products) - teacher["HO2"] == \
         pytest.approx(218.5, abs=0.1)

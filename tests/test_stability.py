@@ -43,8 +43,33 @@ def test_criteria_on_crafted_frames():
     folded.positions[h] = folded.positions[other] + [0, 0, 0.95]
     folded.positions[h] = folded.positions[o] + 0.9 * (folded.positions[h] - folded.positions[o]) / \
         np.linalg.norm(folded.positions[h] - folded.positions[o]) * 1.1
-    assert crit.check(folded) is not None
+    # a new bond is recorded, and is a failure only when asked
+    assert crit.new_bond(folded) is not None and crit.check(folded) is None
+    strict = StabilityCriteria(ref, count_new_bonds=True)
+    assert strict.check(folded)[0] == "new_bond"
     assert crit.check(ref, energy=np.nan)[0] == "nonfinite"
+
+
+def test_reference_lengths_are_the_mean_over_reference_frames():
+    ref = load_structure("HO2")
+    h, o = 2, 0
+    frames = []
+    for dr in (0.2, 0.4):  # O-H stretched by 0.2 and 0.4 A: mean +0.3 A
+        f = ref.copy()
+        u = f.positions[h] - f.positions[o]
+        f.positions[h] += dr * u / np.linalg.norm(u)
+        frames.append(f)
+    crit = StabilityCriteria(ref, reference_frames=frames)
+    k = [tuple(b) for b in crit.bonds.tolist()].index((o, h))
+    assert crit.ref_lengths[k] == pytest.approx(ref.get_distance(o, h) + 0.3, abs=1e-9)
+    assert "mean over 2" in crit.reference_source
+    # +0.7 A from the start structure is only +0.4 A from the frames' mean: no failure
+    far = ref.copy()
+    u = far.positions[h] - far.positions[o]
+    far.positions[h] += 0.7 * u / np.linalg.norm(u)
+    assert crit.check(far) is None and StabilityCriteria(ref).check(far)[0] == "bond_deviation"
+    with pytest.raises(ValueError, match="other atoms"):
+        StabilityCriteria(ref, reference_frames=[Atoms("H3", positions=np.zeros((3, 3)))])
     assert crit.check(ref, forces=np.full((3, 3), np.inf))[0] == "nonfinite"
 
 
@@ -73,7 +98,8 @@ def test_run_stability_stable_and_failing(tmp_path):
     s = run_stability(cfg, calc=calc, show_progress=False)
     assert s["n_failed"] == 0 and s["fraction_stable"] == 1.0
     assert (tmp_path / "ok" / "survival.png").stat().st_size > 1000
-    bad = StabilityConfig(system="H2O2", trajectories=3, time_ps=0.2, output=str(tmp_path / "bad"))
+    bad = StabilityConfig(system="H2O2", trajectories=3, time_ps=0.2, output=str(tmp_path / "bad"),
+                          count_new_bonds=True)
     s = run_stability(bad, calc=Collapse(), show_progress=False)
     assert s["n_failed"] == 3 and all(r["time_to_failure_ps"] < 0.2 for r in s["trajectories"])
     assert set(s["reasons"]) <= {"new_bond", "bond_deviation"}

@@ -247,39 +247,74 @@ def reweighted_fes(values, logw, bins=100, range_=None, temperature: float = 300
     return FES([centers], f, [name], temperature, {"estimator": "c(t) reweighting"})
 
 
-def basin_free_energy_difference(values, logw, basin_a, basin_b, temperature=300.0) -> float:
-    """Delta F = F_B - F_A (kJ/mol) from reweighted samples; basins are boolean masks or
-    callables on ``values``."""
+def statistical_inefficiency(series) -> float:
+    """Statistical inefficiency g >= 1 of a correlated time series (N/g independent samples),
+    from pymbar's ``timeseries.statistical_inefficiency`` (integrated autocorrelation, Chodera
+    et al., JCTC 3, 26 (2007)); 1 for a constant series."""
+    x = np.asarray(series, float)
+    if len(x) < 3 or np.ptp(x) == 0:
+        return 1.0
+    return float(max(1.0, _timeseries().statistical_inefficiency(x, mintime=3)))
+
+
+def _timeseries():
+    import contextlib
+    import io
+    import logging
+    logging.getLogger("pymbar").setLevel(logging.ERROR)
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        from pymbar import timeseries
+    return timeseries
+
+
+def basin_delta_f(logw, in_a, in_b, temperature: float = 300.0) -> dict:
+    """Delta F = F_B - F_A (kJ/mol) from reweighted, time-ordered frames, with its error.
+
+    Delta F = -kT ln(sum_t w_t 1_B(t) / sum_t w_t 1_A(t)). The error comes from the
+    linearised estimator u_t = w_t 1_B / <w 1_B> - w_t 1_A / <w 1_A> (delta method):
+    sigma^2 = kT^2 g var(u) / N, with g the statistical inefficiency of u_t, so correlated
+    and unevenly weighted frames count for what they are worth. Returns ``delta_f``,
+    ``error`` (None with a ``note`` in words when a basin has no frames or the error cannot
+    be estimated), ``frames_a``, ``frames_b``, ``statistical_inefficiency`` and
+    ``effective_samples`` (N / g).
+    """
     kT = KB_KJMOL * temperature
-    w = np.exp(logw - np.max(logw))
-    a = basin_a(values) if callable(basin_a) else basin_a
-    b = basin_b(values) if callable(basin_b) else basin_b
-    pa, pb = w[a].sum(), w[b].sum()
-    if pa <= 0 or pb <= 0:
-        return float("nan")
-    return float(-kT * np.log(pb / pa))
+    logw = np.asarray(logw, float)
+    a, b = np.asarray(in_a, bool), np.asarray(in_b, bool)
+    res = {"delta_f": None, "error": None, "frames_a": int(a.sum()), "frames_b": int(b.sum()),
+           "statistical_inefficiency": None, "effective_samples": None, "note": None}
+    empty = [name for name, m in (("A", a), ("B", b)) if not m.any()]
+    if empty:
+        res["note"] = f"no frames in basin {' or '.join(empty)}: Delta F cannot be estimated"
+        return res
+    w = np.exp(logw - logw[a | b].max())
+    wa, wb = w * a, w * b
+    ma, mb = wa.mean(), wb.mean()
+    res["delta_f"] = float(-kT * (np.log(mb) - np.log(ma)))
+    u = wb / mb - wa / ma
+    g = statistical_inefficiency(u)
+    n = len(u)
+    res["statistical_inefficiency"] = g
+    res["effective_samples"] = n / g
+    if n / g < 2:
+        res["note"] = "fewer than 2 effective samples: no error bar"
+        return res
+    res["error"] = float(kT * np.sqrt(u.var(ddof=1) * g / n))
+    return res
 
 
-def convergence(values, logw, times, basin_a, basin_b, n_points=10, n_blocks=5,
-                temperature=300.0) -> dict:
-    """Delta F between two basins from the data up to increasing times, with block-average
-    error bars (standard error over ``n_blocks`` contiguous blocks of that data)."""
+def convergence(logw, times, in_a, in_b, n_points=10, temperature=300.0) -> dict:
+    """Delta F between two basins (and its error, see :func:`basin_delta_f`) from the frames
+    up to increasing times. Lists hold None where a basin was still empty."""
     times = np.asarray(times)
     ends = np.linspace(times[0], times[-1], n_points + 1)[1:]
     out = {"time": [], "delta_f": [], "error": []}
-    a = basin_a(values) if callable(basin_a) else np.asarray(basin_a)
-    b = basin_b(values) if callable(basin_b) else np.asarray(basin_b)
     for t_end in ends:
         sel = times <= t_end
-        df = basin_free_energy_difference(values[sel], logw[sel], a[sel], b[sel], temperature)
-        idx = np.array_split(np.nonzero(sel)[0], n_blocks)
-        blocks = [basin_free_energy_difference(values[i], logw[i], a[i], b[i], temperature)
-                  for i in idx if len(i)]
-        blocks = np.array([x for x in blocks if np.isfinite(x)])
-        err = float(blocks.std(ddof=1) / np.sqrt(len(blocks))) if len(blocks) > 1 else float("nan")
+        r = basin_delta_f(logw[sel], in_a[sel], in_b[sel], temperature)
         out["time"].append(float(t_end))
-        out["delta_f"].append(df)
-        out["error"].append(err)
+        out["delta_f"].append(r["delta_f"])
+        out["error"].append(r["error"])
     return out
 
 

@@ -3,52 +3,88 @@
 From a run folder (HILLS, COLVAR, state.json) or a bare HILLS file:
 
 * ``fes.dat`` / ``fes.png``: FES on the CV grid from the hills (text: CVs then kJ/mol),
-  2D contours with the reactant and product basins marked;
+  2D contours with the reactant and product points marked;
 * ``fes_<cv>.dat`` / ``fes_1d.png``: 1D projections, from the hills and, when COLVAR is
   there, from c(t)-reweighted frames;
 * ``convergence.json`` / ``convergence.png``: Delta F = F(product) - F(reactant) versus
-  simulation time, with block-average error bars (needs COLVAR and the channel);
-* ``fes_summary.json``.
+  simulation time with error bars from the statistical inefficiency of the reweighted series;
+* ``fes_summary.json`` (no NaN: what cannot be estimated is None with a note in words).
 
-Basins of a channel are the points of CV space of its ideal reactant and product
-(a bond at equilibrium counts 0.83 in a coordination number, a broken one ~0), and a frame
-belongs to a basin within a CV-space radius of 0.25 of that point.
+**Temperature.** kT is the run's: ``state.json`` records the MD temperature (the driver
+also sets the deck's METAD TEMP to it). A bare HILLS file needs ``temperature=``.
+
+**Basins are chemistry.** A COLVAR frame of a combustion channel is reactant when its
+fragments (bonds from the printed interatomic distances ``r_I_J``, 1.25 x covalent radii)
+are exactly the reactant species, in any isomer (the H-shifted HO2 is HO2), product
+likewise; frames the channel calls unphysical (colliding atoms, foreign species such as
+O + OH from HO2) belong to no basin, and their fraction is reported.
+
+**Walls.** The decks' confining UPPER_WALLS are not part of the free-energy landscape one
+asks about: reweighting them in gives frames that push on a wall weights up to
+exp(wall bias / kT). By default they are not reweighted; when some frame's wall bias exceeds
+2 kT the summary says so and gives Delta F both ways.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 
-from .fes import (KB_KJMOL, convergence, fes_from_hills, read_hills, read_plumed_table,
-                  reweighted_fes, reweighting_weights)
+from .fes import (KB_KJMOL, basin_delta_f, convergence, fes_from_hills, read_hills,
+                  read_plumed_table, reweighted_fes, reweighting_weights)
 from .plots import plot_convergence, plot_fes_1d, plot_fes_2d
 
-BASIN_RADIUS = 0.25
+log = logging.getLogger(__name__)
+
+WALL_NOTE_KT = 2.0          # wall bias (in kT) above which the report gives Delta F both ways
+MIN_HILLS = 10              # fewer hills: the FES is reported as not meaningful
 
 
 def basin_points(cid) -> dict:
-    """CV-space points of the ideal reactant and product of a channel."""
-    from ..simulate.channels import get_channel
-    from ..simulate.decks import SWITCH_SCALE
-    ch = get_channel(cid)
-
-    x = 1.0 / SWITCH_SCALE  # r_eq / R_0: a bond at equilibrium
-    on = (1 - x**6) / (1 - x**12)
-
-    def value(pairs, bonds):
-        bonds = {tuple(sorted(b)) for b in bonds}
-        return float(sum(on if tuple(sorted(p)) in bonds else 0.0 for p in pairs))
-
-    return {"reactant": (value(ch.cv1, ch.reactant_bonds), value(ch.cv2, ch.reactant_bonds)),
-            "product": (value(ch.cv1, ch.product_bonds), value(ch.cv2, ch.product_bonds))}
+    """CV-space points of the channel's reactant and product species (package geometries,
+    fragments 2.5 A apart as in the driver's start), for marking the FES plot."""
+    from ..simulate.channels import product_complex, reactant_complex
+    from ..simulate.decks import collective_variables
+    return {"reactant": tuple(collective_variables(cid, reactant_complex(cid).positions)[0]),
+            "product": tuple(collective_variables(cid, product_complex(cid).positions)[0])}
 
 
-def fes_report(source: str | Path, output: str | Path, temperature: float = 300.0,
+def _distance_matrices(col: dict, n_atoms: int):
+    """(frames, atoms, atoms) from COLVAR's r_I_J columns, or None if any is missing."""
+    names = {(i, j): f"r_{i + 1}_{j + 1}" for i in range(n_atoms) for j in range(i + 1, n_atoms)}
+    if not all(n in col for n in names.values()):
+        return None
+    n_frames = len(next(iter(col.values())))
+    d = np.zeros((n_frames, n_atoms, n_atoms))
+    for (i, j), n in names.items():
+        d[:, i, j] = d[:, j, i] = col[n]
+    return d
+
+
+def json_safe(x):
+    """``x`` with every non-finite float replaced by None (JSON has no NaN)."""
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if np.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def fes_report(source: str | Path, output: str | Path, temperature: float | None = None,
                bins: int = 200, reaction: str | None = None, colvar: str | Path | None = None,
-               bias_columns=("metad.bias",), static_columns=("walls.bias",)) -> dict:
+               bias_columns=("metad.bias",), wall_columns=("walls.bias",),
+               reweight_walls: bool = False) -> dict:
+    """Write the report of the module docstring into ``output``; returns the summary.
+
+    ``temperature`` (K) defaults to the run's (``state.json``); ``reaction`` likewise.
+    """
     source = Path(source)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -56,16 +92,33 @@ def fes_report(source: str | Path, output: str | Path, temperature: float = 300.
     hills_file = source / "HILLS" if source.is_dir() else source
     if colvar is None and (folder / "COLVAR").exists():
         colvar = folder / "COLVAR"
-    if reaction is None and (folder / "state.json").exists():
-        reaction = json.loads((folder / "state.json").read_text())["config"]["reaction"]
+    run_cfg = {}
+    if (folder / "state.json").exists():
+        run_cfg = json.loads((folder / "state.json").read_text()).get("config", {})
+    notes = []
+    if reaction is None:
+        reaction = run_cfg.get("reaction")
+    run_t = run_cfg.get("temperature_K")
+    if temperature is None:
+        if run_t is None:
+            raise ValueError(f"no state.json beside {hills_file} records the run's temperature: "
+                             "give it (--temperature K)")
+        temperature = float(run_t)
+    elif run_t is not None and abs(float(run_t) - temperature) > 1e-9:
+        notes.append(f"analysed at {temperature:g} K, but the run was at {run_t} K")
+    kT = KB_KJMOL * temperature
     hills = read_hills(hills_file)
+    if len(hills.heights) == 0:
+        raise ValueError(f"{hills_file} holds no hills yet: run longer before analysing")
+    if len(hills.heights) < MIN_HILLS:
+        notes.append(f"only {len(hills.heights)} hills: the FES is not meaningful yet")
     lo = np.minimum(hills.centers.min(0) - 3 * hills.sigmas.max(0), -0.1)
     hi = hills.centers.max(0) + 3 * hills.sigmas.max(0)
     fes = fes_from_hills(hills, lo, hi, [bins] * hills.n_cv, temperature)
     written = [fes.save_text(out / "fes.dat")]
     summary = {"hills": str(hills_file), "n_hills": int(len(hills.heights)),
                "biasfactor": hills.biasfactor, "temperature_K": temperature,
-               "cv_names": hills.cv_names, "reaction": reaction}
+               "kT_kJ_per_mol": kT, "cv_names": hills.cv_names, "reaction": reaction}
     basins = basin_points(reaction) if reaction else {}
     if hills.n_cv == 2:
         written.append(plot_fes_2d(fes, out / "fes.png", basins,
@@ -80,31 +133,67 @@ def fes_report(source: str | Path, output: str | Path, temperature: float = 300.
         fields, data, _ = read_plumed_table(colvar)
         col = {f: data[:, i] for i, f in enumerate(fields)}
         bias = sum(col[c] for c in bias_columns if c in col)
-        static = sum(col[c] for c in static_columns if c in col) if any(
-            c in col for c in static_columns) else None
+        walls = sum(col[c] for c in wall_columns if c in col) if any(
+            c in col for c in wall_columns) else np.zeros(len(data))
         logw = reweighting_weights(col["time"], bias, hills, temperature, lo, hi,
-                                   [min(bins, 120)] * hills.n_cv, static)
+                                   [min(bins, 120)] * hills.n_cv,
+                                   walls if reweight_walls else None)
         for name in hills.cv_names:
             rw = reweighted_fes(col[name], logw, bins=60, temperature=temperature, name=name)
             written.append(rw.save_text(out / f"fes_{name}_reweighted.dat"))
             curves[f"{name} (reweighted)"] = (rw.axes[0], rw.free_energy)
-        if basins and hills.n_cv == 2:
-            s = np.column_stack([col[n] for n in hills.cv_names])
-            near = {k: np.linalg.norm(s - np.array(p), axis=1) < BASIN_RADIUS
-                    for k, p in basins.items()}
-            conv = convergence(s, logw, col["time"] * 1e-3, near["reactant"], near["product"],
-                               temperature=temperature)
-            (out / "convergence.json").write_text(json.dumps(conv, indent=1))
-            written += [out / "convergence.json",
-                        plot_convergence(conv, out / "convergence.png",
-                                         title=f"rxn {reaction}: F(product) - F(reactant)")]
-            summary["delta_f_product_minus_reactant_kJ_per_mol"] = conv["delta_f"][-1]
-            summary["delta_f_error_kJ_per_mol"] = conv["error"][-1]
-            summary["frames_in_basins"] = {k: int(v.sum()) for k, v in near.items()}
         summary["colvar"] = str(colvar)
-        summary["kT_kJ_per_mol"] = KB_KJMOL * temperature
+        summary["walls_reweighted"] = reweight_walls
+        summary["max_wall_bias_kT"] = float(walls.max() / kT)
+        if reaction:
+            summary.update(_basins(reaction, col, logw, walls, kT, temperature, reweight_walls,
+                                   notes, out, written))
     written.append(plot_fes_1d(curves, out / "fes_1d.png", "collective variable",
                                title="1D free-energy profiles"))
+    summary["notes"] = notes
     summary["files"] = [str(p) for p in written]
-    (out / "fes_summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    summary = json_safe(summary)
+    (out / "fes_summary.json").write_text(json.dumps(summary, indent=1, allow_nan=False))
     return summary
+
+
+def _basins(reaction, col, logw, walls, kT, temperature, reweight_walls, notes, out, written):
+    """Chemistry basins, the unphysical fraction and Delta F with its error (module doc)."""
+    from ..simulate.channels import get_channel
+    ch = get_channel(reaction)
+    d = _distance_matrices(col, ch.n_atoms)
+    if d is None:
+        notes.append("COLVAR has no interatomic distances r_I_J (a deck written before they "
+                     "were printed): no chemistry basins, no Delta F")
+        return {}
+    kind = ch.classify(d)
+    counts = {k: int((kind == k).sum()) for k in ("reactant", "product", "transition",
+                                                   "unphysical")}
+    res = {"frames": counts, "unphysical_fraction": counts["unphysical"] / len(kind)}
+    r, p = kind == "reactant", kind == "product"
+    main = basin_delta_f(logw, r, p, temperature)
+    res["delta_f_product_minus_reactant_kJ_per_mol"] = main["delta_f"]
+    res["delta_f_error_kJ_per_mol"] = main["error"]
+    res["delta_f_details"] = main
+    if main["note"]:
+        notes.append(main["note"].replace("basin A or B", "the reactant or product basin")
+                     .replace("basin A", "the reactant basin")
+                     .replace("basin B", "the product basin"))
+    if walls.max() > WALL_NOTE_KT * kT:
+        other = logw - walls / kT if reweight_walls else logw + walls / kT
+        alt = basin_delta_f(other, r, p, temperature)
+        key = "delta_f_walls_not_reweighted_kJ_per_mol" if reweight_walls else \
+            "delta_f_walls_reweighted_kJ_per_mol"
+        res[key] = alt["delta_f"]
+        res[key.replace("_kJ_per_mol", "_error_kJ_per_mol")] = alt["error"]
+        notes.append(f"some frames push on the confining walls (up to "
+                     f"{walls.max() / kT:.1f} kT): Delta F is given with the walls "
+                     f"{'reweighted' if reweight_walls else 'not reweighted'} and, in {key}, "
+                     f"{'not ' if reweight_walls else ''}reweighted")
+    conv = convergence(logw, col["time"] * 1e-3, r, p, temperature=temperature)
+    (out / "convergence.json").write_text(json.dumps(json_safe(conv), indent=1))
+    written.append(out / "convergence.json")
+    if any(v is not None for v in conv["delta_f"]):
+        written.append(plot_convergence(conv, out / "convergence.png",
+                                        title=f"rxn {reaction}: F(product) - F(reactant)"))
+    return res

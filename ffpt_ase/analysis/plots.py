@@ -152,7 +152,9 @@ def plot_convergence(conv: dict, path: str | Path, time_unit: str = "ps",
     """Delta F (kJ/mol) between basins versus simulation time with block error bars."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.errorbar(conv["time"], conv["delta_f"], yerr=conv["error"], marker="o", capsize=3)
+    as_float = lambda v: np.array([np.nan if x is None else x for x in v], float)  # noqa: E731
+    ax.errorbar(conv["time"], as_float(conv["delta_f"]), yerr=as_float(conv["error"]),
+                marker="o", capsize=3)
     return _finish(fig, ax, path, f"simulation time [{time_unit}]",
                    "Delta F (product - reactant) [kJ/mol]", title)
 

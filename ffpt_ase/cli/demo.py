@@ -61,6 +61,34 @@ def ab_initio_images(n: int, seed: int = 0):
     return images
 
 
+def reaction_energies_09(model_path, level_calc=None, level_name: str = "") -> dict:
+    """HO2 -> H + O2 energy (kJ/mol, isolated species) for the teacher, the ab initio labels'
+    level (single points at the Table 1 minima, when ``level_calc(species)`` is given), the
+    fine-tuned model (each species relaxed with it) and the data set (wB97X-V/cc-pVTZ)."""
+    from ..calculators import FFPTCalculator
+    from ..forcefields.qforce import QForceCalculator
+    from ..forcefields.qforce_fit import SPECIES
+    from ..sampling import relax
+    from ..simulate.channels import get_channel, reaction_energy, species_geometry
+
+    def single_point(calc, atoms):
+        atoms = atoms.copy()
+        atoms.calc = calc
+        return atoms.get_potential_energy()
+
+    model = FFPTCalculator(str(model_path), dtype="float64")
+    rows = {"Q-Force teacher (Table 1)": reaction_energy(
+        "09", lambda s: single_point(QForceCalculator(), species_geometry(s)))}
+    if level_calc is not None:
+        rows[f"fine-tuning labels ({level_name})"] = reaction_energy(
+            "09", lambda s: single_point(level_calc(SPECIES[s][0]), species_geometry(s)))
+    rows["fine-tuned model"] = reaction_energy(
+        "09", lambda s: single_point(model, relax(species_geometry(s), model, fmax=0.01,
+                                                  steps=500)))
+    rows["data set (wB97X-V/cc-pVTZ)"] = get_channel("09").reaction_energy_kJ_per_mol
+    return rows
+
+
 def run_demo(output: str | Path = "demo_output", n_per_species: int | None = None,
              seed: int = 0, data: str | None = None, quick: bool = False):
     from ..analysis.metad_report import fes_report
@@ -144,6 +172,16 @@ def run_demo(output: str | Path = "demo_output", n_per_species: int | None = Non
                              **{k: v for k, v in common.items()
                                 if k not in ("features", "interactions")}))
     stamps["finetune"] = time.perf_counter() - t_start
+    level_calc = None
+    if not data:
+        from ..abinitio import PySCFCalculator
+        level_calc = lambda mult: PySCFCalculator(xc="b3lyp", basis=p["basis"],  # noqa: E731
+                                                  multiplicity=mult)
+    energies = reaction_energies_09(out / "finetune" / "best.pt", level_calc,
+                                    f"B3LYP/{p['basis']}")
+    _say("      HO2 -> H + O2, isolated species [kJ/mol]:")
+    for name, value in energies.items():
+        _say(f"        {name:38s} {value:+8.1f}")
 
     # 5. metadynamics ---------------------------------------------------------------------
     from ..simulate.metad import MetadConfig, run_metadynamics
@@ -158,13 +196,20 @@ def run_demo(output: str | Path = "demo_output", n_per_species: int | None = Non
     # 6. free energy ----------------------------------------------------------------------
     _say("[6/6] free-energy surface from the hills, reweighting, convergence")
     s_fes = fes_report(out / "metad_rxn09", out / "fes_rxn09")
+    from .main import delta_f_line
+    _say(f"      {delta_f_line(s_fes)}")
+    for note in s_fes["notes"]:
+        _say(f"      note: {note}")
     total = time.perf_counter() - t_start
     summary = {"wall_time_s": round(total, 1), "stage_end_s": {k: round(v, 1) for k, v in
                                                               stamps.items()},
                "fine_tuning_labels": level, "pretrain": s_pt["final"], "finetune": s_ft["final"],
+               "ho2_to_h_o2_kJ_per_mol": energies,
                "metad": {k: s_md[k] for k in ("steps", "simulated_ps", "ns_per_day",
                                               "unphysical_fraction")},
-               "fes": {k: v for k, v in s_fes.items() if k.startswith("delta_f")}}
+               "fes": {k: v for k, v in s_fes.items()
+                       if k.startswith("delta_f") or k in ("frames", "unphysical_fraction",
+                                                           "notes")}}
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=1, default=str))
     _say(f"done in {total / 60:.1f} min. Fine-tuning labels: {level}.")
     _say(f"  pre-training data     {pt_file}")

@@ -170,13 +170,27 @@ def _cmd_fes(args):
     from ..analysis.metad_report import fes_report
 
     s = fes_report(args.source, args.output, temperature=args.temperature, bins=args.bins,
-                   reaction=args.reaction, colvar=args.colvar)
-    if "delta_f_product_minus_reactant_kJ_per_mol" in s:
-        print(f"Delta F (product - reactant) = {s['delta_f_product_minus_reactant_kJ_per_mol']:.2f}"
-              f" +- {s['delta_f_error_kJ_per_mol']:.2f} kJ/mol")
+                   reaction=args.reaction, colvar=args.colvar,
+                   reweight_walls=args.reweight_walls)
+    print(delta_f_line(s))
+    for note in s["notes"]:
+        print(f"  note: {note}")
     for f in s["files"]:
         print(f"  {f}")
     return 0
+
+
+def delta_f_line(s: dict) -> str:
+    """One line on Delta F, the basins and the unphysical fraction of a fes_report summary."""
+    if "frames" not in s:
+        return f"FES at {s['temperature_K']:g} K from {s['n_hills']} hills (no basins)"
+    df, err = s["delta_f_product_minus_reactant_kJ_per_mol"], s["delta_f_error_kJ_per_mol"]
+    value = "not estimable" if df is None else f"{df:.1f}" + (
+        f" +- {err:.1f} kJ/mol" if err is not None else " kJ/mol (no error bar)")
+    fr = s["frames"]
+    return (f"Delta F (product - reactant) at {s['temperature_K']:g} K: {value}; frames: "
+            f"{fr['reactant']} reactant, {fr['product']} product, {fr['transition']} between, "
+            f"{fr['unphysical']} unphysical ({100 * s['unphysical_fraction']:.1f} %, excluded)")
 
 
 def _cmd_stability(args):
@@ -186,7 +200,9 @@ def _cmd_stability(args):
                           time_ps=args.time_ps, temperature_K=args.temperature,
                           timestep_fs=args.timestep, friction_per_ps=args.friction,
                           seed=args.seed, output=args.output, save_interval=args.save_interval,
-                          dtype=args.dtype, threads=args.threads)
+                          dtype=args.dtype, threads=args.threads,
+                          reference_frames=args.reference_frames,
+                          count_new_bonds=args.count_new_bonds)
     s = run_stability(cfg, show_progress=not args.quiet)
     ttf = s["time_to_failure_ps"]
     print(f"{s['n_failed']} of {s['n_trajectories']} trajectories failed"
@@ -313,8 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fes", help="free-energy surface, reweighting and convergence")
     p.add_argument("source", help="metadynamics run folder or HILLS file")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--temperature", type=float, default=300.0)
+    p.add_argument("--temperature", type=float, default=None,
+                   help="K (default: the run's, from its state.json)")
     p.add_argument("--bins", type=int, default=200)
+    p.add_argument("--reweight-walls", action="store_true",
+                   help="reweight the confining walls into the basin populations too")
     p.add_argument("--reaction", default=None, help="channel id (read from the run if absent)")
     p.add_argument("--colvar", default=None, help="COLVAR file (default: next to HILLS)")
     p.set_defaults(func=_cmd_fes)
@@ -329,6 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--friction", type=float, default=2.0, help="1/ps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-interval", type=int, default=0, help="steps between saved frames")
+    p.add_argument("--reference-frames", default=None,
+                   help="frames (same atoms) whose mean bond lengths are the reference "
+                        "(default: the start structure's)")
+    p.add_argument("--count-new-bonds", action="store_true",
+                   help="a bond that forms counts as a failure (default: only recorded)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quiet", action="store_true")

@@ -115,3 +115,36 @@ def build(numbers, bonds) -> Topology:
 def perceive(numbers, positions, scale: float = 1.25) -> Topology:
     """Perceive the topology of a geometry (bonds by covalent radii, see module doc)."""
     return build(numbers, bonds_from_geometry(numbers, positions, scale))
+
+
+def fragment_formulas_from_distances(numbers, distances, scale: float = 1.25) -> list:
+    """Sorted fragment formulas of each frame from its distance matrices.
+
+    ``distances`` is (frames, atoms, atoms) in A; atoms closer than ``scale`` times the sum
+    of their covalent radii are bonded (as in :func:`perceive`). Returns one sorted tuple of
+    Hill formulas per frame. Frames with the same bond pattern share one graph search.
+    """
+    numbers = np.asarray(numbers)
+    d = np.asarray(distances, float)
+    rad = covalent_radii[numbers]
+    bonded = d < scale * (rad[:, None] + rad[None])
+    iu = np.triu_indices(len(numbers), k=1)
+    keys = np.packbits(bonded[:, iu[0], iu[1]], axis=1)
+    cache, out = {}, []
+    for k, key in enumerate(map(bytes, keys)):
+        if key not in cache:
+            pairs = np.argwhere(np.triu(bonded[k], k=1))
+            cache[key] = tuple(sorted(build(numbers, pairs).fragment_formulas()))
+        out.append(cache[key])
+    return out
+
+
+def close_contacts(numbers, distances, factor: float = 0.5) -> np.ndarray:
+    """(frames,) bool: some pair of atoms is closer than ``factor`` times the sum of their
+    covalent radii (a collision no chemistry allows)."""
+    numbers = np.asarray(numbers)
+    d = np.array(distances, float)
+    rad = covalent_radii[numbers]
+    n = len(numbers)
+    d[:, np.arange(n), np.arange(n)] = np.inf
+    return (d < factor * (rad[:, None] + rad[None])).any(axis=(1, 2))

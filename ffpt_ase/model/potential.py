@@ -176,12 +176,17 @@ def check_checkpoint(ckpt, source="checkpoint") -> None:
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load and validate a checkpoint file (clear errors for foreign or broken files)."""
-    path = Path(path)
+    """Load and validate a checkpoint file (clear errors for foreign or broken files).
+
+    ``path`` may be ``pretrained:NAME`` for a shipped model. Files are read with
+    ``weights_only=True``: tensors and plain containers only, no code runs on loading.
+    """
+    from ..pretrained import resolve_checkpoint
+    path = resolve_checkpoint(path)
     if not path.exists():
         raise FileNotFoundError(f"model checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several types for non-checkpoints
         raise CheckpointError(f"{path} could not be read as a torch checkpoint ({err})") from err
     check_checkpoint(ckpt, str(path))

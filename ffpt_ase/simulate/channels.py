@@ -3,7 +3,11 @@
 ``channels.json`` (shipped) holds, per channel id ('01' ... '19', '06a', '06b', '12a',
 '12b'): the reaction, spin multiplicity, the atom order of the data set (Guan et al.,
 Sci. Data 9, 215 (2022)), the reactant fragments with their bonds, the product fragments,
-and the two coordination-number collective variables as 0-based atom pairs. It was derived
+the two coordination-number collective variables as 0-based atom pairs, and the length of
+each CV pair in the data set's reactant and product geometries (which sets its switching
+function, see :mod:`~ffpt_ase.simulate.decks`), and the reaction energy between the isolated
+species at the data set's level (the demo prints it beside the teacher's and the model's).
+It was derived
 from the data set's README table (reaction, multiplicity, CV atom labels such as ``O2-H1``)
 and the atom order and bonding of its ``geometries/{reactant,product}_NN.xyz`` files (in
 several channels the file called 'reactant' holds the products of the reaction as named;
@@ -27,7 +31,8 @@ from importlib import resources
 import numpy as np
 from ase import Atoms
 
-from ..forcefields.topology import perceive
+from ..forcefields.topology import (close_contacts, fragment_formulas_from_distances,
+                                    hill_formula, perceive)
 
 #: equilibrium bond lengths (A) used for the CV switching functions and distance checks
 EQUILIBRIUM_BOND = {("H", "H"): 0.74, ("H", "O"): 0.97, ("O", "O"): 1.21}
@@ -46,6 +51,8 @@ class Channel:
     cv1: tuple            # ((i, j), ...) 0-based
     cv2: tuple
     cv_labels: tuple
+    cv_pair_lengths: dict = None  # {(i, j): (length in reactant file, in product file)} in A
+    reaction_energy_kJ_per_mol: float = None  # isolated products - reactants, data set's level
 
     @property
     def n_atoms(self) -> int:
@@ -58,6 +65,40 @@ class Channel:
     @property
     def product_species(self) -> set:
         return {s for s, _ in self.products}
+
+    @property
+    def allowed_species(self) -> set:
+        """Species a physical frame may contain: reactants, products and the complex of all
+        atoms (the transition region)."""
+        return self.reactant_species | self.product_species | {hill_formula(self.symbols)}
+
+    def classify(self, distances) -> np.ndarray:
+        """Chemistry of each frame from its distance matrix (frames, atoms, atoms) in A.
+
+        ``'reactant'`` when its fragments are exactly the reactant species (any isomer: an
+        HO2 whose H sits on the other O is HO2), ``'product'`` likewise, ``'unphysical'``
+        when atoms collide (closer than half the sum of their covalent radii) or a fragment
+        is none of the allowed species (O + OH from HO2), else ``'transition'`` (the
+        complex of all atoms, between the basins).
+        """
+        d = np.asarray(distances, float)
+        numbers = Atoms(list(self.symbols)).numbers
+        formulas = fragment_formulas_from_distances(numbers, d)
+        collide = close_contacts(numbers, d)
+        reac = tuple(sorted(s for s, _ in self.reactants))
+        prod = tuple(sorted(s for s, _ in self.products))
+        allowed = self.allowed_species
+        out = np.empty(len(d), dtype=object)
+        for k, f in enumerate(formulas):
+            if collide[k] or any(x not in allowed for x in f):
+                out[k] = "unphysical"
+            elif f == reac:
+                out[k] = "reactant"
+            elif f == prod:
+                out[k] = "product"
+            else:
+                out[k] = "transition"
+        return out.astype(str)
 
     def pair_bond_length(self, i: int, j: int) -> float:
         return EQUILIBRIUM_BOND[tuple(sorted((self.symbols[i], self.symbols[j])))]
@@ -86,7 +127,10 @@ def get_channel(cid: str | int) -> Channel:
                    reactant_bonds=tuple(tuple(b) for b in c["reactants"]["bonds"]),
                    products=frag(c["products"]),
                    product_bonds=tuple(tuple(b) for b in c["product_bonds"]), cv1=tuple(tuple(p) for p in c["cv1"]),
-                   cv2=tuple(tuple(p) for p in c["cv2"]), cv_labels=tuple(c["cv_labels"]))
+                   cv2=tuple(tuple(p) for p in c["cv2"]), cv_labels=tuple(c["cv_labels"]),
+                   cv_pair_lengths={tuple(map(int, k.split("-"))): tuple(v)
+                                    for k, v in c.get("cv_pair_lengths", {}).items()},
+                   reaction_energy_kJ_per_mol=c.get("reaction_energy_kJ_per_mol"))
 
 
 def _map_species(ref: Atoms, target_symbols, target_bonds):
@@ -111,26 +155,36 @@ def reactant_complex(cid, separation: float = 2.5, parameters=None) -> Atoms:
     fragments is ``separation`` A long, pointing away from the rest of the complex.
     Positions are in Angstrom; atom order is the channel's.
     """
-    from ..forcefields.qforce import QForceParameters
     ch = get_channel(cid)
+    return _assemble(ch, ch.reactants, ch.reactant_bonds, separation, parameters)
+
+
+def product_complex(cid, separation: float = 2.5, parameters=None) -> Atoms:
+    """Product geometry of a channel, built like :func:`reactant_complex`."""
+    ch = get_channel(cid)
+    return _assemble(ch, ch.products, ch.product_bonds, separation, parameters)
+
+
+def _assemble(ch: Channel, fragments, all_bonds, separation, parameters) -> Atoms:
+    from ..forcefields.qforce import QForceParameters
     params = parameters or QForceParameters.load()
     pos = np.zeros((ch.n_atoms, 3))
     owner = {}
-    for k, (species, atoms) in enumerate(ch.reactants):
+    for k, (species, atoms) in enumerate(fragments):
         for a in atoms:
             owner[a] = k
         if len(atoms) == 1:
             continue
         ref = params.reference(species)
         local = {a: i for i, a in enumerate(atoms)}
-        bonds = [(local[a], local[b]) for a, b in ch.reactant_bonds if a in local and b in local]
+        bonds = [(local[a], local[b]) for a, b in all_bonds if a in local and b in local]
         perm = _map_species(ref, [ch.symbols[a] for a in atoms], bonds)
         coords = ref.positions[list(perm)]
         pos[list(atoms)] = coords - coords.mean(axis=0)
     placed = {0}
-    placed_atoms = set(ch.reactants[0][1])
+    placed_atoms = set(fragments[0][1])
     pairs = list(ch.cv1) + list(ch.cv2)
-    while len(placed) < len(ch.reactants):
+    while len(placed) < len(fragments):
         for i, j in pairs:
             fi, fj = owner[i], owner[j]
             if (fi in placed) != (fj in placed):
@@ -138,14 +192,14 @@ def reactant_complex(cid, separation: float = 2.5, parameters=None) -> Atoms:
                     i, j, fi, fj = j, i, fj, fi
                 break
         else:  # no CV joins the remaining fragments: put the next one along +x
-            fj = next(k for k in range(len(ch.reactants)) if k not in placed)
-            i, j = next(iter(placed_atoms)), ch.reactants[fj][1][0]
+            fj = next(k for k in range(len(fragments)) if k not in placed)
+            i, j = next(iter(placed_atoms)), fragments[fj][1][0]
         center = pos[sorted(placed_atoms)].mean(axis=0)
         direction = pos[i] - center
         if np.linalg.norm(direction) < 1e-6:
             direction = np.array([1.0, 0.0, 0.0])
         direction /= np.linalg.norm(direction)
-        atoms_j = list(ch.reactants[fj][1])
+        atoms_j = list(fragments[fj][1])
         # orient fragment j so that its attacking atom j faces atom i
         frag = pos[atoms_j] - pos[j]
         pos[atoms_j] = frag + pos[i] + separation * direction
@@ -156,3 +210,25 @@ def reactant_complex(cid, separation: float = 2.5, parameters=None) -> Atoms:
         placed.add(fj)
         placed_atoms.update(atoms_j)
     return Atoms(symbols=list(ch.symbols), positions=pos - pos.mean(axis=0))
+
+
+def species_geometry(species: str, parameters=None) -> Atoms:
+    """Geometry (A) of an isolated species: a lone atom for 'H'/'O', else the Q-Force
+    parameter set's reference (for Table 1, the force field's exact minimum)."""
+    if len(Atoms(species)) == 1:
+        return Atoms(species, positions=[[0.0, 0.0, 0.0]])
+    from ..forcefields.qforce import QForceParameters
+    return (parameters or QForceParameters.load()).reference(species)
+
+
+def reaction_energy(cid, energy_of) -> float:
+    """Energy (kJ/mol) of the channel's isolated products minus its isolated reactants, with
+    ``energy_of(species) -> eV`` giving each species' energy (called once per species)."""
+    from ase import units
+    ch = get_channel(cid)
+    cache = {}
+    for s, _ in ch.reactants + ch.products:
+        if s not in cache:
+            cache[s] = energy_of(s)
+    de = sum(cache[s] for s, _ in ch.products) - sum(cache[s] for s, _ in ch.reactants)
+    return float(de / (units.kJ / units.mol))

@@ -7,21 +7,32 @@ source of the atom indices. Every choice is written into the deck as a comment.
 Settings (FFPT paper): well-tempered METAD, Gaussians of HEIGHT 5 kJ/mol and SIGMA 0.05 on
 both coordination numbers, PACE 100 steps, TEMP 300 K. Choices made here:
 
-* coordination numbers use PLUMED's rational switching function
-  s(r) = (1 - (r/R_0)^6) / (1 - (r/R_0)^12) with R_0 = 1.3 r_eq, r_eq the equilibrium
-  length of that bond (H-H 0.74, O-H 0.97, O-O 1.21 in O2 / 1.31 in HO2 / 1.45 in H2O2 A),
-  so a bond at equilibrium counts ~0.83 and a bond stretched to 2.5 r_eq counts < 0.01;
+* every CV atom pair gets its own switching function s(r) = (1 - (r/R_0)^n) / (1 -
+  (r/R_0)^2n) (PLUMED's RATIONAL, MM = 2 NN), chosen from the pair's lengths in the data
+  set's reactant and product geometries, r_near < r_far: R_0 = sqrt(r_near r_far), where
+  s = 1/(1 + (r/R_0)^n) falls fastest between the two, and n is the smallest even number
+  >= 6 for which s(r_near) - s(r_far) >= 0.5. A bonded pair that breaks (O-H 0.97 -> 2.41 A)
+  gets R_0 ~ 1.5 A and n = 6; a geminal pair that leaves (O2-H1 of HO2, 1.84 -> 3.07 A)
+  gets R_0 ~ 2.4 A; a geminal pair that only opens a little (O1-H2 of H2O2, 1.87 -> 2.38 A)
+  gets n = 8. A pair whose length hardly changes (a spectator bond, channel 08's CV2) keeps
+  R_0 = 1.3 r_eq and n = 6. A CV of several pairs is the sum of their coordinations
+  (COMBINE), each with its own switching function;
 * BIASFACTOR 20 (Delta T = 5700 K): reactions here have free-energy barriers of tens to a
   few hundred kJ/mol; gamma = 20 lets the bias reach that range while still converging;
 * UPPER_WALLS at 4.0 A (KAPPA 500 kJ/mol/A^2) on every atom pair that enters a collective
   variable: gas-phase fragments cannot drift beyond the model's 5 A cutoff, where nothing
   pulls them back and sampling would stall;
+* every interatomic distance is printed (``r_I_J``, 1-based atoms): the analysis tells the
+  chemistry of each COLVAR frame (which species are present, whether atoms collide) from
+  them, so basins and unphysical frames are defined by the molecules, not by a CV point;
 * UNITS LENGTH=A TIME=fs ENERGY=kj/mol, stated explicitly, so HEIGHT=5.0 is 5 kJ/mol.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import numpy as np
 
 from .channels import Channel, channel_ids, get_channel
 
@@ -30,7 +41,9 @@ SIGMA = 0.05
 PACE = 100
 TEMPERATURE_K = 300.0
 BIASFACTOR = 20.0
-SWITCH_SCALE = 1.3
+SWITCH_SCALE = 1.3          # R_0 / r_eq of a spectator bond
+MIN_SEPARATION = 0.5        # s(r_near) - s(r_far) each pair's switching function reaches
+SPECTATOR_CHANGE_A = 0.3    # a pair changing less than this between the end points
 WALL_AT_A = 4.0
 WALL_KAPPA = 500.0
 GRID = (-0.5, 3.0, 350)
@@ -51,29 +64,58 @@ def pair_reference_length(ch: Channel, i: int, j: int) -> float:
     return _OO["O2"]
 
 
+def rational(r, r0: float, nn: int) -> float:
+    """PLUMED's RATIONAL switching function with MM = 2 NN: 1 / (1 + (r/R_0)^NN)."""
+    return 1.0 / (1.0 + (r / r0) ** nn)
+
+
+def pair_switch(ch: Channel, i: int, j: int) -> tuple:
+    """``(R_0 in A, NN, why)`` of the switching function of CV pair i-j (module doc)."""
+    r_a, r_b = ch.cv_pair_lengths[tuple(sorted((i, j)))]
+    near, far = sorted((r_a, r_b))
+    if far - near < SPECTATOR_CHANGE_A:
+        r_eq = pair_reference_length(ch, i, j)
+        return round(SWITCH_SCALE * r_eq, 3), 6, f"spectator ({near:.2f} -> {far:.2f} A): " \
+            f"R_0 = {SWITCH_SCALE} r_eq"
+    r0 = round(float(np.sqrt(near * far)), 3)
+    nn = 6
+    while rational(near, r0, nn) - rational(far, r0, nn) < MIN_SEPARATION and nn < 24:
+        nn += 2
+    return r0, nn, f"{near:.2f} -> {far:.2f} A: s = {rational(near, r0, nn):.2f} -> " \
+        f"{rational(far, r0, nn):.2f}"
+
+
+def collective_variables(cid, positions) -> np.ndarray:
+    """(cn1, cn2) of the channel's deck for positions (frames, atoms, 3) in A, in NumPy:
+    the same switching functions PLUMED evaluates (a test checks the two agree)."""
+    ch = get_channel(cid)
+    pos = np.asarray(positions, float).reshape(-1, ch.n_atoms, 3)
+    out = np.zeros((len(pos), 2))
+    for k, pairs in enumerate((ch.cv1, ch.cv2)):
+        for i, j in pairs:
+            r0, nn, _ = pair_switch(ch, i, j)
+            r = np.linalg.norm(pos[:, i] - pos[:, j], axis=-1)
+            out[:, k] += rational(r, r0, nn)
+    return out
+
+
 def _label(ch: Channel, i: int) -> str:
     el = ch.symbols[i]
     return f"{el}{sum(1 for k in range(i + 1) if ch.symbols[k] == el)}"
 
 
 def _coordination(name: str, ch: Channel, pairs) -> list:
-    lengths = {round(pair_reference_length(ch, i, j), 3) for i, j in pairs}
-    if len(lengths) != 1:
-        raise ValueError(f"channel {ch.id}: CV {name} mixes bond types {lengths}")
-    r0 = SWITCH_SCALE * lengths.pop()
-    desc = ", ".join(f"{_label(ch, i)}-{_label(ch, j)}" for i, j in pairs)
-    shared = set(pairs[0]).intersection(*map(set, pairs[1:])) if len(pairs) > 1 else None
-    if len(pairs) == 1:
-        groups = f"GROUPA={pairs[0][0] + 1} GROUPB={pairs[0][1] + 1}"
-    elif shared:
-        c = shared.pop()
-        others = [j if i == c else i for i, j in pairs]
-        groups = f"GROUPA={c + 1} GROUPB={','.join(str(o + 1) for o in others)}"
-    else:
-        groups = (f"GROUPA={','.join(str(i + 1) for i, _ in pairs)} "
-                  f"GROUPB={','.join(str(j + 1) for _, j in pairs)} PAIR")
-    return [f"# {name.upper()} = {desc}  (r_eq {r0 / SWITCH_SCALE:.2f} A -> R_0 = {r0:.3f} A)",
-            f"{name}: COORDINATION {groups} SWITCH={{RATIONAL R_0={r0:.3f} NN=6 MM=12}}"]
+    lines, parts = [], []
+    for k, (i, j) in enumerate(pairs):
+        r0, nn, why = pair_switch(ch, i, j)
+        part = name if len(pairs) == 1 else f"{name}_{k + 1}"
+        lines += [f"# {part}: {_label(ch, i)}-{_label(ch, j)}, {why}",
+                  f"{part}: COORDINATION GROUPA={i + 1} GROUPB={j + 1} "
+                  f"SWITCH={{RATIONAL R_0={r0:.3f} NN={nn} MM={2 * nn}}}"]
+        parts.append(part)
+    if len(parts) > 1:
+        lines.append(f"{name}: COMBINE ARG={','.join(parts)} PERIODIC=NO   # sum of the pairs")
+    return lines
 
 
 def deck_text(cid) -> str:
@@ -91,31 +133,36 @@ def deck_text(cid) -> str:
         "# HEIGHT=5.0 below is 5 kJ/mol; changing ENERGY would change what HEIGHT means).",
         "UNITS LENGTH=A TIME=fs ENERGY=kj/mol",
         "",
-        "# Collective variables: coordination numbers, rational switching function",
-        "#   s(r) = (1 - (r/R_0)^6) / (1 - (r/R_0)^12),  R_0 = 1.3 x equilibrium bond length",
+        "# Collective variables: coordination numbers, one rational switching function per",
+        "# atom pair, s(r) = (1 - (r/R_0)^NN) / (1 - (r/R_0)^MM), R_0 and NN chosen from the",
+        "# pair's lengths in the data set's reactant and product geometries (near -> far).",
     ]
     lines += _coordination("cn1", ch, ch.cv1)
     lines += _coordination("cn2", ch, ch.cv2)
-    lines += ["", f"# Upper walls at {WALL_AT_A} A on every CV atom pair: fragments stay within "
-              "the model's", "# 5 A cutoff instead of drifting apart in the gas phase."]
-    names = []
-    for k, (i, j) in enumerate(pairs, start=1):
-        lines.append(f"d{k}: DISTANCE ATOMS={i + 1},{j + 1}   # {_label(ch, i)}-{_label(ch, j)}")
-        names.append(f"d{k}")
+    all_pairs = [(i, j) for i in range(ch.n_atoms) for j in range(i + 1, ch.n_atoms)]
+    dist = {p: f"r_{p[0] + 1}_{p[1] + 1}" for p in all_pairs}
+    lines += ["", "# All interatomic distances (A): the analysis reads the chemistry of every "
+              "frame from them."]
+    lines += [f"{dist[p]}: DISTANCE ATOMS={p[0] + 1},{p[1] + 1}   # {_label(ch, p[0])}-"
+              f"{_label(ch, p[1])}" for p in all_pairs]
+    names = [dist[p] for p in pairs]
     n = len(names)
-    lines += [f"walls: UPPER_WALLS ARG={','.join(names)} AT={','.join([str(WALL_AT_A)] * n)} "
+    lines += ["", f"# Upper walls at {WALL_AT_A} A on every CV atom pair: fragments stay within "
+              "the model's", "# 5 A cutoff instead of drifting apart in the gas phase.",
+              f"walls: UPPER_WALLS ARG={','.join(names)} AT={','.join([str(WALL_AT_A)] * n)} "
               f"KAPPA={','.join([str(WALL_KAPPA)] * n)}",
               "",
               f"# Well-tempered metadynamics: {HEIGHT_KJMOL:g} kJ/mol Gaussians of width {SIGMA} "
               f"every {PACE} steps at {TEMPERATURE_K:g} K;",
               f"# bias factor {BIASFACTOR:g} (Delta T = {(BIASFACTOR - 1) * TEMPERATURE_K:g} K). "
               "The grid only speeds up the bias evaluation.",
+              "# `ffpt-ase metad --temperature T` sets TEMP to T in the run's copy of this deck.",
               f"metad: METAD ARG=cn1,cn2 SIGMA={SIGMA},{SIGMA} HEIGHT={HEIGHT_KJMOL} PACE={PACE} "
               f"TEMP={TEMPERATURE_K:g} BIASFACTOR={BIASFACTOR:g} FILE=HILLS "
               f"GRID_MIN={GRID[0]},{GRID[0]} GRID_MAX={GRID[1]},{GRID[1]} "
               f"GRID_BIN={GRID[2]},{GRID[2]}",
               "",
-              f"PRINT ARG=cn1,cn2,{','.join(names)},metad.bias,walls.bias "
+              f"PRINT ARG=cn1,cn2,{','.join(dist[p] for p in all_pairs)},metad.bias,walls.bias "
               f"STRIDE={COLVAR_STRIDE} FILE=COLVAR",
               f"FLUSH STRIDE={PACE}",
               ""]

@@ -34,7 +34,7 @@ import numpy as np
 from ase import Atoms, units
 from ase.data import covalent_radii
 
-from ..forcefields.topology import hill_formula, perceive
+from ..forcefields.topology import perceive
 from ..progress import progress
 from .channels import get_channel, reactant_complex
 from .md import StopRun, langevin
@@ -111,34 +111,53 @@ def truncate_plumed_file(path: Path, t_cut: float, keep_at_cut: bool = False) ->
     return dropped
 
 
-class UnphysicalMonitor:
-    """Detects unphysical geometries of a channel (see module docstring)."""
+def set_metad_temperature(lines: list, temperature_K: float, source="deck") -> list:
+    """Deck lines with METAD's TEMP set to the MD temperature (K).
 
-    def __init__(self, channel, events_file: Path | None = None, scale: float = 1.25,
-                 min_distance_factor: float = 0.5):
-        self.allowed = channel.reactant_species | channel.product_species | {
-            hill_formula(channel.symbols)}
-        self.scale = scale
-        self.min_factor = min_distance_factor
+    Well-tempered metadynamics scales its hills with TEMP; a TEMP that is not the
+    thermostat's makes the bias and the free energy wrong. A deck that states another
+    TEMP gets the run's (with a warning); one that states none gets it added.
+    """
+    out = []
+    for line in lines:
+        words = line.split()
+        if "METAD" in words:
+            temps = [w for w in words if w.upper().startswith("TEMP=")]
+            for w in temps:
+                if abs(float(w.split("=", 1)[1]) - temperature_K) > 1e-9:
+                    log.warning("%s: METAD %s, the MD runs at %g K: the run uses TEMP=%g", source,
+                                w, temperature_K, temperature_K)
+            words = [w for w in words if not w.upper().startswith("TEMP=")] + \
+                [f"TEMP={temperature_K:g}"]
+            line = " ".join(words)
+        out.append(line)
+    return out
+
+
+class UnphysicalMonitor:
+    """Flags frames the channel's chemistry calls unphysical (:meth:`Channel.classify`:
+    colliding atoms, or a fragment that is no reactant, product or the whole complex)."""
+
+    def __init__(self, channel, events_file: Path | None = None):
+        self.channel = channel
         self.events_file = events_file
         self.checked = 0
         self.flagged = 0
 
     def check(self, atoms: Atoms, step: int) -> list:
-        events = []
         d = atoms.get_all_distances()
-        rad = covalent_radii[atoms.numbers]
-        limit = self.min_factor * (rad[:, None] + rad[None])
-        np.fill_diagonal(d, np.inf)
-        close = np.argwhere(np.triu(d < limit, k=1))
-        for i, j in close:
-            events.append({"step": step, "type": "atoms_too_close", "atoms": [int(i), int(j)],
-                           "distance_A": round(float(d[i, j]), 4)})
-        formulas = perceive(atoms.numbers, atoms.positions, self.scale).fragment_formulas()
-        bad = sorted(f for f in formulas if f not in self.allowed)
-        if bad:
-            events.append({"step": step, "type": "unphysical_species", "fragments": formulas,
-                           "not_allowed": bad})
+        events = []
+        if self.channel.classify(d[None])[0] == "unphysical":
+            rad = covalent_radii[atoms.numbers]
+            np.fill_diagonal(d, np.inf)
+            for i, j in np.argwhere(np.triu(d < 0.5 * (rad[:, None] + rad[None]), k=1)):
+                events.append({"step": step, "type": "atoms_too_close",
+                               "atoms": [int(i), int(j)], "distance_A": round(float(d[i, j]), 4)})
+            formulas = perceive(atoms.numbers, atoms.positions).fragment_formulas()
+            bad = sorted(f for f in formulas if f not in self.channel.allowed_species)
+            if bad:
+                events.append({"step": step, "type": "unphysical_species",
+                               "fragments": formulas, "not_allowed": bad})
         self.checked += 1
         self.flagged += bool(events)
         if events and self.events_file is not None:
@@ -195,6 +214,11 @@ def run_metadynamics(cfg: MetadConfig, calc=None, show_progress: bool = True) ->
     from ase.io import Trajectory
     from ase.md.velocitydistribution import thermalize_momenta
 
+    if not cfg.temperature_K > 0 or not cfg.timestep_fs > 0 or cfg.steps < 0 \
+            or not cfg.friction_per_ps >= 0:
+        raise ValueError(f"metadynamics needs temperature > 0 K, timestep > 0 fs, friction >= 0 "
+                         f"and steps >= 0 (got {cfg.temperature_K} K, {cfg.timestep_fs} fs, "
+                         f"{cfg.friction_per_ps} /ps, {cfg.steps} steps)")
     require_plumed()
     if cfg.threads:
         import torch
@@ -203,7 +227,7 @@ def run_metadynamics(cfg: MetadConfig, calc=None, show_progress: bool = True) ->
     out = Path(cfg.output).resolve()
     out.mkdir(parents=True, exist_ok=True)
     deck = find_deck(channel.id, cfg.deck)
-    lines = deck_lines(deck, out)
+    lines = set_metad_temperature(deck_lines(deck, out), cfg.temperature_K, deck)
     (out / "plumed.dat").write_text("\n".join(lines) + "\n")
     height = metad_height_kjmol(lines)
     if height is not None and abs(height - HEIGHT_KJMOL) > 1e-6:

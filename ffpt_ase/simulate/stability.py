@@ -1,14 +1,18 @@
 """MD stability harness: K independent Langevin trajectories, time of first failure each.
 
-Failure criteria, checked every ``check_interval`` steps against the starting structure's
-bonded topology (bonds: atoms closer than 1.25 x the sum of covalent radii; distances with
-the minimum-image convention in periodic cells):
+Criteria, checked every ``check_interval`` steps against the starting structure's bonded
+topology (bonds: atoms closer than 1.25 x the sum of covalent radii; distances with the
+minimum-image convention in periodic cells), as Fu et al. define them ("Forces are not
+enough", TMLR 2023):
 
-* ``bond_deviation``: a bonded distance deviates by more than 0.5 A from its value in the
-  reference structure (the criterion of Fu et al., "Forces are not enough", TMLR 2023);
-* ``new_bond``: two atoms that are not bonded in the reference come within bonding distance
-  (1.25 x covalent radii), i.e. the topology changed (collapse, unphysical reaction);
-* ``nonfinite``: non-finite energy, forces or positions.
+* ``bond_deviation`` (failure): a bonded distance deviates by more than 0.5 A from its
+  reference length: the mean over reference frames when the user gives them (e.g. the ab
+  initio training frames, ``reference_frames=``), else its length in the start structure;
+* ``nonfinite`` (failure): non-finite energy, forces or positions;
+* ``new_bond`` (its own category): two atoms that are not bonded in the reference come
+  within bonding distance (1.25 x covalent radii). Recorded per trajectory (first time and
+  atoms); it counts as a failure only when asked (``count_new_bonds=True``), since Fu et
+  al.'s criterion is the bond-length one.
 
 A failed trajectory stops; the others continue. Results are appended to
 ``trajectories.jsonl`` as each trajectory ends, so a rerun skips finished ones. The summary
@@ -51,21 +55,47 @@ def all_pair_distances(atoms: Atoms) -> np.ndarray:
 
 
 class StabilityCriteria:
-    """Evaluates the failure criteria of the module docstring for one reference structure."""
+    """Evaluates the criteria of the module docstring for one reference structure.
+
+    ``reference_frames``: optional frames (a sequence of ``Atoms`` with the reference's atoms
+    in the same order) whose mean bond lengths replace the start structure's.
+    """
 
     def __init__(self, reference: Atoms, max_deviation: float = MAX_DEVIATION_A,
-                 bond_scale: float = BOND_SCALE):
+                 bond_scale: float = BOND_SCALE, reference_frames=None,
+                 count_new_bonds: bool = False):
+        if not max_deviation > 0:
+            raise ValueError(f"max_deviation must be > 0 A, got {max_deviation}")
         d = all_pair_distances(reference)
         rad = covalent_radii[reference.numbers]
         self.cutoff = bond_scale * (rad[:, None] + rad[None])
         bonded = np.triu(d < self.cutoff, k=1)
         self.bonds = np.argwhere(bonded)
         self.ref_lengths = d[bonded]
+        self.reference_source = "start structure"
+        if reference_frames is not None and len(reference_frames):
+            for k, frame in enumerate(reference_frames):
+                if not np.array_equal(frame.numbers, reference.numbers):
+                    raise ValueError(f"reference frame {k} has other atoms than the start "
+                                     "structure (same elements in the same order needed)")
+            self.ref_lengths = np.mean([pair_distances(f, self.bonds)
+                                        for f in reference_frames], axis=0)
+            self.reference_source = f"mean over {len(reference_frames)} reference frames"
         self.nonbonded = np.triu(~(d < self.cutoff), k=1)
         self.max_deviation = max_deviation
+        self.count_new_bonds = count_new_bonds
+
+    def new_bond(self, atoms: Atoms):
+        """``(i, j, distance)`` of a pair bonded now but not in the reference, or None."""
+        d = all_pair_distances(atoms)
+        new = np.argwhere(self.nonbonded & (d < self.cutoff))
+        if len(new):
+            i, j = new[0]
+            return int(i), int(j), float(d[i, j])
+        return None
 
     def check(self, atoms: Atoms, energy=None, forces=None):
-        """``None`` if the frame is fine, else ``(reason, details)``."""
+        """``None`` if the frame is no failure, else ``(reason, details)``."""
         if not np.all(np.isfinite(atoms.positions)) or \
                 (energy is not None and not np.isfinite(energy)) or \
                 (forces is not None and not np.all(np.isfinite(forces))):
@@ -78,11 +108,10 @@ class StabilityCriteria:
                 return "bond_deviation", {"atoms": self.bonds[k].tolist(),
                                           "length_A": float(r[k]),
                                           "reference_A": float(self.ref_lengths[k])}
-        d = all_pair_distances(atoms)
-        new = np.argwhere(self.nonbonded & (d < self.cutoff))
-        if len(new):
-            i, j = new[0]
-            return "new_bond", {"atoms": [int(i), int(j)], "distance_A": float(d[i, j])}
+        if self.count_new_bonds:
+            new = self.new_bond(atoms)
+            if new is not None:
+                return "new_bond", {"atoms": [new[0], new[1]], "distance_A": new[2]}
         return None
 
 
@@ -101,6 +130,8 @@ class StabilityConfig:
     save_interval: int = 0           # steps between saved frames (0: none)
     dtype: str = "float32"
     threads: int = 1
+    reference_frames: str | None = None  # frames whose mean bond lengths are the reference
+    count_new_bonds: bool = False        # a new bond is a failure (else only recorded)
 
 
 def load_structure(system: str) -> Atoms:
@@ -128,7 +159,7 @@ def run_trajectory(atoms: Atoms, calc, cfg: StabilityConfig, index: int,
     dyn = langevin(atoms, dt, cfg.temperature_K, cfg.friction_per_ps, rng)
     n_steps = int(round(cfg.time_ps * 1000.0 / dt))
     result = {"trajectory": index, "seed": [cfg.seed, index], "failed": False, "reason": None,
-              "details": {}, "time_to_failure_ps": None}
+              "details": {}, "time_to_failure_ps": None, "new_bond": None}
     writer = None
     if traj_file is not None and cfg.save_interval:
         from ase.io import Trajectory
@@ -143,6 +174,11 @@ def run_trajectory(atoms: Atoms, calc, cfg: StabilityConfig, index: int,
             e, f = np.nan, None
             result["details"] = {"error": str(err)}
         bad = criteria.check(atoms, e, f)
+        if result["new_bond"] is None and bad is None:
+            new = criteria.new_bond(atoms)
+            if new is not None:
+                result["new_bond"] = {"time_ps": dyn.nsteps * dt * 1e-3,
+                                      "atoms": [new[0], new[1]], "distance_A": new[2]}
         if bad is not None:
             result.update(failed=True, reason=bad[0])
             result["details"].update(bad[1])
@@ -186,7 +222,12 @@ def run_stability(cfg: StabilityConfig, calc=None, show_progress: bool = True) -
         from ..calculators import FFPTCalculator
         calc = FFPTCalculator(cfg.model, dtype=cfg.dtype)
     reference = load_structure(cfg.system)
-    criteria = StabilityCriteria(reference)
+    frames = None
+    if cfg.reference_frames:
+        from ase.io import read
+        frames = read(cfg.reference_frames, index=":")
+    criteria = StabilityCriteria(reference, reference_frames=frames,
+                                 count_new_bonds=cfg.count_new_bonds)
     results_file = out / "trajectories.jsonl"
     done = {}
     if results_file.exists():
@@ -221,6 +262,9 @@ def run_stability(cfg: StabilityConfig, calc=None, show_progress: bool = True) -
         "reasons": {r: int(sum(1 for x in results if x["reason"] == r))
                     for r in {x["reason"] for x in results if x["failed"]}},
         "bonds_checked": int(len(criteria.bonds)),
+        "bond_reference": criteria.reference_source,
+        "trajectories_with_new_bonds": int(sum(1 for r in results if r.get("new_bond"))),
+        "new_bonds_count_as_failure": cfg.count_new_bonds,
         "trajectories": results,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
