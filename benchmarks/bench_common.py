@@ -76,6 +76,21 @@ def stage(name: str, work: Path, minutes: float, **config) -> dict:
     return train(cfg)
 
 
+def shipped_pretrain(work: Path, name: str) -> dict:
+    """Use a shipped pre-trained model (``pretrained:NAME``) as the ``pretrain`` stage: it is
+    copied to ``work/pretrain/best.pt`` and its provenance stands in for the summary."""
+    from ffpt_ase.pretrained import available, resolve_checkpoint
+
+    info = available()[name]
+    out = work / "pretrain"
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(resolve_checkpoint(f"pretrained:{name}"), out / "best.pt")
+    print(f"[pretrain] shipped pretrained:{name} ({info['model']})", flush=True)
+    return {"stage": "pretrain", "shipped": f"pretrained:{name}", "epochs": info["epochs"],
+            "stop_reason": info["stop_reason"], "final": info["training"],
+            "provenance": info}
+
+
 def three_stages(
     work: Path,
     teacher_data: Path,
@@ -84,16 +99,18 @@ def three_stages(
     batch_size: int,
     pretrain_batch_size: int | None = None,
     split: dict | None = None,
+    pretrained: str | None = None,
 ) -> dict:
-    """The protocol every experiment compares: ``pretrain`` on teacher-labelled frames,
-    ``scratch`` and ``finetune`` (from the pre-trained checkpoint) on the same ab initio
-    frames and split. ``args`` brings the model size, threads and ``minutes_<stage>``
-    budgets of :func:`parser`. Returns the three training summaries."""
+    """The protocol every experiment compares: ``pretrain`` on teacher-labelled frames (or
+    a shipped pre-trained model, ``pretrained=NAME``), ``scratch`` and ``finetune`` (from
+    the pre-trained checkpoint) on the same ab initio frames and split. ``args`` brings the
+    model size, threads and ``minutes_<stage>`` budgets of :func:`parser`. Returns the three
+    training summaries."""
     arch = {"features": args.features, "interactions": args.interactions}
     common = {"threads": args.threads, "seed": 0}
     run = {**common, **(split or {})}
     return {
-        "pretrain": stage(
+        "pretrain": shipped_pretrain(work, pretrained) if pretrained else stage(
             "pretrain",
             work,
             args.minutes_pretrain,

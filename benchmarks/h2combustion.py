@@ -239,8 +239,10 @@ def run_walkers(reaction: str, checkpoint: Path, seeds, steps: int, folder: Path
             try:
                 rep = fes_report(out, out / "fes")
                 rec["delta_f_kJ_per_mol"] = rep.get("delta_f_product_minus_reactant_kJ_per_mol")
-                rec["delta_f_block_error_kJ_per_mol"] = rep.get("delta_f_error_kJ_per_mol")
-                rec["frames_in_basins"] = rep.get("frames_in_basins")
+                rec["delta_f_error_kJ_per_mol"] = rep.get("delta_f_error_kJ_per_mol")
+                rec["colvar_frames"] = rep.get("frames")
+                rec["colvar_unphysical_fraction"] = rep.get("unphysical_fraction")
+                rec["fes_notes"] = rep.get("notes")
             except (ValueError, IndexError, KeyError) as err:  # too few hills or frames
                 rec["fes_error"] = str(err)[:300]
         done_file.write_text(json.dumps(rec, indent=1))
@@ -302,6 +304,9 @@ def main():
     ap.add_argument("--walkers", type=int, default=4)
     ap.add_argument("--metad-steps", type=int, default=10000, help="0.2 fs steps per walker")
     ap.add_argument("--no-dft-scan", action="store_true", help="skip the PySCF scan points")
+    ap.add_argument("--pretrained", default=None,
+                    help="start fine-tuning from this shipped pre-trained model (e.g. "
+                         "h2combustion-small) instead of pre-training here")
     args = ap.parse_args()
     command = bench.announce()
     data = Path(args.data)
@@ -312,7 +317,8 @@ def main():
 
     train_file, test_file = assemble(data, args.train_fraction, args.test_per_file, work)
     pt_file = pretrain_set(work, args.n_pretrain)
-    runs = bench.three_stages(work, pt_file, train_file, args, batch_size=32)
+    runs = bench.three_stages(work, pt_file, train_file, args, batch_size=32,
+                              pretrained=args.pretrained)
     s_pt, s_sc, s_ft = runs["pretrain"], runs["scratch"], runs["finetune"]
     ckpt = {
         "scratch": work / "scratch" / "best.pt",
@@ -410,7 +416,7 @@ def main():
             "steps": args.metad_steps,
             "timestep_fs": 0.2,
             "temperature_K": 300.0,
-            "friction_per_ps": 0.2,
+            "friction_per_ps": 20.0,
             "decks": "plumed_inputs/rxnNN.dat",
         },
     }

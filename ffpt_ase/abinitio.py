@@ -97,13 +97,35 @@ class PySCFCalculator(Calculator):
         return np.asarray(h).transpose(0, 2, 1, 3).reshape(3 * n, 3 * n) * _HARTREE / _BOHR**2
 
 
+#: ground-state spin multiplicities of free atoms (Hund's rule)
+ATOM_MULTIPLICITY = {"H": 2, "He": 1, "Li": 2, "Be": 1, "B": 2, "C": 3, "N": 4, "O": 3, "F": 2,
+                     "Ne": 1, "Na": 2, "Mg": 1, "Al": 2, "Si": 3, "P": 4, "S": 3, "Cl": 2}
+
+
+def free_atom_energies(symbols, xc: str = "b3lyp", basis: str = "6-31g*") -> dict:
+    """Energies (eV) of the free atoms of ``symbols`` in their ground spin state, at one level
+    of theory: the zero that puts ab initio labels on the Q-Force teacher's energy scale."""
+    from ase import Atoms
+    out = {}
+    for el in sorted(set(symbols)):
+        if el not in ATOM_MULTIPLICITY:
+            raise ValueError(f"no ground-state multiplicity known for a free {el} atom")
+        atom = Atoms(el, positions=[[0.0, 0.0, 0.0]])
+        atom.calc = PySCFCalculator(xc=xc, basis=basis, multiplicity=ATOM_MULTIPLICITY[el])
+        out[el] = float(atom.get_potential_energy())
+    return out
+
+
 def label_frames(images, calc: PySCFCalculator, checkpoint=None, show_progress: bool = True,
-                 metadata: dict | None = None):
+                 metadata: dict | None = None, atom_energies: dict | None = None):
     """Energies and forces of ``images`` (same atoms, any geometry) with PySCF.
 
     Each label costs seconds to minutes, so finished labels are saved to ``checkpoint``
     (an ``.npz`` frame file) as they come; a rerun with the same checkpoint continues where
     the last run stopped. Frames whose SCF does not converge are skipped and counted.
+    With ``atom_energies`` (eV per element, e.g. from :func:`free_atom_energies`) the
+    energies are relative to free atoms, the zero of the Q-Force teacher and of the
+    combustion data set; the metadata says which zero the energies have.
     """
     from pathlib import Path
 
@@ -143,5 +165,12 @@ def label_frames(images, calc: PySCFCalculator, checkpoint=None, show_progress: 
     if not done_pos:
         raise RuntimeError("no frame could be labelled (all SCF calculations failed)")
     meta.update(scf_failures=failed)
-    return Frames(positions=np.array(done_pos), numbers=images[0].numbers, energy=np.array(done_e),
-              forces=np.array(done_f), metadata=meta)
+    energy = np.array(done_e)
+    if atom_energies is not None:
+        energy = energy - sum(atom_energies[el] for el in images[0].get_chemical_symbols())
+        meta.update(energy_zero="free atoms at the same level",
+                    free_atom_energies_eV=dict(atom_energies))
+    else:
+        meta.update(energy_zero="total energy")
+    return Frames(positions=np.array(done_pos), numbers=images[0].numbers, energy=energy,
+                  forces=np.array(done_f), metadata=meta)

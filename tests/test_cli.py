@@ -45,7 +45,18 @@ def test_demo_quick_runs_the_whole_pipeline(tmp_path, capsys):
     assert scan[0, 1] > 10.0 and scan[-1, 1] < 0  # repulsive wall, bound O2 at 3 A
     summary = json.loads((tmp_path / "demo_summary.json").read_text())
     assert "PySCF" in summary["fine_tuning_labels"] and summary["metad"]["steps"] == 300
-    assert "B3LYP" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "B3LYP" in out and "Delta F (product - reactant) at 300 K" in out
+    # the HO2 -> H + O2 table: the teacher gives the data set's +218.5 kJ/mol
+    table = summary["ho2_to_h_o2_kJ_per_mol"]
+    assert table["Q-Force teacher (Table 1)"] == pytest.approx(218.5, abs=0.1)
+    assert table["data set (wB97X-V/cc-pVTZ)"] == pytest.approx(218.5, abs=0.1)
+    assert set(summary["fes"]["frames"]) == {"reactant", "product", "transition", "unphysical"}
+    # fine-tuning labels are on the teacher's energy zero (free atoms at the same level)
+    from ffpt_ase.data import read_frames
+    ft = read_frames(tmp_path / "finetune_abinitio.npz")
+    assert ft.metadata["energy_zero"] == "free atoms at the same level"
+    assert np.abs(ft.energy).max() < 50.0  # eV: binding energies, not totals (~ -4000 eV)
 
 
 def test_train_evaluate_bench_contract(tmp_path, capsys):

@@ -297,3 +297,38 @@ def test_fresh_run_does_not_inherit_old_event_counts(tmp_path):
     second = run_metadynamics(cfg, calc=_Collapse(), show_progress=False)
     assert second["checked_frames"] == first["checked_frames"] > 0
     assert second["unphysical_fraction"] == first["unphysical_fraction"]
+
+
+def test_temperature_monitor_reports_window_means_and_overheating(caplog):
+    from ffpt_ase.simulate.metad import TemperatureMonitor
+    atoms = reactant_complex("09")
+    mon = TemperatureMonitor(300.0, window_ps=1.0)
+    rng = np.random.default_rng(0)
+    for k, target in enumerate([300.0] * 10 + [900.0] * 10):  # 0.1 ps apart: 2 windows
+        p = rng.normal(size=(3, 3))
+        atoms.set_momenta(p)
+        atoms.set_momenta(p * np.sqrt(target / atoms.get_temperature()))
+        mon.add(atoms, 0.1 * k)
+    s = mon.summary()
+    assert s["temperature_window_means_K"] == pytest.approx([300.0, 900.0], abs=0.1)
+    assert s["overheated"] and s["temperature_max_window_mean_K"] == pytest.approx(900.0, abs=0.1)
+    assert any("raise --friction" in r.getMessage() for r in caplog.records)
+
+
+def test_basins_are_chemistry_with_a_breaking_zone():
+    """Channel 09: HO2 and its H-shifted isomer are reactant; H + O2 is product only once
+    the H is beyond 1.6 x the O-H covalent sum (1.55 A) from both O; in between it is a
+    breaking bond (transition); O + OH is unphysical."""
+    ch = get_channel("09")
+
+    def d(oo, o1h, o2h):
+        m = np.zeros((3, 3))
+        m[0, 1] = m[1, 0] = oo
+        m[0, 2] = m[2, 0] = o1h
+        m[1, 2] = m[2, 1] = o2h
+        return m
+
+    frames = [d(1.33, 0.97, 1.85), d(1.33, 1.85, 0.97), d(1.21, 2.0, 2.9),
+              d(1.21, 1.35, 2.3), d(3.0, 0.97, 3.3), d(1.21, 0.3, 1.3)]
+    assert ch.classify(np.array(frames)).tolist() == [
+        "reactant", "reactant", "product", "transition", "unphysical", "unphysical"]

@@ -136,3 +136,31 @@ def test_rdf_of_ideal_gas_is_one():
                     pbc=True) for _ in range(20)]
     r, g = rdf(images, 8, 8, r_max=5.5, n_bins=11)
     assert np.abs(g[2:] - 1).max() < 0.1
+
+
+def test_rdf_criterion_flags_a_window_whose_structure_changed():
+    from ffpt_ase.simulate.stability import RDFCriterion
+    rng = np.random.default_rng(0)
+    box = Atoms("O64", positions=rng.uniform(0, 12.0, size=(64, 3)), cell=np.eye(3) * 12.0,
+                pbc=True)
+    ref = []
+    for _ in range(20):
+        f = box.copy()
+        f.positions = rng.uniform(0, 12.0, size=(64, 3))
+        ref.append(f)
+    crit = RDFCriterion(ref, (8, 8), window_ps=1.0, max_error=0.3)
+    # ideal-gas frames like the reference: no window fails
+    for k in range(30):
+        f = box.copy()
+        f.positions = rng.uniform(0, 12.0, size=(64, 3))
+        assert crit.add(f, 0.1 * k) is None
+    # then every O sits on a 3 A lattice: g(r) is all peaks, judged when its window ends
+    lattice = box.copy()
+    lattice.positions = np.stack(np.meshgrid(*[np.arange(4) * 3.0] * 3), -1).reshape(-1, 3)
+    verdicts = [crit.add(lattice, 3.0 + 0.1 * k) for k in range(11)]
+    assert verdicts[:10] == [None] * 10
+    reason, info = verdicts[10]
+    assert reason == "rdf_deviation" and info["rdf_error"] > 0.3
+    assert info["window_ps"] == [3.0, 4.0]
+    with pytest.raises(ValueError, match="max_error"):
+        RDFCriterion(ref, max_error=0)

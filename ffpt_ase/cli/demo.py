@@ -1,14 +1,21 @@
 """``ffpt-ase demo`` (what ``make demo`` runs): the FFPT-FT pipeline for combustion channel
 09 (HO2 -> H + O2) on embedded defaults, without any external data.
 
-1. teachers: rattled Q-Force frames of the combustion species (plus a plot of the labels
-   and the teacher's O-H dissociation curve of HO2);
-2. pre-training of a small NewtonNet on the Q-Force frames of H, O, H2, O2, OH, H2O, HO2, H2O2;
-3. a small ab initio fine-tuning set labelled here with PySCF at UKS B3LYP/6-31G* (HO2
-   near its minimum and along the O-H dissociation path) -- or, with ``--data``, frames of
-   channel 09 from the hydrogen-combustion data set (wB97X-V/cc-pVTZ);
-4. fine-tuning; 5. short well-tempered metadynamics of channel 09 through ASE + PLUMED;
-6. FES from the hills, reweighted profiles and the convergence of Delta F.
+1. teachers: rattled Q-Force frames (the paper's Table 1) of the combustion species, plus a
+   plot of the labels and of the teacher's O-H dissociation curve of HO2;
+2. the pre-trained model: by default the shipped ``pretrained:h2combustion-small`` (a
+   64-feature NewtonNet pre-trained on 100,000 such frames by
+   ``benchmarks/pretrain_h2combustion.py``; its provenance is printed), or, with
+   ``--pretrain-minutes M``, a pre-training run here on the frames of step 1;
+3. a small ab initio fine-tuning set labelled here with PySCF at UKS B3LYP/6-31G* (HO2 and
+   its H-shifted isomer near the minimum, the O-H dissociation to H + O2 and the H shift)
+   -- or, with ``--data``, frames of channel 09 from the combustion data set
+   (wB97X-V/cc-pVTZ);
+4. fine-tuning, then HO2 -> H + O2 between isolated species for the teacher, the labels'
+   level, the fine-tuned model and the data set, side by side;
+5. well-tempered metadynamics of channel 09 through ASE + PLUMED (5 ps);
+6. FES from the hills, Delta F(product - reactant) between the chemistry basins with its
+   error, and the fraction of unphysical frames.
 
 Every stage writes into the output folder and is skipped (or resumed) when run again.
 ``--quick`` shrinks every stage to seconds (used by the tests).
@@ -28,10 +35,12 @@ from ..data.frames import Frames
 from ..sampling import RattleSampler
 from ..systems import COMBUSTION_SPECIES, get_system
 
-FULL = dict(n_rattled=8000, features=64, interactions=3, pt_minutes=4.0, ft_minutes=3.0,
-            n_ab_initio=60, metad_steps=25000, basis="6-31g*")
-QUICK = dict(n_rattled=300, features=8, interactions=1, pt_minutes=0.05, ft_minutes=0.05,
-             n_ab_initio=4, metad_steps=300, basis="sto-3g")
+#: the demo's settings; ``pt_minutes=None`` starts from the shipped pre-trained model
+FULL = dict(n_rattled=8000, features=64, interactions=3, pt_minutes=None,
+            pretrained="h2combustion-small", ft_minutes=4.0, n_ab_initio=80,
+            metad_steps=25000, basis="6-31g*")
+QUICK = dict(n_rattled=300, features=8, interactions=1, pt_minutes=0.05, pretrained=None,
+             ft_minutes=0.05, n_ab_initio=5, metad_steps=300, basis="sto-3g")
 
 
 def _say(msg):
@@ -39,23 +48,62 @@ def _say(msg):
 
 
 def ab_initio_images(n: int, seed: int = 0):
-    """HO2 geometries for fine-tuning: rattled around the minimum and along the O-H
-    dissociation path (0.8 .. 3.2 A), all in the atom order of channel 09 (O, O, H)."""
-    from ..simulate.channels import reactant_complex
+    """Channel-09 geometries (atom order O, O, H) for the fine-tuning set, in fractions of n:
+
+    * 2/10 HO2 rattled by 0.08 A, half of them the H-shifted isomer (H on the other O);
+    * 2/10 HO2 rattled by 0.15 A (stretched and compressed bonds: the high-energy edge of
+      the reactant well, which metadynamics reaches);
+    * 2/10 along the O-H dissociation to H + O2, 0.8 .. 4.0 A (the decks' wall);
+    * 1/10 H around O2 in random directions, 1.8 .. 4.0 A from its centre;
+    * 1/10 along the H shift between the two O;
+    * the rest along the O-O stretch of HO2 (1.5 .. 2.4 A), towards OH + O, which the
+      metadynamics must learn to be high in energy, not a way out.
+    """
+    from ..simulate.channels import get_channel, reactant_complex, species_geometry
     rng = np.random.default_rng(seed)
     ref = reactant_complex("09")
+    (o, h), = get_channel("09").cv1          # the O-H bond that breaks
+    other = 1 - o
+    shifted = ref.copy()                    # H mirrored onto the other O
+    mid = 0.5 * (ref.positions[o] + ref.positions[other])
+    axis = ref.positions[other] - ref.positions[o]
+    axis /= np.linalg.norm(axis)
+    v = ref.positions[h] - mid
+    shifted.positions[h] = mid + v - 2 * np.dot(v, axis) * axis
+    n_small = n_large = n_path = 2 * n // 10
+    n_around = n_shift = n // 10
+    n_oo = n - n_small - n_large - n_path - n_around - n_shift
     images = []
-    n_rattle = n // 2
-    for _ in range(n_rattle):
-        a = ref.copy()
+    for k in range(n_small):
+        a = (ref if k % 2 == 0 else shifted).copy()
         a.positions += rng.normal(scale=0.08, size=a.positions.shape)
         images.append(a)
-    o, h = 0, 2  # channel 09: CN1 = O1-H1, the O-H bond
+    for _ in range(n_large):
+        a = ref.copy()
+        a.positions += rng.normal(scale=0.15, size=a.positions.shape)
+        images.append(a)
     u = ref.positions[h] - ref.positions[o]
     u /= np.linalg.norm(u)
-    for r in np.linspace(0.8, 3.2, n - n_rattle):
+    for r in np.linspace(0.8, 4.0, n_path):
         a = ref.copy()
         a.positions[h] = a.positions[o] + r * u
+        a.positions += rng.normal(scale=0.03, size=a.positions.shape)
+        images.append(a)
+    o2 = species_geometry("O2").positions
+    for r in rng.uniform(1.8, 4.0, n_around):
+        a = ref.copy()
+        a.positions[[o, other]] = o2 - o2.mean(0) + rng.normal(scale=0.03, size=(2, 3))
+        d = rng.normal(size=3)
+        a.positions[h] = r * d / np.linalg.norm(d)
+        images.append(a)
+    for t in np.linspace(0.0, 1.0, n_shift):
+        a = ref.copy()
+        a.positions[h] = (1 - t) * ref.positions[h] + t * shifted.positions[h]
+        a.positions += rng.normal(scale=0.03, size=a.positions.shape)
+        images.append(a)
+    for r in np.linspace(1.5, 2.4, n_oo):
+        a = ref.copy()
+        a.positions[other] = a.positions[o] + r * axis
         a.positions += rng.normal(scale=0.03, size=a.positions.shape)
         images.append(a)
     return images
@@ -90,7 +138,8 @@ def reaction_energies_09(model_path, level_calc=None, level_name: str = "") -> d
 
 
 def run_demo(output: str | Path = "demo_output", n_per_species: int | None = None,
-             seed: int = 0, data: str | None = None, quick: bool = False):
+             seed: int = 0, data: str | None = None, quick: bool = False,
+             pretrain_minutes: float | None = None):
     from ..analysis.metad_report import fes_report
     from ..training.config import TrainConfig
     from ..training.trainer import train
@@ -98,6 +147,8 @@ def run_demo(output: str | Path = "demo_output", n_per_species: int | None = Non
     p = dict(QUICK if quick else FULL)
     if n_per_species:
         p["n_rattled"] = n_per_species
+    if pretrain_minutes is not None:
+        p["pt_minutes"] = pretrain_minutes
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -130,12 +181,22 @@ def run_demo(output: str | Path = "demo_output", n_per_species: int | None = Non
     stamps["teachers"] = time.perf_counter() - t_start
 
     # 2. pre-training ---------------------------------------------------------------------
-    _say(f"[2/6] pre-training NewtonNet ({p['features']} features, {p['interactions']} "
-         f"interactions) on the Q-Force frames, {p['pt_minutes']} min budget")
-    common = dict(features=p["features"], interactions=p["interactions"], batch_size=32,
-                  seed=seed, epochs=100000, threads=2)
-    s_pt = train(TrainConfig(stage="pretrain", data=str(pt_file), output=str(out / "pretrain"),
-                             max_time_s=60 * p["pt_minutes"], **common))
+    common = dict(batch_size=32, seed=seed, epochs=100000, threads=2)
+    if p["pt_minutes"] is None:
+        from ..pretrained import available
+        info = available()[p["pretrained"]]
+        init = f"pretrained:{p['pretrained']}"
+        _say(f"[2/6] pre-trained model: the shipped {init} ({info['model']}; {info['frames']}; "
+             f"{info['epochs']} epochs, {info['stop_reason']}; made by `{info['command']}`)")
+        s_pt = {"final": info["training"], "shipped": init}
+    else:
+        _say(f"[2/6] pre-training NewtonNet ({p['features']} features, {p['interactions']} "
+             f"interactions) on the Q-Force frames, {p['pt_minutes']} min budget")
+        s_pt = train(TrainConfig(stage="pretrain", data=str(pt_file),
+                                 output=str(out / "pretrain"), max_time_s=60 * p["pt_minutes"],
+                                 features=p["features"], interactions=p["interactions"],
+                                 **common))
+        init = str(out / "pretrain" / "best.pt")
     stamps["pretrain"] = time.perf_counter() - t_start
 
     # 3. ab initio fine-tuning set --------------------------------------------------------
@@ -151,12 +212,14 @@ def run_demo(output: str | Path = "demo_output", n_per_species: int | None = Non
                        "source": [str(f) for f in files]}
         level = "wB97X-V/cc-pVTZ frames of channel 09 from the user's combustion data"
     else:
-        from ..abinitio import PySCFCalculator, label_frames
+        from ..abinitio import PySCFCalculator, free_atom_energies, label_frames
         level = f"UKS B3LYP/{p['basis']} labels computed here with PySCF"
-        _say(f"[3/6] ab initio fine-tuning set: {p['n_ab_initio']} HO2 frames, {level}")
+        _say(f"[3/6] ab initio fine-tuning set: {p['n_ab_initio']} channel-09 frames, {level}, "
+             "relative to free atoms (the teacher's energy zero)")
         ft = label_frames(ab_initio_images(p["n_ab_initio"], seed),
                           PySCFCalculator(xc="b3lyp", basis=p["basis"], multiplicity=2),
-                          checkpoint=out / "finetune_abinitio.partial.npz", show_progress=False)
+                          checkpoint=out / "finetune_abinitio.partial.npz", show_progress=False,
+                          atom_energies=free_atom_energies("OH", "b3lyp", p["basis"]))
     ft_file = ft.save(out / "finetune_abinitio.npz")
     if data:
         _say(f"[3/6] fine-tuning set: {len(ft)} frames, {level}")
@@ -165,12 +228,9 @@ def run_demo(output: str | Path = "demo_output", n_per_species: int | None = Non
     # 4. fine-tuning ----------------------------------------------------------------------
     _say(f"[4/6] fine-tuning from the pre-trained model, {p['ft_minutes']} min budget")
     n_val = max(1, len(ft) // 10)
-    s_ft = train(TrainConfig(stage="finetune", data=str(ft_file), init=str(out / "pretrain" /
-                                                                           "best.pt"),
+    s_ft = train(TrainConfig(stage="finetune", data=str(ft_file), init=init,
                              output=str(out / "finetune"), n_val=n_val,
-                             max_time_s=60 * p["ft_minutes"],
-                             **{k: v for k, v in common.items()
-                                if k not in ("features", "interactions")}))
+                             max_time_s=60 * p["ft_minutes"], **common))
     stamps["finetune"] = time.perf_counter() - t_start
     level_calc = None
     if not data:
@@ -187,7 +247,7 @@ def run_demo(output: str | Path = "demo_output", n_per_species: int | None = Non
     from ..simulate.metad import MetadConfig, run_metadynamics
     steps = p["metad_steps"]
     _say(f"[5/6] well-tempered metadynamics of channel 09 through ASE + PLUMED: {steps} steps "
-         f"of 0.2 fs ({steps * 0.2e-3:.1f} ps), 300 K")
+         f"of 0.2 fs ({steps * 0.2e-3:.1f} ps), 300 K, Langevin friction 20/ps")
     s_md = run_metadynamics(MetadConfig(reaction="09", model=str(out / "finetune" / "best.pt"),
                                         steps=steps, seed=seed, output=str(out / "metad_rxn09")),
                             show_progress=not quick)
@@ -206,7 +266,8 @@ def run_demo(output: str | Path = "demo_output", n_per_species: int | None = Non
                "fine_tuning_labels": level, "pretrain": s_pt["final"], "finetune": s_ft["final"],
                "ho2_to_h_o2_kJ_per_mol": energies,
                "metad": {k: s_md[k] for k in ("steps", "simulated_ps", "ns_per_day",
-                                              "unphysical_fraction")},
+                                              "unphysical_fraction", "friction_per_ps",
+                                              "temperature_window_means_K")},
                "fes": {k: v for k, v in s_fes.items()
                        if k.startswith("delta_f") or k in ("frames", "unphysical_fraction",
                                                            "notes")}}
@@ -214,7 +275,8 @@ def run_demo(output: str | Path = "demo_output", n_per_species: int | None = Non
     _say(f"done in {total / 60:.1f} min. Fine-tuning labels: {level}.")
     _say(f"  pre-training data     {pt_file}")
     _say(f"  teacher plots         {out / 'pretrain_labels.png'}, {out / 'ho2_oh_scan_qforce.png'}")
-    _say(f"  pre-trained model     {out / 'pretrain' / 'best.pt'} (learning_curve.png beside it)")
+    _say(f"  pre-trained model     {init}" + (" (learning_curve.png beside it)"
+                                                 if p["pt_minutes"] is not None else ""))
     _say(f"  fine-tuning data      {ft_file}")
     _say(f"  fine-tuned model      {out / 'finetune' / 'best.pt'} (learning_curve.png beside it)")
     _say(f"  metadynamics          {out / 'metad_rxn09'} (HILLS, COLVAR, trajectory.traj, "

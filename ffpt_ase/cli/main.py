@@ -160,7 +160,8 @@ def _cmd_metad(args):
                       deck=args.deck, dtype=args.dtype, compile=args.compile, threads=args.threads)
     s = run_metadynamics(cfg, show_progress=not args.quiet)
     print(f"rxn {s['reaction']} ({s['equation']}): {s['steps']} steps = {s['simulated_ps']:.3f} ps, "
-          f"{s['ns_per_day']:.2f} ns/day; unphysical frames {100 * s['unphysical_fraction']:.1f} %")
+          f"{s['ns_per_day']:.2f} ns/day; unphysical frames {100 * s['unphysical_fraction']:.1f} %; "
+          f"hottest 1-ps mean {s['temperature_max_window_mean_K']} K")
     for k, v in s["files"].items():
         print(f"  {k:16s} {v}")
     return 0
@@ -202,7 +203,8 @@ def _cmd_stability(args):
                           seed=args.seed, output=args.output, save_interval=args.save_interval,
                           dtype=args.dtype, threads=args.threads,
                           reference_frames=args.reference_frames,
-                          count_new_bonds=args.count_new_bonds)
+                          count_new_bonds=args.count_new_bonds,
+                          rdf_reference=args.rdf_reference, rdf_max_error=args.rdf_max_error)
     s = run_stability(cfg, show_progress=not args.quiet)
     ttf = s["time_to_failure_ps"]
     print(f"{s['n_failed']} of {s['n_trajectories']} trajectories failed"
@@ -211,10 +213,22 @@ def _cmd_stability(args):
     return 0
 
 
+def _cmd_pretrained(args):
+    from ..pretrained import available
+    models = available()
+    if not models:
+        print("no pre-trained models are shipped with this installation")
+    for name, info in models.items():
+        print(f"pretrained:{name}\n  model    {info.get('model')}\n  teacher  {info.get('teacher')}"
+              f"\n  frames   {info.get('frames')}\n  epochs   {info.get('epochs')} "
+              f"({info.get('stop_reason')})\n  made by  {info.get('command')}")
+    return 0
+
+
 def _cmd_demo(args):
     from .demo import run_demo
     run_demo(args.output, n_per_species=args.n, seed=args.seed, data=args.data,
-             quick=args.quick)
+             quick=args.quick, pretrain_minutes=args.pretrain_minutes)
     return 0
 
 
@@ -315,7 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="run folder (continued if it exists)")
     p.add_argument("--start", default=None, help="starting structure in the channel's atom order")
     p.add_argument("--temperature", type=float, default=300.0, help="K")
-    p.add_argument("--friction", type=float, default=0.2, help="Langevin friction, 1/ps")
+    p.add_argument("--friction", type=float, default=20.0,
+                   help="Langevin friction, 1/ps (default 20; the paper's 0.2 lets the hills "
+                        "heat a gas-phase complex to thousands of K)")
     p.add_argument("--timestep", type=float, default=0.2, help="fs")
     p.add_argument("--traj-interval", type=int, default=100, help="steps between saved frames")
     p.add_argument("--deck", default=None, help="PLUMED input (default plumed_inputs/rxnNN.dat)")
@@ -353,11 +369,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the start structure's)")
     p.add_argument("--count-new-bonds", action="store_true",
                    help="a bond that forms counts as a failure (default: only recorded)")
+    p.add_argument("--rdf-reference", default=None,
+                   help="liquids: frames whose O-O g(r) is the reference; a 1-ps window whose "
+                        "g(r) deviates more than --rdf-max-error is a failure")
+    p.add_argument("--rdf-max-error", type=float, default=0.1,
+                   help="mean |g(r) - g_ref(r)| allowed per window (default 0.1)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=_cmd_stability)
+
+    p = sub.add_parser("pretrained", help="list the shipped pre-trained models "
+                                          "(use them as --init pretrained:NAME)")
+    p.set_defaults(func=_cmd_pretrained)
 
     p = sub.add_parser("demo", help="run the pipeline on the embedded default (no data needed)")
     p.add_argument("-o", "--output", default="demo_output")
@@ -365,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default=None,
                    help="fine-tune on this combustion data folder instead of PySCF labels")
+    p.add_argument("--pretrain-minutes", type=float, default=None,
+                   help="pre-train here for this many minutes instead of starting from the "
+                        "shipped pre-trained model")
     p.add_argument("--quick", action="store_true", help="seconds-long version (for tests)")
     p.set_defaults(func=_cmd_demo)
     return parser

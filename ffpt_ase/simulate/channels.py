@@ -30,9 +30,15 @@ from importlib import resources
 
 import numpy as np
 from ase import Atoms
+from ase.data import covalent_radii
 
 from ..forcefields.topology import (close_contacts, fragment_formulas_from_distances,
                                     hill_formula, perceive)
+
+#: bonded below BOND_SCALE x (sum of covalent radii); fragments are apart (a basin) only
+#: when every inter-fragment pair is beyond SEPARATED x that sum
+BOND_SCALE = 1.25
+SEPARATED = 1.6
 
 #: equilibrium bond lengths (A) used for the CV switching functions and distance checks
 EQUILIBRIUM_BOND = {("H", "H"): 0.74, ("H", "O"): 0.97, ("O", "O"): 1.21}
@@ -75,16 +81,23 @@ class Channel:
     def classify(self, distances) -> np.ndarray:
         """Chemistry of each frame from its distance matrix (frames, atoms, atoms) in A.
 
-        ``'reactant'`` when its fragments are exactly the reactant species (any isomer: an
-        HO2 whose H sits on the other O is HO2), ``'product'`` likewise, ``'unphysical'``
-        when atoms collide (closer than half the sum of their covalent radii) or a fragment
-        is none of the allowed species (O + OH from HO2), else ``'transition'`` (the
-        complex of all atoms, between the basins).
+        Bonds are pairs closer than 1.25 times the sum of their covalent radii (as in
+        :func:`~ffpt_ase.forcefields.topology.perceive`). A frame is ``'reactant'`` when its
+        fragments are exactly the reactant species (any isomer: an HO2 whose H sits on the
+        other O is HO2) *and*, when it has several fragments, no pair of atoms lies between
+        1.25 and ``SEPARATED`` = 1.6 times the sum of covalent radii (a bond in that zone is
+        breaking or forming, not broken: H 1.3 A from an O of O2 is not yet H + O2);
+        ``'product'`` likewise; ``'unphysical'`` when atoms collide (closer than half the
+        sum of their covalent radii) or a fragment is none of the allowed species (O + OH
+        from HO2); else ``'transition'``.
         """
         d = np.asarray(distances, float)
         numbers = Atoms(list(self.symbols)).numbers
         formulas = fragment_formulas_from_distances(numbers, d)
         collide = close_contacts(numbers, d)
+        rad = covalent_radii[numbers]
+        radsum = rad[:, None] + rad[None]
+        touching = ((d > BOND_SCALE * radsum) & (d < SEPARATED * radsum)).any(axis=(1, 2))
         reac = tuple(sorted(s for s, _ in self.reactants))
         prod = tuple(sorted(s for s, _ in self.products))
         allowed = self.allowed_species
@@ -92,9 +105,9 @@ class Channel:
         for k, f in enumerate(formulas):
             if collide[k] or any(x not in allowed for x in f):
                 out[k] = "unphysical"
-            elif f == reac:
+            elif f == reac and not (len(f) > 1 and touching[k]):
                 out[k] = "reactant"
-            elif f == prod:
+            elif f == prod and not (len(f) > 1 and touching[k]):
                 out[k] = "product"
             else:
                 out[k] = "transition"

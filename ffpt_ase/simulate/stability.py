@@ -9,6 +9,10 @@ enough", TMLR 2023):
   reference length: the mean over reference frames when the user gives them (e.g. the ab
   initio training frames, ``reference_frames=``), else its length in the start structure;
 * ``nonfinite`` (failure): non-finite energy, forces or positions;
+* ``rdf_deviation`` (failure, liquids, optional): the radial distribution function g_ab(r)
+  of a window of ``window_ps`` (1 ps) deviates from a reference g_ab(r) (e.g. of the ab
+  initio frames) by more than ``max_error``, the mean absolute difference over the
+  reference's r grid (:class:`RDFCriterion`, Fu et al.'s criterion for liquids);
 * ``new_bond`` (its own category): two atoms that are not bonded in the reference come
   within bonding distance (1.25 x covalent radii). Recorded per trajectory (first time and
   atoms); it counts as a failure only when asked (``count_new_bonds=True``), since Fu et
@@ -115,6 +119,46 @@ class StabilityCriteria:
         return None
 
 
+class RDFCriterion:
+    """Windowed g_ab(r) of a periodic liquid against a reference (see module docstring).
+
+    ``reference_images``: frames whose g_ab(r) is the reference; ``elements``: the atomic
+    numbers (a, b); frames are added with :meth:`add` and judged per ``window_ps`` window.
+    """
+
+    def __init__(self, reference_images, elements=(8, 8), window_ps: float = 1.0,
+                 max_error: float = 0.1, r_max: float = 6.0, n_bins: int = 60):
+        from ..analysis.liquid import rdf
+        if not window_ps > 0 or not max_error > 0:
+            raise ValueError("the RDF criterion needs window_ps > 0 and max_error > 0")
+        self.elements, self.window_ps, self.max_error = tuple(elements), window_ps, max_error
+        self.r_max, self.n_bins = r_max, n_bins
+        self.r, self.g_ref = rdf(reference_images, *self.elements, r_max=r_max, n_bins=n_bins)
+        self._frames, self._window = [], 0
+
+    def error(self, images) -> float:
+        """Mean absolute difference between the images' g_ab(r) and the reference."""
+        from ..analysis.liquid import rdf
+        _, g = rdf(images, *self.elements, r_max=self.r_max, n_bins=self.n_bins)
+        return float(np.mean(np.abs(g - self.g_ref)))
+
+    def add(self, atoms: Atoms, time_ps: float):
+        """Add a frame at ``time_ps``; at the end of each window ``(reason, details)`` if
+        the window's g(r) is too far from the reference, else None."""
+        window = int(time_ps // self.window_ps)
+        verdict = None
+        if window != self._window and self._frames:
+            err = self.error(self._frames)
+            if err > self.max_error:
+                verdict = ("rdf_deviation", {"window_ps": [self._window * self.window_ps,
+                                                           (self._window + 1) * self.window_ps],
+                                             "rdf_error": err, "max_error": self.max_error})
+            self._frames = []
+        self._window = window
+        self._frames.append(atoms.copy())
+        return verdict
+
+
 @dataclass
 class StabilityConfig:
     system: str                      # structure file or built-in system name
@@ -132,6 +176,9 @@ class StabilityConfig:
     threads: int = 1
     reference_frames: str | None = None  # frames whose mean bond lengths are the reference
     count_new_bonds: bool = False        # a new bond is a failure (else only recorded)
+    rdf_reference: str | None = None     # frames of the liquid: switches the RDF criterion on
+    rdf_elements: tuple = (8, 8)         # atomic numbers of the pair (O-O)
+    rdf_max_error: float = 0.1           # mean |g - g_ref| per 1-ps window
 
 
 def load_structure(system: str) -> Atoms:
@@ -147,7 +194,8 @@ def load_structure(system: str) -> Atoms:
 
 
 def run_trajectory(atoms: Atoms, calc, cfg: StabilityConfig, index: int,
-                   criteria: StabilityCriteria, traj_file: Path | None = None) -> dict:
+                   criteria: StabilityCriteria, traj_file: Path | None = None,
+                   rdf_criterion: RDFCriterion | None = None) -> dict:
     """One Langevin trajectory until failure or ``time_ps``."""
     from ase.md.velocitydistribution import thermalize_momenta
 
@@ -174,6 +222,8 @@ def run_trajectory(atoms: Atoms, calc, cfg: StabilityConfig, index: int,
             e, f = np.nan, None
             result["details"] = {"error": str(err)}
         bad = criteria.check(atoms, e, f)
+        if bad is None and rdf_criterion is not None:
+            bad = rdf_criterion.add(atoms, dyn.nsteps * dt * 1e-3)
         if result["new_bond"] is None and bad is None:
             new = criteria.new_bond(atoms)
             if new is not None:
@@ -228,6 +278,10 @@ def run_stability(cfg: StabilityConfig, calc=None, show_progress: bool = True) -
         frames = read(cfg.reference_frames, index=":")
     criteria = StabilityCriteria(reference, reference_frames=frames,
                                  count_new_bonds=cfg.count_new_bonds)
+    rdf_images = None
+    if cfg.rdf_reference:
+        from ase.io import read
+        rdf_images = read(cfg.rdf_reference, index=":")
     results_file = out / "trajectories.jsonl"
     done = {}
     if results_file.exists():
@@ -239,8 +293,11 @@ def run_stability(cfg: StabilityConfig, calc=None, show_progress: bool = True) -
     for k in range(cfg.trajectories):
         if k in done:
             continue
+        rdf_criterion = None if rdf_images is None else RDFCriterion(
+            rdf_images, cfg.rdf_elements, max_error=cfg.rdf_max_error)
         r = run_trajectory(reference, calc, cfg, k, criteria,
-                           out / f"traj_{k:03d}.traj" if cfg.save_interval else None)
+                           out / f"traj_{k:03d}.traj" if cfg.save_interval else None,
+                           rdf_criterion)
         with open(results_file, "a") as fh:
             fh.write(json.dumps(r) + "\n")
         done[k] = r

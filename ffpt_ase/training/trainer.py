@@ -186,6 +186,9 @@ class Trainer:
                 self._save("last.pt", opt, sched, epoch + 1, best, history)
                 if improved:
                     self._save("best.pt", opt, sched, epoch + 1, best, history)
+                if cfg.max_time_s:  # a time-budgeted run: the ETA is the budget's, not epochs'
+                    per_epoch = row["time_s"] / (epoch + 1)
+                    bar.total = min(cfg.epochs, max(epoch + 1, int(cfg.max_time_s / per_epoch)))
                 # refresh=False: the bar's own rate limit decides when a line is printed
                 bar.set_postfix(val_F_MAE=f"{row['val_forces_mae']:.4f}",
                                 val_E_MAE=f"{row['val_energy_mae']:.4f}", lr=f"{row['lr']:.1e}",
