@@ -222,3 +222,25 @@ def test_malformed_plumed_files(tmp_path):
         read_hills(tmp_path / "col")
     with pytest.raises(FileNotFoundError):
         read_hills(tmp_path / "missing")
+
+
+def test_fes_report_gives_a_bound_when_the_product_was_not_reached(tmp_path):
+    import json
+
+    from ffpt_ase.analysis.metad_report import fes_report
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "state.json").write_text(json.dumps({"config": {"reaction": "09",
+                                                              "temperature_K": 300.0}}))
+    # 40 hills of 5 kJ/mol (stored x gamma/(gamma-1)) stacked on the reactant
+    (folder / "HILLS").write_text("#! FIELDS time cn1 cn2 sigma_cn1 sigma_cn2 height biasf\n"
+                                  "#! SET kerneltype stretched-gaussian\n"
+                                  + "".join(f"{t} 0.9 0.8 0.05 0.05 5.2631579 20\n"
+                                            for t in range(1, 41)))
+    rows = [f"{10.0 * k} 0.9 0.8 1.33 0.97 1.85 {min(k, 200) * 0.5} 0.0" for k in range(400)]
+    (folder / "COLVAR").write_text("#! FIELDS time cn1 cn2 r_1_2 r_1_3 r_2_3 metad.bias "
+                                   "walls.bias\n" + "\n".join(rows) + "\n")
+    s = fes_report(folder, tmp_path / "fes")
+    assert s["frames"]["product"] == 0 and s["delta_f_product_minus_reactant_kJ_per_mol"] is None
+    assert s["delta_f_lower_bound_kJ_per_mol"] == pytest.approx(40 * 5.2631579, rel=0.01)
+    assert any("not reached" in n for n in s["notes"])

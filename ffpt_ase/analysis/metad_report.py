@@ -8,7 +8,9 @@ From a run folder (HILLS, COLVAR, state.json) or a bare HILLS file:
   there, from c(t)-reweighted frames;
 * ``convergence.json`` / ``convergence.png``: Delta F = F(product) - F(reactant) versus
   simulation time with error bars from the statistical inefficiency of the reweighted series;
-* ``fes_summary.json`` (no NaN: what cannot be estimated is None with a note in words).
+* ``fes_summary.json`` (no NaN: what cannot be estimated is None with a note in words;
+  when the product basin was never reached, ``delta_f_lower_bound_kJ_per_mol`` is the depth
+  the hills filled, the free energy the product must at least have).
 
 **Temperature.** kT is the run's: ``state.json`` records the MD temperature (the driver
 also sets the deck's METAD TEMP to it). A bare HILLS file needs ``temperature=``.
@@ -148,6 +150,14 @@ def fes_report(source: str | Path, output: str | Path, temperature: float | None
         if reaction:
             summary.update(_basins(reaction, col, logw, walls, kT, temperature, reweight_walls,
                                    notes, out, written))
+            if summary.get("frames", {}).get("product") == 0 and \
+                    summary["frames"]["reactant"] > 0:
+                depth = float(fes.free_energy.max())
+                summary["delta_f_lower_bound_kJ_per_mol"] = depth
+                notes.append(f"the product basin was not reached: the hills filled the region "
+                             f"explored to {depth:.0f} kJ/mol above its minimum, so the "
+                             f"product lies at least about that high (run longer to measure "
+                             f"Delta F)")
     written.append(plot_fes_1d(curves, out / "fes_1d.png", "collective variable",
                                title="1D free-energy profiles"))
     summary["notes"] = notes

@@ -37,7 +37,7 @@ from ..systems import COMBUSTION_SPECIES, get_system
 
 #: the demo's settings; ``pt_minutes=None`` starts from the shipped pre-trained model
 FULL = dict(n_rattled=8000, features=64, interactions=3, pt_minutes=None,
-            pretrained="h2combustion-small", ft_minutes=4.0, n_ab_initio=80,
+            pretrained="h2combustion-small", ft_minutes=3.5, n_ab_initio=80,
             metad_steps=25000, basis="6-31g*")
 QUICK = dict(n_rattled=300, features=8, interactions=1, pt_minutes=0.05, pretrained=None,
              ft_minutes=0.05, n_ab_initio=5, metad_steps=300, basis="sto-3g")

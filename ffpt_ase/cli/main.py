@@ -188,6 +188,9 @@ def delta_f_line(s: dict) -> str:
     df, err = s["delta_f_product_minus_reactant_kJ_per_mol"], s["delta_f_error_kJ_per_mol"]
     value = "not estimable" if df is None else f"{df:.1f}" + (
         f" +- {err:.1f} kJ/mol" if err is not None else " kJ/mol (no error bar)")
+    if df is None and s.get("delta_f_lower_bound_kJ_per_mol") is not None:
+        value = (f"> ~{s['delta_f_lower_bound_kJ_per_mol']:.0f} kJ/mol (product not reached; "
+                 "the depth the hills filled)")
     fr = s["frames"]
     return (f"Delta F (product - reactant) at {s['temperature_K']:g} K: {value}; frames: "
             f"{fr['reactant']} reactant, {fr['product']} product, {fr['transition']} between, "
