@@ -65,6 +65,7 @@ def main():
         "model": f"NewtonNet, {args.features} features, {args.interactions} interactions, "
                  "20 radial functions, 5 A cutoff",
         "training": summary.get("final"), "epochs": summary.get("epochs"),
+        "training_units": "validation errors in eV (energy), eV/A (forces); time in s",
         "stop_reason": summary.get("stop_reason"),
         "command": f".venv/bin/python benchmarks/pretrain_h2combustion.py --name {args.name} "
                    f"--per-species {args.per_species} --features {args.features} "
