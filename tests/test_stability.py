@@ -164,3 +164,13 @@ def test_rdf_criterion_flags_a_window_whose_structure_changed():
     assert info["window_ps"] == [3.0, 4.0]
     with pytest.raises(ValueError, match="max_error"):
         RDFCriterion(ref, max_error=0)
+
+
+@pytest.mark.parametrize("field, value", [("time_ps", 0.0), ("time_ps", -1.0),
+                                          ("temperature_K", -5.0), ("trajectories", 0),
+                                          ("timestep_fs", 0.0), ("check_interval", 0)])
+def test_stability_settings_out_of_range_are_refused(field, value):
+    """`--time-ps 0` used to report 100 % stable and a negative temperature a failure at
+    0 ps: both are input errors, refused before any MD runs."""
+    with pytest.raises(ValueError, match=f"{field}={value}"):
+        StabilityConfig(system="HO2", **{field: value})

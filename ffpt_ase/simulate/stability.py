@@ -180,6 +180,18 @@ class StabilityConfig:
     rdf_elements: tuple = (8, 8)         # atomic numbers of the pair (O-O)
     rdf_max_error: float = 0.1           # mean |g - g_ref| per 1-ps window
 
+    def __post_init__(self):
+        checks = {"trajectories": self.trajectories >= 1, "time_ps": self.time_ps > 0,
+                  "temperature_K": self.temperature_K > 0, "timestep_fs": self.timestep_fs > 0,
+                  "friction_per_ps": self.friction_per_ps >= 0,
+                  "check_interval": self.check_interval >= 1,
+                  "save_interval": self.save_interval >= 0, "rdf_max_error": self.rdf_max_error > 0}
+        bad = [f"{k}={getattr(self, k)}" for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"stability settings out of range: {', '.join(bad)} (trajectories "
+                             ">= 1, time, temperature, timestep and rdf_max_error > 0, friction "
+                             ">= 0, check_interval >= 1)")
+
 
 def load_structure(system: str) -> Atoms:
     """A structure file (any ASE format; first frame) or a built-in system name."""
