@@ -86,6 +86,9 @@ def test_train_evaluate_bench_contract(tmp_path, capsys):
     assert res["ms_per_call"] > 0 and res["n_atoms"] == 3
     assert main(["evaluate", str(data), str(data)]) == 2
     assert "could not be read" in capsys.readouterr().err
+    # a negative batch size used to print metrics of uninitialised memory with exit 0
+    assert main(["evaluate", str(ft / "best.pt"), str(data), "--batch-size", "-1"]) == 2
+    assert "batch size must be >= 1" in capsys.readouterr().err
 
 
 def test_demo_fine_tunes_on_combustion_data(data_dir, tmp_path):

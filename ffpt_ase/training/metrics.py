@@ -10,6 +10,8 @@ from ..data.graphs import batch_from_frames
 
 def predict(model, frames, batch_size: int = 64, dtype=torch.float32, forces: bool = True):
     """Predicted energies (frames,) and forces (frames, atoms, 3) (padding rows zero)."""
+    if int(batch_size) < 1:
+        raise ValueError(f"batch size must be >= 1 frame, got {batch_size}")
     model.eval()
     n = len(frames)
     energy = np.empty(n)
