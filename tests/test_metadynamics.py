@@ -126,7 +126,6 @@ def test_every_deck_separates_the_data_sets_reactant_and_product(data_dir, tmp_p
     for cid in channel_ids():
         a, b = (read(geo / f"{k}_{cid}.xyz") for k in ("reactant", "product"))
         if cid in ("05", "06a", "06b", "07"):  # placeholder scan files: bond vs 3-4 A apart
-            ch = get_channel(cid)
             a = reactant_complex(cid)
             b = a.copy()
             b.positions[1] = b.positions[0] + (b.positions[1] - b.positions[0]) * 3.0

@@ -30,7 +30,6 @@ exp(wall bias / kT). By default they are not reweighted; when some frame's wall 
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +37,6 @@ import numpy as np
 from .fes import (KB_KJMOL, basin_delta_f, convergence, fes_from_hills, read_hills,
                   read_plumed_table, reweighted_fes, reweighting_weights)
 from .plots import plot_convergence, plot_fes_1d, plot_fes_2d
-
-log = logging.getLogger(__name__)
 
 WALL_NOTE_KT = 2.0          # wall bias (in kT) above which the report gives Delta F both ways
 MIN_HILLS = 10              # fewer hills: the FES is reported as not meaningful

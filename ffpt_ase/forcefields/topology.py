@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from ase.data import chemical_symbols, covalent_radii
 
+#: atoms closer than BOND_SCALE x (sum of covalent radii) are bonded
+BOND_SCALE = 1.25
+#: atoms closer than COLLISION_FACTOR x (sum of covalent radii) collide (no chemistry allows it)
+COLLISION_FACTOR = 0.5
+
 
 def hill_formula(symbols) -> str:
     """Hill-order formula without charge, e.g. ``['O', 'O', 'H'] -> 'HO2'``."""
@@ -57,7 +62,7 @@ class Topology:
         return out
 
 
-def bonds_from_geometry(numbers, positions, scale: float = 1.25) -> np.ndarray:
+def bonds_from_geometry(numbers, positions, scale: float = BOND_SCALE) -> np.ndarray:
     """Pairs (i < j) closer than ``scale * (r_cov,i + r_cov,j)`` (ASE covalent radii, A)."""
     numbers = np.asarray(numbers)
     pos = np.asarray(positions, float)
@@ -112,12 +117,12 @@ def build(numbers, bonds) -> Topology:
     )
 
 
-def perceive(numbers, positions, scale: float = 1.25) -> Topology:
+def perceive(numbers, positions, scale: float = BOND_SCALE) -> Topology:
     """Perceive the topology of a geometry (bonds by covalent radii, see module doc)."""
     return build(numbers, bonds_from_geometry(numbers, positions, scale))
 
 
-def fragment_formulas_from_distances(numbers, distances, scale: float = 1.25) -> list:
+def fragment_formulas_from_distances(numbers, distances, scale: float = BOND_SCALE) -> list:
     """Sorted fragment formulas of each frame from its distance matrices.
 
     ``distances`` is (frames, atoms, atoms) in A; atoms closer than ``scale`` times the sum
@@ -139,12 +144,15 @@ def fragment_formulas_from_distances(numbers, distances, scale: float = 1.25) ->
     return out
 
 
-def close_contacts(numbers, distances, factor: float = 0.5) -> np.ndarray:
-    """(frames,) bool: some pair of atoms is closer than ``factor`` times the sum of their
-    covalent radii (a collision no chemistry allows)."""
+def colliding_pairs(numbers, distances, factor: float = COLLISION_FACTOR) -> np.ndarray:
+    """(frames, atoms, atoms) bool, upper triangle: pairs closer than ``factor`` times the sum
+    of their covalent radii (a collision no chemistry allows)."""
     numbers = np.asarray(numbers)
-    d = np.array(distances, float)
+    d = np.asarray(distances, float).reshape(-1, len(numbers), len(numbers))
     rad = covalent_radii[numbers]
-    n = len(numbers)
-    d[:, np.arange(n), np.arange(n)] = np.inf
-    return (d < factor * (rad[:, None] + rad[None])).any(axis=(1, 2))
+    return np.triu(d < factor * (rad[:, None] + rad[None]), k=1)
+
+
+def close_contacts(numbers, distances, factor: float = COLLISION_FACTOR) -> np.ndarray:
+    """(frames,) bool: some pair of atoms collides (:func:`colliding_pairs`)."""
+    return colliding_pairs(numbers, distances, factor).any(axis=(1, 2))

@@ -32,12 +32,11 @@ import numpy as np
 from ase import Atoms
 from ase.data import covalent_radii
 
-from ..forcefields.topology import (close_contacts, fragment_formulas_from_distances,
-                                    hill_formula, perceive)
+from ..forcefields.topology import (BOND_SCALE, close_contacts,
+                                    fragment_formulas_from_distances, hill_formula, perceive)
 
-#: bonded below BOND_SCALE x (sum of covalent radii); fragments are apart (a basin) only
-#: when every inter-fragment pair is beyond SEPARATED x that sum
-BOND_SCALE = 1.25
+#: fragments are apart (a basin) only when no pair of atoms lies between BOND_SCALE
+#: (topology's bonding threshold) and SEPARATED times the sum of their covalent radii
 SEPARATED = 1.6
 
 #: equilibrium bond lengths (A) used for the CV switching functions and distance checks

@@ -42,9 +42,8 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms, units
-from ase.data import covalent_radii
 
-from ..forcefields.topology import perceive
+from ..forcefields.topology import colliding_pairs, fragment_formulas_from_distances
 from ..progress import progress
 from .channels import get_channel, reactant_complex
 from .md import StopRun, langevin
@@ -200,12 +199,10 @@ class UnphysicalMonitor:
         d = atoms.get_all_distances()
         events = []
         if self.channel.classify(d[None])[0] == "unphysical":
-            rad = covalent_radii[atoms.numbers]
-            np.fill_diagonal(d, np.inf)
-            for i, j in np.argwhere(np.triu(d < 0.5 * (rad[:, None] + rad[None]), k=1)):
+            for i, j in np.argwhere(colliding_pairs(atoms.numbers, d)[0]):
                 events.append({"step": step, "type": "atoms_too_close",
                                "atoms": [int(i), int(j)], "distance_A": round(float(d[i, j]), 4)})
-            formulas = perceive(atoms.numbers, atoms.positions).fragment_formulas()
+            formulas = list(fragment_formulas_from_distances(atoms.numbers, d[None])[0])
             bad = sorted(f for f in formulas if f not in self.channel.allowed_species)
             if bad:
                 events.append({"step": step, "type": "unphysical_species",

@@ -37,12 +37,12 @@ from ase import Atoms
 from ase.data import covalent_radii
 from ase.geometry import find_mic
 
+from ..forcefields.topology import BOND_SCALE
 from ..progress import progress
 from .md import StopRun, langevin
 
 log = logging.getLogger(__name__)
 
-BOND_SCALE = 1.25
 MAX_DEVIATION_A = 0.5
 
 
