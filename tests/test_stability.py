@@ -174,3 +174,23 @@ def test_stability_settings_out_of_range_are_refused(field, value):
     0 ps: both are input errors, refused before any MD runs."""
     with pytest.raises(ValueError, match=f"{field}={value}"):
         StabilityConfig(system="HO2", **{field: value})
+
+
+def test_run_stability_with_the_rdf_criterion(tmp_path):
+    """The RDF criterion through run_stability: its reference is read from a file once per
+    run and each trajectory starts with empty windows; an impossible tolerance fails every
+    trajectory at the end of its first 1-ps window."""
+    from ase.io import write
+
+    from ffpt_ase.forcefields.tip3p import FlexibleTIP3PCalculator
+    box = water_box()
+    write(tmp_path / "ref.xyz", [box] * 3)
+    box.write(tmp_path / "start.xyz")
+    cfg = StabilityConfig(system=str(tmp_path / "start.xyz"), trajectories=2, time_ps=1.2,
+                          temperature_K=300.0, output=str(tmp_path / "rdf"), check_interval=100,
+                          rdf_reference=str(tmp_path / "ref.xyz"), rdf_max_error=1e-9)
+    s = run_stability(cfg, calc=FlexibleTIP3PCalculator(), show_progress=False)
+    assert s["n_failed"] == 2 and s["reasons"] == {"rdf_deviation": 2}
+    for r in s["trajectories"]:
+        assert r["details"]["window_ps"] == [0.0, 1.0]
+        assert r["time_to_failure_ps"] == pytest.approx(1.0, abs=0.06)

@@ -267,7 +267,8 @@ def _timeseries():
     return timeseries
 
 
-def basin_delta_f(logw, in_a, in_b, temperature: float = 300.0) -> dict:
+def basin_delta_f(logw, in_a, in_b, temperature: float = 300.0,
+                  names=("basin A", "basin B")) -> dict:
     """Delta F = F_B - F_A (kJ/mol) from reweighted, time-ordered frames, with its error.
 
     Delta F = -kT ln(sum_t w_t 1_B(t) / sum_t w_t 1_A(t)). The error comes from the
@@ -276,16 +277,16 @@ def basin_delta_f(logw, in_a, in_b, temperature: float = 300.0) -> dict:
     and unevenly weighted frames count for what they are worth. Returns ``delta_f``,
     ``error`` (None with a ``note`` in words when a basin has no frames or the error cannot
     be estimated), ``frames_a``, ``frames_b``, ``statistical_inefficiency`` and
-    ``effective_samples`` (N / g).
+    ``effective_samples`` (N / g). ``names`` are the basins' names in the note.
     """
     kT = KB_KJMOL * temperature
     logw = np.asarray(logw, float)
     a, b = np.asarray(in_a, bool), np.asarray(in_b, bool)
     res = {"delta_f": None, "error": None, "frames_a": int(a.sum()), "frames_b": int(b.sum()),
            "statistical_inefficiency": None, "effective_samples": None, "note": None}
-    empty = [name for name, m in (("A", a), ("B", b)) if not m.any()]
+    empty = [name for name, m in zip(names, (a, b)) if not m.any()]
     if empty:
-        res["note"] = f"no frames in basin {' or '.join(empty)}: Delta F cannot be estimated"
+        res["note"] = f"no frames in {' or '.join(empty)}: Delta F cannot be estimated"
         return res
     w = np.exp(logw - logw[a | b].max())
     wa, wb = w * a, w * b

@@ -178,17 +178,16 @@ def _basins(reaction, col, logw, walls, kT, temperature, reweight_walls, notes, 
                                                    "unphysical")}
     res = {"frames": counts, "unphysical_fraction": counts["unphysical"] / len(kind)}
     r, p = kind == "reactant", kind == "product"
-    main = basin_delta_f(logw, r, p, temperature)
+    names = ("the reactant basin", "the product basin")
+    main = basin_delta_f(logw, r, p, temperature, names)
     res["delta_f_product_minus_reactant_kJ_per_mol"] = main["delta_f"]
     res["delta_f_error_kJ_per_mol"] = main["error"]
     res["delta_f_details"] = main
     if main["note"]:
-        notes.append(main["note"].replace("basin A or B", "the reactant or product basin")
-                     .replace("basin A", "the reactant basin")
-                     .replace("basin B", "the product basin"))
+        notes.append(main["note"])
     if walls.max() > WALL_NOTE_KT * kT:
         other = logw - walls / kT if reweight_walls else logw + walls / kT
-        alt = basin_delta_f(other, r, p, temperature)
+        alt = basin_delta_f(other, r, p, temperature, names)
         key = "delta_f_walls_not_reweighted_kJ_per_mol" if reweight_walls else \
             "delta_f_walls_reweighted_kJ_per_mol"
         res[key] = alt["delta_f"]

@@ -134,6 +134,10 @@ class RDFCriterion:
         self.elements, self.window_ps, self.max_error = tuple(elements), window_ps, max_error
         self.r_max, self.n_bins = r_max, n_bins
         self.r, self.g_ref = rdf(reference_images, *self.elements, r_max=r_max, n_bins=n_bins)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the frames seen so far (a new trajectory); the reference g(r) stays."""
         self._frames, self._window = [], 0
 
     def error(self, images) -> float:
@@ -247,6 +251,8 @@ def run_trajectory(atoms: Atoms, calc, cfg: StabilityConfig, index: int,
             result["time_to_failure_ps"] = dyn.nsteps * dt * 1e-3
             raise StopRun
 
+    if rdf_criterion is not None:
+        rdf_criterion.reset()
     dyn.attach(check, interval=cfg.check_interval)
     t0 = time.perf_counter()
     try:
@@ -290,10 +296,11 @@ def run_stability(cfg: StabilityConfig, calc=None, show_progress: bool = True) -
         frames = read(cfg.reference_frames, index=":")
     criteria = StabilityCriteria(reference, reference_frames=frames,
                                  count_new_bonds=cfg.count_new_bonds)
-    rdf_images = None
+    rdf_criterion = None
     if cfg.rdf_reference:
         from ase.io import read
-        rdf_images = read(cfg.rdf_reference, index=":")
+        rdf_criterion = RDFCriterion(read(cfg.rdf_reference, index=":"), cfg.rdf_elements,
+                                     max_error=cfg.rdf_max_error)
     results_file = out / "trajectories.jsonl"
     done = {}
     if results_file.exists():
@@ -305,8 +312,6 @@ def run_stability(cfg: StabilityConfig, calc=None, show_progress: bool = True) -
     for k in range(cfg.trajectories):
         if k in done:
             continue
-        rdf_criterion = None if rdf_images is None else RDFCriterion(
-            rdf_images, cfg.rdf_elements, max_error=cfg.rdf_max_error)
         r = run_trajectory(reference, calc, cfg, k, criteria,
                            out / f"traj_{k:03d}.traj" if cfg.save_interval else None,
                            rdf_criterion)
