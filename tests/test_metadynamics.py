@@ -308,6 +308,10 @@ def test_temperature_monitor_reports_window_means_and_overheating(caplog):
         atoms.set_momenta(p)
         atoms.set_momenta(p * np.sqrt(target / atoms.get_temperature()))
         mon.add(atoms, 0.1 * k)
+    # a last check at the start of a new window is one sample, not a 1-ps mean
+    p = rng.normal(size=(3, 3))
+    atoms.set_momenta(p * np.sqrt(5000.0 / Atoms("O2H", momenta=p).get_temperature()))
+    mon.add(atoms, 2.0)
     s = mon.summary()
     assert s["temperature_window_means_K"] == pytest.approx([300.0, 900.0], abs=0.1)
     assert s["overheated"] and s["temperature_max_window_mean_K"] == pytest.approx(900.0, abs=0.1)
