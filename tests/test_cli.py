@@ -132,3 +132,11 @@ def test_metad_fes_stability_contract(tmp_path, capsys):
     assert main(["metad", "--reaction", "99", "--model", str(ckpt), "--steps", "10",
                  "-o", str(tmp_path / "x")]) == 2
     assert "unknown reaction channel" in capsys.readouterr().err
+
+
+def test_fes_and_demo_refuse_bad_input_in_one_line(tmp_path, capsys):
+    assert main(["fes", str(tmp_path / "missing"), "-o", str(tmp_path / "f")]) == 2
+    assert "no HILLS file at" in capsys.readouterr().err
+    assert main(["demo", "-o", str(tmp_path / "d"), "--quick", "--pretrain-minutes", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "--pretrain-minutes must be > 0" in err and "Traceback" not in err

@@ -91,6 +91,9 @@ def fes_report(source: str | Path, output: str | Path, temperature: float | None
     hills_file = source / "HILLS" if source.is_dir() else source
     if colvar is None and (folder / "COLVAR").exists():
         colvar = folder / "COLVAR"
+    if not hills_file.exists():
+        raise FileNotFoundError(f"no HILLS file at {hills_file} (give a metadynamics run "
+                                "folder or a HILLS file)")
     run_cfg = {}
     if (folder / "state.json").exists():
         run_cfg = json.loads((folder / "state.json").read_text()).get("config", {})

@@ -148,6 +148,8 @@ def run_demo(output: str | Path = "demo_output", n_per_species: int | None = Non
     if n_per_species:
         p["n_rattled"] = n_per_species
     if pretrain_minutes is not None:
+        if not pretrain_minutes > 0:
+            raise ValueError(f"--pretrain-minutes must be > 0, got {pretrain_minutes}")
         p["pt_minutes"] = pretrain_minutes
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
