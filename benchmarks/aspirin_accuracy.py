@@ -24,7 +24,7 @@ from pathlib import Path
 import bench_common as bench
 
 from ffpt_ase.data import read_frames
-from ffpt_ase.sampling import sample_system
+from ffpt_ase.applications.systems import sample_system
 
 
 def main():

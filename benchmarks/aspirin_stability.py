@@ -20,7 +20,7 @@ from pathlib import Path
 import bench_common as bench
 import numpy as np
 
-from ffpt_ase.analysis.plots import _pyplot, _save, plot_survival
+from ffpt_ase.analysis.plots import pyplot, save_figure, plot_survival
 from ffpt_ase.analysis.scans import angle_scan, bond_scan, energies_of
 from ffpt_ase.calculators import FFPTCalculator
 from ffpt_ase.data import read_frames
@@ -115,7 +115,7 @@ def main():
     )
 
     cuts = pes_cuts(start, work)
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, key, xlabel in (
         (axes[0], "stretch", "methyl C-H distance [A]"),
@@ -126,7 +126,7 @@ def main():
         ax.set_xlabel(xlabel)
         ax.set_ylabel("E - E(start) [eV]")
         ax.legend()
-    _save(fig, bench.RESULTS / "aspirin_pes_cuts.png")
+    save_figure(fig, bench.RESULTS / "aspirin_pes_cuts.png")
     result = {
         "command": command,
         "stability": summaries,

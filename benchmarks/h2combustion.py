@@ -38,7 +38,7 @@ import bench_common as bench
 import numpy as np
 
 from ffpt_ase.data import Frames, read_combustion_npz
-from ffpt_ase.systems import COMBUSTION_SPECIES, get_system
+from ffpt_ase.applications.systems import COMBUSTION_SPECIES, get_system
 
 # defaults of this experiment, shared with temporal_pair_ablation.py (which starts from the
 # same pre-trained model and trains it with these settings if it is missing)
@@ -159,7 +159,7 @@ def oh_scan(work: Path, models: dict, with_dft: bool = True):
     to each curve's value at the reactant's O-H distance (eV)."""
     from ffpt_ase.analysis.scans import bond_scan, bond_scan_geometries
     from ffpt_ase.calculators import FFPTCalculator
-    from ffpt_ase.simulate.channels import get_channel, reactant_complex
+    from ffpt_ase.applications.h2combustion.channels import get_channel, reactant_complex
 
     ch = get_channel("09")
     atoms = reactant_complex("09")
@@ -267,9 +267,9 @@ def run_walkers(reaction: str, checkpoint: Path, seeds, steps: int, folder: Path
 def metad_figures(work: Path, reaction: str, names, stem: str) -> None:
     """Side-by-side: each model's seed-0 FES and the F(product) - F(reactant) convergence of
     all its walkers."""
-    from ffpt_ase.analysis.plots import _pyplot, _save
+    from ffpt_ase.analysis.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4), squeeze=False)
     for ax, name in zip(axes[0], names):
         for k, conv_file in enumerate(
@@ -281,7 +281,7 @@ def metad_figures(work: Path, reaction: str, names, stem: str) -> None:
         ax.set_ylabel("F(product) - F(reactant) [kJ/mol]")
         ax.set_title(f"rxn {reaction}, {name}")
         ax.legend(fontsize=7)
-    _save(fig, bench.RESULTS / f"{stem}_convergence.png")
+    save_figure(fig, bench.RESULTS / f"{stem}_convergence.png")
     for name in names:
         src = work / f"metad_{reaction}_{name}" / "seed0" / "fes" / "fes.png"
         if src.exists():
@@ -356,9 +356,9 @@ def main():
     }
 
     r, scan, dft, r0 = oh_scan(work, ckpt, with_dft=not args.no_dft_scan)
-    from ffpt_ase.analysis.plots import _finish, _pyplot
+    from ffpt_ase.analysis.plots import label_and_save, pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for name, e in scan.items():
         ax.plot(r, e, label=name)
@@ -366,7 +366,7 @@ def main():
         ax.plot(*dft, "ko", ms=3, label="UKS B3LYP/6-31G* (PySCF)")
     ax.set_ylim(-6, 12)
     ax.axhline(0.0, color="grey", lw=0.5)
-    _finish(
+    label_and_save(
         fig,
         ax,
         bench.RESULTS / "h2combustion_oh_scan.png",

@@ -20,7 +20,7 @@ from pathlib import Path
 from ffpt_ase.data.frames import Frames
 from ffpt_ase.pretrained import install_pretrained
 from ffpt_ase.sampling import RattleSampler
-from ffpt_ase.systems import COMBUSTION_SPECIES, get_system
+from ffpt_ase.applications.systems import COMBUSTION_SPECIES, get_system
 from ffpt_ase.training.config import TrainConfig
 from ffpt_ase.training.trainer import train
 

@@ -13,7 +13,7 @@ import platform
 import time
 
 from ffpt_ase.sampling import RattleSampler
-from ffpt_ase.systems import get_system
+from ffpt_ase.applications.systems import get_system
 
 
 def main():

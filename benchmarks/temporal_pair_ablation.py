@@ -39,7 +39,7 @@ from h2combustion import (
 )
 
 from ffpt_ase.data import Frames, read_combustion_npz
-from ffpt_ase.systems import COMBUSTION_SPECIES
+from ffpt_ase.applications.systems import COMBUSTION_SPECIES
 
 ARMS = {"energy+forces": "ft_plain", "energy+forces+temporal pairs": "ft_pairs"}
 

@@ -32,13 +32,14 @@ import bench_common as bench
 import numpy as np
 
 from ffpt_ase.analysis.liquid import diffusion_coefficient, rdf, unwrap
-from ffpt_ase.analysis.plots import _finish, _pyplot, plot_energy_scan, plot_survival
+from ffpt_ase.analysis.plots import label_and_save, pyplot, plot_energy_scan, plot_survival
 from ffpt_ase.analysis.scans import angle_scan
 from ffpt_ase.calculators import FFPTCalculator
 from ffpt_ase.data import Frames, read_deepmd
-from ffpt_ase.sampling import relax, sample_system
+from ffpt_ase.applications.systems import sample_system
+from ffpt_ase.sampling import relax
 from ffpt_ase.simulate.stability import StabilityConfig, run_stability, survival_curve
-from ffpt_ase.systems import get_system
+from ffpt_ase.applications.systems import get_system
 
 TRAIN_FOLDERS = ("data_0", "data_1", "data_2")
 TEST_FOLDER = "data_3"
@@ -246,7 +247,7 @@ def main():
     # the ab initio frames' own g_OO (training and test folders) as the reference curve
     reference_images = Frames.load(train_file).to_atoms_list() + test.to_atoms_list()
     r_ref, g_ref = rdf(reference_images, 8, 8, r_max=6.0, n_bins=120)
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(r_ref, g_ref, "k--", label=f"ab initio frames ({len(reference_images)})")
     for name, lq in liquid.items():
@@ -254,7 +255,7 @@ def main():
             r, g, e = (np.array(lq[k]) for k in ("r_A", "g_OO_mean", "g_OO_sem"))
             ax.plot(r, g, label=f"{name} ({lq['n_trajectories']} runs)")
             ax.fill_between(r, g - e, g + e, alpha=0.3)
-    _finish(
+    label_and_save(
         fig,
         ax,
         bench.RESULTS / "water_rdf_oo.png",
@@ -274,7 +275,7 @@ def main():
                     alpha=0.6,
                     label=name if k == 0 else None,
                 )
-        _finish(
+        label_and_save(
             fig,
             ax,
             bench.RESULTS / "water_msd.png",

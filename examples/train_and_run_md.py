@@ -14,7 +14,7 @@ from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import thermalize_momenta
 
 from ffpt_ase import FFPTCalculator, TrainConfig, sample_system, train
-from ffpt_ase.systems import get_system
+from ffpt_ase.applications.systems import get_system
 
 frames = sample_system("HO2", 4000, sigma=0.2, seed=0)
 frames.save("ho2_pt.npz")

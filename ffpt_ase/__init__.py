@@ -6,7 +6,7 @@ from .data import Frames, read_frames, write_frames
 from .forcefields.openmm_ff import OpenMMCalculator
 from .forcefields.qforce import QForceCalculator
 from .forcefields.tip3p import FlexibleTIP3PCalculator
-from .sampling import RattleSampler, relax, sample_system
+from .sampling import RattleSampler, relax
 
 __version__ = "0.1.0"
 
@@ -16,6 +16,7 @@ __all__ = ["FFPTCalculator", "FlexibleTIP3PCalculator", "Frames", "OpenMMCalcula
 
 _LAZY = {  # torch-backed names, imported on first use so that `import ffpt_ase` stays light
     "FFPTCalculator": ("ffpt_ase.calculators", "FFPTCalculator"),
+    "sample_system": ("ffpt_ase.applications.systems", "sample_system"),
     "Potential": ("ffpt_ase.model.potential", "Potential"),
     "TrainConfig": ("ffpt_ase.training.config", "TrainConfig"),
     "train": ("ffpt_ase.training.trainer", "train"),

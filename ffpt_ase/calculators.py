@@ -4,15 +4,19 @@ Drop it into any ASE script (optimizers, VelocityVerlet/Langevin MD, or wrapped 
 ``ase.calculators.plumed.Plumed`` for metadynamics)::
 
     from ffpt_ase import FFPTCalculator
-    atoms.calc = FFPTCalculator("runs/ft/best.pt")
+    atoms.calc = FFPTCalculator.from_checkpoints("runs/ft/best.pt")
+    atoms.calc = FFPTCalculator(model)           # a Potential already in memory
 
-Given several checkpoints, it runs them as a committee: energy and forces are the committee
+Given several models, it runs them as a committee: energy and forces are the committee
 mean, and ``results['energy_std']``, ``results['forces_std']`` (per atom and component) and
 ``results['force_disagreement']`` (largest per-atom norm of the force standard deviation,
-eV/A) estimate the model uncertainty.
+eV/A) estimate the model uncertainty. ``results['energies']`` holds the per-atom energies
+(eV) of the committee mean.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import torch
@@ -21,18 +25,24 @@ from ase.calculators.calculator import (Calculator, PropertyNotImplementedError,
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from .data.graphs import batch_from_atoms, species_index
-from .model.potential import load_potential
+from .model.potential import Potential, load_potential
+from .runtime import set_threads, torch_dtype
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+def _is_path(x) -> bool:
+    return isinstance(x, (str, bytes, os.PathLike))
 
 
 class FFPTCalculator(Calculator):
-    """ASE calculator for ffpt-ase checkpoints (``best.pt`` / ``last.pt``).
+    """ASE calculator for ffpt-ase potentials.
 
     Parameters
     ----------
-    model_path:
-        One checkpoint path, or a list of them for a committee.
+    model:
+        A :class:`~ffpt_ase.model.potential.Potential`, or a list of them for a committee.
+        A checkpoint path (or ``pretrained:NAME``) is read as by :meth:`from_checkpoints`.
+        The calculator converts its models to ``device`` and ``dtype`` and freezes their
+        weights; pass a copy if the model must stay trainable.
     device:
         Torch device, ``'cpu'`` by default.
     dtype:
@@ -41,38 +51,56 @@ class FFPTCalculator(Calculator):
         Compile the network with ``torch.compile`` (about a minute once per process; then
         ~30 % faster calls, worthwhile for long MD).
     threads:
-        Torch intra-op threads (default: leave torch's setting).
+        Torch intra-op threads for the whole process (default: leave torch's setting).
+
+    ``parameters`` (and ``todict()``) record the models' sources, device, dtype and compile.
     """
 
-    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
-    def __init__(self, model_path, device: str = "cpu", dtype: str = "float32",
+    def __init__(self, model, device: str = "cpu", dtype: str = "float32",
                  compile: bool = False, threads: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-        if threads:
-            torch.set_num_threads(threads)
-        paths = [model_path] if isinstance(model_path, (str, bytes)) or not hasattr(
-            model_path, "__iter__") else list(model_path)
+        members = [model] if _is_path(model) or isinstance(model, torch.nn.Module) \
+            else list(model)
+        if not members:
+            raise ValueError("FFPTCalculator needs at least one model")
+        self.dtype = torch_dtype(dtype)
+        set_threads(threads)
         self.device = torch.device(device)
-        self.dtype = _DTYPES[dtype]
-        self.models = []
-        for p in paths:
-            model = load_potential(p, dtype=self.dtype, device=self.device)
-            for param in model.parameters():
+        self.models, sources = [], []
+        for m in members:
+            if _is_path(m):
+                sources.append(os.fspath(m) if not isinstance(m, bytes) else m.decode())
+                m = load_potential(m)
+            elif isinstance(m, Potential):
+                sources.append(m.source or "in-memory model")
+            else:
+                raise TypeError(f"FFPTCalculator takes Potential models or checkpoint paths, "
+                                f"got {type(m).__name__}")
+            m = m.to(device=self.device, dtype=self.dtype).eval()
+            for param in m.parameters():
                 param.requires_grad_(False)  # only position/strain gradients are needed
             if compile:
-                model.net = torch.compile(model.net, dynamic=True)
-            self.models.append(model)
+                m.net = torch.compile(m.net, dynamic=True)
+            self.models.append(m)
         ref = self.models[0]
-        for p, m in zip(paths[1:], self.models[1:]):
+        for src, m in zip(sources[1:], self.models[1:]):
             if m.elements != ref.elements or m.cutoff != ref.cutoff:
-                raise ValueError(f"committee member {p} differs from {paths[0]} in elements or "
-                                 f"cutoff")
+                raise ValueError(f"committee member {src} differs from {sources[0]} in elements "
+                                 f"or cutoff")
+        super().__init__(model=sources, device=str(self.device), dtype=dtype, compile=compile,
+                         **kwargs)
         self.elements = ref.elements
         self.cutoff = ref.cutoff
-        self.model_paths = [str(p) for p in paths]
+        self.model_paths = sources
+
+    @classmethod
+    def from_checkpoints(cls, paths, **kwargs) -> "FFPTCalculator":
+        """A calculator from checkpoint files (one path, or several for a committee; also
+        ``pretrained:NAME``); ``kwargs`` as for the constructor. Files are read with
+        ``weights_only=True``."""
+        paths = [paths] if _is_path(paths) else list(paths)
+        return cls([load_potential(p) for p in paths], **kwargs)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -84,10 +112,11 @@ class FFPTCalculator(Calculator):
         if want_stress and not atoms.pbc.all():
             raise PropertyNotImplementedError("stress needs a cell periodic in all directions")
         batch = batch_from_atoms(atoms, self.elements, self.cutoff).to(self.device, self.dtype)
-        energies, forces, stresses = [], [], []
+        energies, atomic, forces, stresses = [], [], [], []
         for model in self.models:
             out = model(batch, forces=True, stress=want_stress)
             energies.append(float(out["energy"][0].detach()))
+            atomic.append(out["atomic_energy"].detach().cpu().numpy())
             forces.append(out["forces"].detach().double().cpu().numpy())
             if want_stress:
                 stresses.append(out["stress"][0].detach().double().cpu().numpy())
@@ -95,6 +124,7 @@ class FFPTCalculator(Calculator):
         f = np.mean(forces, axis=0)
         self.results["energy"] = e
         self.results["free_energy"] = e
+        self.results["energies"] = np.mean(atomic, axis=0)
         self.results["forces"] = f
         if want_stress:
             self.results["stress"] = full_3x3_to_voigt_6_stress(np.mean(stresses, axis=0))

@@ -162,14 +162,3 @@ class RattleSampler:
         start = int(ck.metadata["checkpoint_next_block"])
         log.info("resuming from %s: %d blocks already labelled", path, start)
         return start, [ck.positions], [ck.energy], [ck.forces]
-
-
-def sample_system(system: str, n: int, teacher: str | None = None, sigma: float = 0.2,
-                  seed: int = 0, parameters=None, **kwargs) -> Frames:
-    """Convenience: :func:`ffpt_ase.systems.get_system` + :class:`RattleSampler`."""
-    from .systems import get_system
-
-    calc, ref, tname = get_system(system, teacher, parameters)
-    sampler = RattleSampler(calc, ref, sigma=sigma, seed=seed, teacher_name=tname,
-                            system_name=system)
-    return sampler.sample(n, **kwargs)

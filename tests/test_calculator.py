@@ -9,7 +9,7 @@ from ase.calculators.calculator import PropertyNotImplementedError
 from conftest import finite_difference_forces
 from ffpt_ase import FFPTCalculator
 from ffpt_ase.model.potential import CheckpointError, Potential
-from ffpt_ase.systems import get_system
+from ffpt_ase.applications.systems import get_system
 
 
 def _checkpoint(path, elements=(1, 8), seed=0, cutoff=4.0):

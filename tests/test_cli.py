@@ -70,6 +70,7 @@ def test_train_evaluate_bench_contract(tmp_path, capsys):
                  "--batch-size", "16", "--seed", "1"]) == 0
     for name in ("best.pt", "last.pt", "log.csv"):
         assert (out / name).exists()
+    assert (out / "learning_curve.png").stat().st_size > 1000   # drawn by the command
     ft = tmp_path / "runs" / "ft"
     assert main(["train", "--stage", "finetune", "--init", str(out / "best.pt"), "--data",
                  str(data), "-o", str(ft), "--epochs", "1", "--batch-size", "16"]) == 0

@@ -175,7 +175,7 @@ def test_fes_report_walls_unphysical_frames_and_run_temperature(tmp_path):
     does not let the wall frame dominate, reads T from state.json and writes no NaN."""
     import json
 
-    from ffpt_ase.analysis.metad_report import fes_report
+    from ffpt_ase.applications.h2combustion.report import channel_fes_report as fes_report
     folder = tmp_path / "run"
     folder.mkdir()
     T = 500.0
@@ -227,7 +227,7 @@ def test_malformed_plumed_files(tmp_path):
 def test_fes_report_gives_a_bound_when_the_product_was_not_reached(tmp_path):
     import json
 
-    from ffpt_ase.analysis.metad_report import fes_report
+    from ffpt_ase.applications.h2combustion.report import channel_fes_report as fes_report
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "state.json").write_text(json.dumps({"config": {"reaction": "09",

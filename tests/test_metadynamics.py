@@ -8,11 +8,14 @@ import torch
 from ase import Atoms
 
 from ffpt_ase.forcefields.topology import perceive
-from ffpt_ase.simulate.channels import channel_ids, get_channel, reactant_complex
-from ffpt_ase.simulate.decks import deck_name, deck_text, metad_height_kjmol
-from ffpt_ase.simulate.metad import (MetadConfig, PlumedNotAvailable, UnphysicalMonitor,
-                                     deck_lines, find_deck, require_plumed, run_metadynamics,
-                                     truncate_plumed_file)
+from ffpt_ase.applications.h2combustion.channels import channel_ids, get_channel, reactant_complex
+from ffpt_ase.applications.h2combustion.decks import deck_name, deck_text
+from ffpt_ase.applications.h2combustion.decks import shipped_deck as find_deck
+from ffpt_ase.applications.h2combustion.metad import ChannelMetadConfig as MetadConfig
+from ffpt_ase.applications.h2combustion.metad import UnphysicalMonitor
+from ffpt_ase.applications.h2combustion.metad import run_channel_metadynamics as run_metadynamics
+from ffpt_ase.simulate.metad import (PlumedNotAvailable, deck_lines, metad_height_kjmol,
+                                     require_plumed, truncate_plumed_file)
 
 REPO_DECKS = __import__("pathlib").Path(__file__).resolve().parents[1] / "plumed_inputs"
 
@@ -48,7 +51,10 @@ def test_channel_table_against_data(data_dir):
 def test_shipped_decks_are_current_and_units_are_explicit():
     for cid in channel_ids():
         text = (REPO_DECKS / deck_name(cid)).read_text()
-        assert text == deck_text(cid), f"{deck_name(cid)} is stale: python -m ffpt_ase.simulate.decks"
+        assert text == deck_text(cid), \
+            f"{deck_name(cid)} is stale: python -m ffpt_ase.applications.h2combustion.decks"
+        # the package's copy (what the driver runs) is the user-facing one, byte for byte
+        assert find_deck(cid).read_text() == text
         assert "UNITS LENGTH=A TIME=fs ENERGY=kj/mol" in text
         assert metad_height_kjmol(text.splitlines()) == pytest.approx(5.0)
         assert "SIGMA=0.05,0.05" in text and "PACE=100" in text and "TEMP=300" in text
@@ -82,7 +88,7 @@ def test_plumed_accepts_every_deck(cid, tmp_path):
     from ase import units
     from ase.calculators.plumed import Plumed
 
-    from ffpt_ase.simulate.decks import collective_variables
+    from ffpt_ase.applications.h2combustion.decks import collective_variables
     atoms = reactant_complex(cid)
     lines = deck_lines(find_deck(cid), tmp_path)
     with Plumed(_Zero(), lines, 0.2 * units.fs, atoms=atoms, kT=units.kB * 300,
@@ -223,7 +229,7 @@ def test_truncate_plumed_file(tmp_path):
 
 def test_unphysical_monitor_channel_09(tmp_path):
     ch = get_channel("09")
-    mon = UnphysicalMonitor(ch, tmp_path / "events.jsonl")
+    mon = UnphysicalMonitor(ch)
     ho2 = reactant_complex("09")
     assert mon.check(ho2, 0) == []
     h_o2 = ho2.copy()  # H leaves: products H + O2 are fine
@@ -240,8 +246,7 @@ def test_unphysical_monitor_channel_09(tmp_path):
     crash.positions[h] = crash.positions[o2] + [0.2, 0, 0]
     assert any(e["type"] == "atoms_too_close" for e in mon.check(crash, 30))
     assert mon.fraction_flagged == pytest.approx(0.5)
-    lines = (tmp_path / "events.jsonl").read_text().splitlines()
-    assert len(lines) >= 2 and json.loads(lines[0])["step"] == 20
+    assert events[0]["step"] == 20
 
 
 def test_missing_plumed_kernel_is_explained(monkeypatch):
@@ -278,7 +283,7 @@ class _Collapse(_Zero):
 
 def test_stop_on_unphysical(tmp_path):
     cfg = MetadConfig(reaction="09", steps=5000, output=str(tmp_path / "stop"),
-                      stop_on_unphysical=True)
+                      stop_on_event=True)
     s = run_metadynamics(cfg, calc=_Collapse(), show_progress=False)
     assert s["stopped_on"] is not None and s["steps"] < 5000
     assert (tmp_path / "stop" / "events.jsonl").read_text().strip()
@@ -290,7 +295,7 @@ def test_fresh_run_does_not_inherit_old_event_counts(tmp_path):
     """Without a trajectory to resume from, a run starts from scratch: its event counts must
     not include those of an earlier run recorded in the folder's state.json."""
     cfg = MetadConfig(reaction="09", steps=5000, output=str(tmp_path / "s"),
-                      stop_on_unphysical=True)
+                      stop_on_event=True)
     first = run_metadynamics(cfg, calc=_Collapse(), show_progress=False)
     (tmp_path / "s" / "trajectory.traj").unlink()
     second = run_metadynamics(cfg, calc=_Collapse(), show_progress=False)
@@ -299,7 +304,7 @@ def test_fresh_run_does_not_inherit_old_event_counts(tmp_path):
 
 
 def test_temperature_monitor_reports_window_means_and_overheating(caplog):
-    from ffpt_ase.simulate.metad import TemperatureMonitor
+    from ffpt_ase.simulate.observers import TemperatureMonitor
     atoms = reactant_complex("09")
     mon = TemperatureMonitor(300.0, window_ps=1.0)
     rng = np.random.default_rng(0)

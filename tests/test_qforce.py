@@ -12,8 +12,8 @@ from ffpt_ase.forcefields.qforce import (PARAMETER_SETS, MissingParameterError,
 from ffpt_ase.forcefields.qforce_table import (SKELETONS, cosine_series, minimum_geometry,
                                                parameters_from_table)
 from ffpt_ase.sampling import relax
-from ffpt_ase.simulate.channels import channel_ids, get_channel
-from ffpt_ase.systems import get_system
+from ffpt_ase.applications.h2combustion.channels import channel_ids, get_channel
+from ffpt_ase.applications.systems import get_system
 
 KJMOL = units.kJ / units.mol
 

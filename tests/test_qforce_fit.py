@@ -9,7 +9,7 @@ from ffpt_ase.forcefields.qforce import QForceCalculator, QForceParameters
 from ffpt_ase.forcefields.qforce_fit import (fit_force_constants, fit_torsion,
                                              partition_well_depths, write_parameters)
 from ffpt_ase.sampling import relax
-from ffpt_ase.systems import get_system
+from ffpt_ase.applications.systems import get_system
 
 
 def test_fit_torsion_recovers_series():

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from ffpt_ase.forcefields.base import BatchForceField
-from ffpt_ase.sampling import BLOCK, RattleSampler, sample_system
-from ffpt_ase.systems import get_system
+from ffpt_ase.applications.systems import sample_system
+from ffpt_ase.sampling import BLOCK, RattleSampler
+from ffpt_ase.applications.systems import get_system
 
 
 def _sampler(system="HO2", **kw):

@@ -8,9 +8,10 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
 from ffpt_ase.analysis.liquid import diffusion_coefficient, rdf, unwrap
-from ffpt_ase.simulate.stability import (StabilityConfig, StabilityCriteria, load_structure,
+from ffpt_ase.applications.systems import start_structure as load_structure
+from ffpt_ase.simulate.stability import (StabilityConfig, StabilityCriteria,
                                          run_stability, survival_curve)
-from ffpt_ase.systems import get_system
+from ffpt_ase.applications.systems import get_system
 
 
 def water_box():
@@ -95,19 +96,20 @@ class Collapse(Calculator):
 def test_run_stability_stable_and_failing(tmp_path):
     calc, _, _ = get_system("HO2")
     cfg = StabilityConfig(system="HO2", trajectories=2, time_ps=0.05, output=str(tmp_path / "ok"))
-    s = run_stability(cfg, calc=calc, show_progress=False)
+    s = run_stability(cfg, calc=calc, start=load_structure("HO2"), show_progress=False)
     assert s["n_failed"] == 0 and s["fraction_stable"] == 1.0
-    assert (tmp_path / "ok" / "survival.png").stat().st_size > 1000
+    assert s["survival"]["fraction_surviving"][-1] == 1.0
+    assert s["survival"]["time_ps"][-1] == pytest.approx(0.05)
     bad = StabilityConfig(system="H2O2", trajectories=3, time_ps=0.2, output=str(tmp_path / "bad"),
                           count_new_bonds=True)
-    s = run_stability(bad, calc=Collapse(), show_progress=False)
+    s = run_stability(bad, calc=Collapse(), start=load_structure("H2O2"), show_progress=False)
     assert s["n_failed"] == 3 and all(r["time_to_failure_ps"] < 0.2 for r in s["trajectories"])
     assert set(s["reasons"]) <= {"new_bond", "bond_deviation"}
     summary = json.loads((tmp_path / "bad" / "summary.json").read_text())
     assert summary["time_to_failure_ps"]["median"] > 0
     # rerun: finished trajectories are not repeated
     lines = (tmp_path / "bad" / "trajectories.jsonl").read_text().splitlines()
-    run_stability(bad, calc=Collapse(), show_progress=False)
+    run_stability(bad, calc=Collapse(), start=load_structure("H2O2"), show_progress=False)
     assert (tmp_path / "bad" / "trajectories.jsonl").read_text().splitlines() == lines
 
 

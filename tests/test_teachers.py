@@ -8,7 +8,7 @@ from ase.optimize import BFGS
 
 from conftest import finite_difference_forces, random_rotation
 from ffpt_ase.sampling import relax
-from ffpt_ase.systems import get_system
+from ffpt_ase.applications.systems import get_system
 
 SYSTEMS = ["H2", "O2", "OH", "H2O", "HO2", "H2O2", "water", "aspirin"]
 

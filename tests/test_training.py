@@ -9,10 +9,10 @@ import torch
 
 from ffpt_ase.data import Frames
 from ffpt_ase.model.potential import CheckpointError, load_checkpoint
-from ffpt_ase.sampling import sample_system
+from ffpt_ase.applications.systems import sample_system
 from ffpt_ase.training.config import TrainConfig
 from ffpt_ase.training.losses import temporal_pair_loss
-from ffpt_ase.training.trainer import Trainer, train
+from ffpt_ase.training.trainer import Trainer, prepare, train
 
 TINY = dict(features=8, interactions=1, basis=4, batch_size=16)
 
@@ -41,8 +41,7 @@ def test_pretrain_writes_all_outputs_and_learns(ho2, tmp_path):
     out = tmp_path / "pt"
     summary = train(TrainConfig(stage="pretrain", data=str(ho2), output=str(out), epochs=6,
                                 lr=3e-3, **TINY))
-    for name in ("best.pt", "last.pt", "log.csv", "learning_curve.png", "split.npz",
-                 "config.json", "summary.json"):
+    for name in ("best.pt", "last.pt", "log.csv", "split.npz", "config.json", "summary.json"):
         assert (out / name).stat().st_size > 0, name
     log = rows(out / "log.csv")
     assert len(log) == 6 and summary["epochs"] == 6
@@ -101,17 +100,17 @@ def test_finetune_refits_reference_energies_and_checks_checkpoint(ho2, tmp_path)
     assert cfg["init_stage"] == "pretrain"
 
     with pytest.raises(CheckpointError, match="different architecture"):
-        Trainer(TrainConfig.from_sources(stage="finetune", data=str(ft_data), features=16,
+        prepare(TrainConfig.from_sources(stage="finetune", data=str(ft_data), features=16,
                                          init=str(pt / "best.pt"), output=str(tmp_path / "x")))
     carbon = Frames(positions=np.zeros((2, 2, 3)) + [[0, 0, 0], [0, 0, 1.1]], numbers=[6, 8],
                     energy=[0.0, 0.0], forces=np.zeros((2, 2, 3)))
     with pytest.raises(CheckpointError, match=r"\['C'\]"):
-        Trainer(TrainConfig(stage="finetune", init=str(pt / "best.pt"),
+        prepare(TrainConfig(stage="finetune", init=str(pt / "best.pt"),
                             output=str(tmp_path / "y")), frames=carbon)
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {}, "hyper_parameters": {}}, foreign)
     with pytest.raises(CheckpointError, match="not an ffpt-ase NewtonNet checkpoint"):
-        Trainer(TrainConfig(stage="finetune", data=str(ft_data), init=str(foreign),
+        prepare(TrainConfig(stage="finetune", data=str(ft_data), init=str(foreign),
                             output=str(tmp_path / "z")))
     with pytest.raises(ValueError, match="--init"):
         TrainConfig(stage="finetune", data=str(ft_data))
@@ -121,7 +120,7 @@ def test_mixed_fidelities_are_refused(ho2, tmp_path):
     ff = Frames.load(ho2)
     mixed = Frames.concatenate([ff, _ab_initio_like(ff)])
     with pytest.raises(ValueError, match="mix label sources"):
-        Trainer(TrainConfig(stage="scratch", output=str(tmp_path / "m"), **TINY), frames=mixed)
+        prepare(TrainConfig(stage="scratch", output=str(tmp_path / "m"), **TINY), frames=mixed)
 
 
 def test_max_time_stops_and_config_file(ho2, tmp_path):
@@ -144,7 +143,7 @@ def _trajectory(n=60):
     from ase.md.verlet import VelocityVerlet
     from ase.md.velocitydistribution import thermalize_momenta
 
-    from ffpt_ase.systems import get_system
+    from ffpt_ase.applications.systems import get_system
     calc, ref, _ = get_system("HO2")
     atoms = ref.copy()
     atoms.calc = calc
@@ -185,7 +184,7 @@ def test_temporal_pairs_training_and_requirements(tmp_path):
     assert out["epochs"] == 2
     fr.time = None
     with pytest.raises(ValueError, match="time-ordered"):
-        Trainer(TrainConfig(stage="scratch", output=str(tmp_path / "tq"), temporal_pairs=True,
+        prepare(TrainConfig(stage="scratch", output=str(tmp_path / "tq"), temporal_pairs=True,
                             **TINY), frames=fr)
 
 

@@ -15,11 +15,10 @@ From a run folder (HILLS, COLVAR, state.json) or a bare HILLS file:
 **Temperature.** kT is the run's: ``state.json`` records the MD temperature (the driver
 also sets the deck's METAD TEMP to it). A bare HILLS file needs ``temperature=``.
 
-**Basins are chemistry.** A COLVAR frame of a combustion channel is reactant when its
-fragments (bonds from the printed interatomic distances ``r_I_J``, 1.25 x covalent radii)
-are exactly the reactant species, in any isomer (the H-shifted HO2 is HO2), product
-likewise; frames the channel calls unphysical (colliding atoms, foreign species such as
-O + OH from HO2) belong to no basin, and their fraction is reported.
+**Basins** come from the caller (:class:`Basins`): a function that labels every COLVAR
+frame (for a combustion channel, by its chemistry: the hydrogen-combustion application's
+``channel_basins``); frames with the ``excluded`` label (e.g. unphysical) belong to no
+basin and their fraction is reported. Without basins the report is the FES alone.
 
 **Walls.** The decks' confining UPPER_WALLS are not part of the free-energy landscape one
 asks about: reweighting them in gives frames that push on a wall weights up to
@@ -30,7 +29,9 @@ exp(wall bias / kT). By default they are not reweighted; when some frame's wall 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -42,25 +43,23 @@ WALL_NOTE_KT = 2.0          # wall bias (in kT) above which the report gives Del
 MIN_HILLS = 10              # fewer hills: the FES is reported as not meaningful
 
 
-def basin_points(cid) -> dict:
-    """CV-space points of the channel's reactant and product species (package geometries,
-    fragments 2.5 A apart as in the driver's start), for marking the FES plot."""
-    from ..simulate.channels import product_complex, reactant_complex
-    from ..simulate.decks import collective_variables
-    return {"reactant": tuple(collective_variables(cid, reactant_complex(cid).positions)[0]),
-            "product": tuple(collective_variables(cid, product_complex(cid).positions)[0])}
+@dataclass
+class Basins:
+    """Two basins of a metadynamics run, for Delta F = F(second) - F(first).
 
+    ``classify(colvar)`` takes the COLVAR columns (name -> array) and returns one label per
+    frame (or ``None`` with ``missing_note`` when the file lacks what it needs); labels are
+    counted under ``labels``, and frames labelled ``excluded`` are reported as a fraction.
+    ``points`` (name -> CV tuple) are marked on the FES plot.
+    """
 
-def _distance_matrices(col: dict, n_atoms: int):
-    """(frames, atoms, atoms) from COLVAR's r_I_J columns, or None if any is missing."""
-    names = {(i, j): f"r_{i + 1}_{j + 1}" for i in range(n_atoms) for j in range(i + 1, n_atoms)}
-    if not all(n in col for n in names.values()):
-        return None
-    n_frames = len(next(iter(col.values())))
-    d = np.zeros((n_frames, n_atoms, n_atoms))
-    for (i, j), n in names.items():
-        d[:, i, j] = d[:, j, i] = col[n]
-    return d
+    classify: Callable
+    names: tuple = ("reactant", "product")
+    labels: tuple = ("reactant", "product", "transition", "unphysical")
+    excluded: str | None = "unphysical"
+    points: dict = field(default_factory=dict)
+    title: str = ""
+    missing_note: str = "the COLVAR file lacks the columns the basins need: no Delta F"
 
 
 def json_safe(x):
@@ -76,13 +75,28 @@ def json_safe(x):
     return x
 
 
+def run_settings(folder: str | Path) -> dict:
+    """The settings a metadynamics run recorded in its ``state.json`` (``config`` merged with
+    ``record``), or {} when there is none."""
+    path = Path(folder) / "state.json"
+    if not path.exists():
+        return {}
+    try:
+        state = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); the run's state is damaged") from err
+    return {**state.get("config", {}), **state.get("record", {})}
+
+
 def fes_report(source: str | Path, output: str | Path, temperature: float | None = None,
-               bins: int = 200, reaction: str | None = None, colvar: str | Path | None = None,
+               bins: int = 200, colvar: str | Path | None = None,
                bias_columns=("metad.bias",), wall_columns=("walls.bias",),
-               reweight_walls: bool = False) -> dict:
+               reweight_walls: bool = False, basins: Basins | None = None,
+               record: dict | None = None) -> dict:
     """Write the report of the module docstring into ``output``; returns the summary.
 
-    ``temperature`` (K) defaults to the run's (``state.json``); ``reaction`` likewise.
+    ``temperature`` (K) defaults to the run's (``state.json``); ``record`` (facts about the
+    run, e.g. its reaction) is copied into the summary.
     """
     source = Path(source)
     out = Path(output)
@@ -94,12 +108,8 @@ def fes_report(source: str | Path, output: str | Path, temperature: float | None
     if not hills_file.exists():
         raise FileNotFoundError(f"no HILLS file at {hills_file} (give a metadynamics run "
                                 "folder or a HILLS file)")
-    run_cfg = {}
-    if (folder / "state.json").exists():
-        run_cfg = json.loads((folder / "state.json").read_text()).get("config", {})
+    run_cfg = run_settings(folder)
     notes = []
-    if reaction is None:
-        reaction = run_cfg.get("reaction")
     run_t = run_cfg.get("temperature_K")
     if temperature is None:
         if run_t is None:
@@ -120,11 +130,11 @@ def fes_report(source: str | Path, output: str | Path, temperature: float | None
     written = [fes.save_text(out / "fes.dat")]
     summary = {"hills": str(hills_file), "n_hills": int(len(hills.heights)),
                "biasfactor": hills.biasfactor, "temperature_K": temperature,
-               "kT_kJ_per_mol": kT, "cv_names": hills.cv_names, "reaction": reaction}
-    basins = basin_points(reaction) if reaction else {}
+               "kT_kJ_per_mol": kT, "cv_names": hills.cv_names, **(record or {})}
     if hills.n_cv == 2:
-        written.append(plot_fes_2d(fes, out / "fes.png", basins,
-                                   title=f"rxn {reaction}: FES from hills" if reaction else ""))
+        title = f"{basins.title}: FES from hills" if basins and basins.title else ""
+        written.append(plot_fes_2d(fes, out / "fes.png", basins.points if basins else {},
+                                   title=title))
     curves = {}
     for k, name in enumerate(hills.cv_names):
         proj = fes.project(k) if hills.n_cv > 1 else fes
@@ -147,16 +157,16 @@ def fes_report(source: str | Path, output: str | Path, temperature: float | None
         summary["colvar"] = str(colvar)
         summary["walls_reweighted"] = reweight_walls
         summary["max_wall_bias_kT"] = float(walls.max() / kT)
-        if reaction:
-            summary.update(_basins(reaction, col, logw, walls, kT, temperature, reweight_walls,
+        if basins is not None:
+            summary.update(_basins(basins, col, logw, walls, kT, temperature, reweight_walls,
                                    notes, out, written))
-            if summary.get("frames", {}).get("product") == 0 and \
-                    summary["frames"]["reactant"] > 0:
+            a, b = basins.names
+            if summary.get("frames", {}).get(b) == 0 and summary["frames"][a] > 0:
                 depth = float(fes.free_energy.max())
                 summary["delta_f_lower_bound_kJ_per_mol"] = depth
-                notes.append(f"the product basin was not reached: the hills filled the region "
+                notes.append(f"the {b} basin was not reached: the hills filled the region "
                              f"explored to {depth:.0f} kJ/mol above its minimum, so the "
-                             f"product lies at least about that high (run longer to measure "
+                             f"{b} lies at least about that high (run longer to measure "
                              f"Delta F)")
     written.append(plot_fes_1d(curves, out / "fes_1d.png", "collective variable",
                                title="1D free-energy profiles"))
@@ -167,21 +177,19 @@ def fes_report(source: str | Path, output: str | Path, temperature: float | None
     return summary
 
 
-def _basins(reaction, col, logw, walls, kT, temperature, reweight_walls, notes, out, written):
-    """Chemistry basins, the unphysical fraction and Delta F with its error (module doc)."""
-    from ..simulate.channels import get_channel
-    ch = get_channel(reaction)
-    d = _distance_matrices(col, ch.n_atoms)
-    if d is None:
-        notes.append("COLVAR has no interatomic distances r_I_J (a deck written before they "
-                     "were printed): no chemistry basins, no Delta F")
+def _basins(basins, col, logw, walls, kT, temperature, reweight_walls, notes, out, written):
+    """Basin counts, the excluded fraction and Delta F with its error (module doc)."""
+    kind = basins.classify(col)
+    if kind is None:
+        notes.append(basins.missing_note)
         return {}
-    kind = ch.classify(d)
-    counts = {k: int((kind == k).sum()) for k in ("reactant", "product", "transition",
-                                                   "unphysical")}
-    res = {"frames": counts, "unphysical_fraction": counts["unphysical"] / len(kind)}
-    r, p = kind == "reactant", kind == "product"
-    names = ("the reactant basin", "the product basin")
+    kind = np.asarray(kind)
+    counts = {k: int((kind == k).sum()) for k in basins.labels}
+    res = {"frames": counts}
+    if basins.excluded:
+        res["unphysical_fraction"] = counts.get(basins.excluded, 0) / len(kind)
+    r, p = kind == basins.names[0], kind == basins.names[1]
+    names = tuple(f"the {n} basin" for n in basins.names)
     main = basin_delta_f(logw, r, p, temperature, names)
     res["delta_f_product_minus_reactant_kJ_per_mol"] = main["delta_f"]
     res["delta_f_error_kJ_per_mol"] = main["error"]
@@ -203,6 +211,7 @@ def _basins(reaction, col, logw, walls, kT, temperature, reweight_walls, notes, 
     (out / "convergence.json").write_text(json.dumps(json_safe(conv), indent=1))
     written.append(out / "convergence.json")
     if any(v is not None for v in conv["delta_f"]):
+        a, b = basins.names
         written.append(plot_convergence(conv, out / "convergence.png",
-                                        title=f"rxn {reaction}: F(product) - F(reactant)"))
+                                        title=f"{basins.title}: F({b}) - F({a})".lstrip(": ")))
     return res

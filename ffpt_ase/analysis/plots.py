@@ -11,14 +11,15 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
 
 
-def _finish(fig, ax, path, xlabel=None, ylabel=None, title="", legend=False, dpi=120) -> Path:
+def label_and_save(fig, ax, path, xlabel=None, ylabel=None, title="", legend=False, dpi=120) -> Path:
     """Label, lay out, save as PNG and close a figure; returns the path."""
     if xlabel:
         ax.set_xlabel(xlabel)
@@ -28,21 +29,21 @@ def _finish(fig, ax, path, xlabel=None, ylabel=None, title="", legend=False, dpi
         ax.set_title(title)
     if legend:
         ax.legend(fontsize=8)
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
-def _save(fig, path, dpi=120) -> Path:
+def save_figure(fig, path, dpi=120) -> Path:
     """Lay out, save as PNG and close a figure; returns the path."""
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=dpi)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
 def plot_frame_statistics(sets: dict, path: str | Path) -> Path:
     """Histograms of energy (relative to each set's minimum) and of per-atom |force|."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_e, ax_f) = plt.subplots(1, 2, figsize=(10, 4))
     for name, frames in sets.items():
         if frames.energy is None:
@@ -61,23 +62,23 @@ def plot_frame_statistics(sets: dict, path: str | Path) -> Path:
     ax_e.legend(fontsize=8)
     ax_e.set_title("teacher energies of rattled frames")
     ax_f.set_title("teacher forces")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_energy_scan(curves: dict, path: str | Path, xlabel: str, title: str = "") -> Path:
     """Line plot of ``curves[name] = (x, energy_eV)``."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, (x, e) in curves.items():
         ax.plot(x, e, label=name)
     ax.axhline(0.0, color="grey", lw=0.5)
-    return _finish(fig, ax, path, xlabel, "energy [eV]", title, legend=True)
+    return label_and_save(fig, ax, path, xlabel, "energy [eV]", title, legend=True)
 
 
 def plot_learning_curve(log_csv: str | Path, path: str | Path) -> Path:
     """Training/validation loss, validation force MAE and learning rate per epoch."""
     import csv
-    plt = _pyplot()
+    plt = pyplot()
     with open(log_csv) as fh:
         rows = list(csv.DictReader(fh))
     ep = [int(r["epoch"]) for r in rows]
@@ -95,12 +96,12 @@ def plot_learning_curve(log_csv: str | Path, path: str | Path) -> Path:
     axes[2].set_ylabel("learning rate")
     for ax in axes:
         ax.set_xlabel("epoch")
-    return _save(fig, path, dpi=110)
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_parity(ref_e, pred_e, ref_f, pred_f, path: str | Path, title: str = "") -> Path:
     """Parity plots of energies (eV) and force components (eV/A)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 4.2))
     for ax, x, y, unit in ((a1, ref_e, pred_e, "energy [eV]"), (a2, ref_f, pred_f, "force [eV/A]")):
         if x is None:
@@ -116,14 +117,14 @@ def plot_parity(ref_e, pred_e, ref_f, pred_f, path: str | Path, title: str = "")
         ax.set_title(f"MAE {mae:.4g}")
     if title:
         fig.suptitle(title)
-    return _save(fig, path, dpi=110)
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_fes_2d(fes, path: str | Path, basins: dict | None = None, title: str = "",
                 vmax: float | None = None) -> Path:
     """Filled contours of a 2D FES (kJ/mol) with optional labelled basin points
     ``basins[name] = (s1, s2)``."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 5))
     f = fes.free_energy.T  # (cv2, cv1) for contourf
     vmax = vmax if vmax is not None else float(np.percentile(fes.free_energy, 95))
@@ -135,36 +136,36 @@ def plot_fes_2d(fes, path: str | Path, basins: dict | None = None, title: str = 
     for name, (x, y) in (basins or {}).items():
         ax.plot([x], [y], "w*", ms=10)
         ax.annotate(name, (x, y), color="w", xytext=(4, 4), textcoords="offset points")
-    return _finish(fig, ax, path, fes.cv_names[0], fes.cv_names[1], title)
+    return label_and_save(fig, ax, path, fes.cv_names[0], fes.cv_names[1], title)
 
 
 def plot_fes_1d(curves: dict, path: str | Path, xlabel: str, title: str = "") -> Path:
     """``curves[name] = (s, F)`` in kJ/mol."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, (x, f) in curves.items():
         ax.plot(x, f, label=name)
-    return _finish(fig, ax, path, xlabel, "free energy [kJ/mol]", title, legend=True)
+    return label_and_save(fig, ax, path, xlabel, "free energy [kJ/mol]", title, legend=True)
 
 
 def plot_convergence(conv: dict, path: str | Path, time_unit: str = "ps",
                      title: str = "") -> Path:
     """Delta F (kJ/mol) between basins versus simulation time with block error bars."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     as_float = lambda v: np.array([np.nan if x is None else x for x in v], float)  # noqa: E731
     ax.errorbar(conv["time"], as_float(conv["delta_f"]), yerr=as_float(conv["error"]),
                 marker="o", capsize=3)
-    return _finish(fig, ax, path, f"simulation time [{time_unit}]",
+    return label_and_save(fig, ax, path, f"simulation time [{time_unit}]",
                    "Delta F (product - reactant) [kJ/mol]", title)
 
 
 def plot_survival(curves: dict, path: str | Path, title: str = "") -> Path:
     """Survival curves ``curves[name] = (t_ps, fraction_surviving)``."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, (t, s) in curves.items():
         ax.step(t, s, where="post", label=name)
     ax.set_ylim(-0.02, 1.02)
-    return _finish(fig, ax, path, "time [ps]", "fraction of stable trajectories", title,
+    return label_and_save(fig, ax, path, "time [ps]", "fraction of stable trajectories", title,
                    legend=True)

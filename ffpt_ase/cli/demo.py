@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.plots import plot_energy_scan, plot_frame_statistics
-from ..analysis.scans import bond_scan
+from ..analysis.plots import plot_energy_scan, plot_frame_statistics, plot_learning_curve
+from ..applications.h2combustion.workflows import (ab_initio_images, rattled_species_frames,
+                                                   rattled_species_sets, reaction_energies_09,
+                                                   teacher_oh_scan)
 from ..data.frames import Frames
-from ..sampling import RattleSampler
-from ..systems import COMBUSTION_SPECIES, get_system
 
 #: the demo's settings; ``pt_minutes=None`` starts from the shipped pre-trained model
 FULL = dict(n_rattled=8000, features=64, interactions=3, pt_minutes=None,
@@ -47,100 +47,10 @@ def _say(msg):
     print(msg, flush=True)
 
 
-def ab_initio_images(n: int, seed: int = 0):
-    """Channel-09 geometries (atom order O, O, H) for the fine-tuning set, in fractions of n:
-
-    * 2/10 HO2 rattled by 0.08 A, half of them the H-shifted isomer (H on the other O);
-    * 2/10 HO2 rattled by 0.15 A (stretched and compressed bonds: the high-energy edge of
-      the reactant well, which metadynamics reaches);
-    * 2/10 along the O-H dissociation to H + O2, 0.8 .. 4.0 A (the decks' wall);
-    * 1/10 H around O2 in random directions, 1.8 .. 4.0 A from its centre;
-    * 1/10 along the H shift between the two O;
-    * the rest along the O-O stretch of HO2 (1.5 .. 2.4 A), towards OH + O, which the
-      metadynamics must learn to be high in energy, not a way out.
-    """
-    from ..simulate.channels import get_channel, reactant_complex, species_geometry
-    rng = np.random.default_rng(seed)
-    ref = reactant_complex("09")
-    (o, h), = get_channel("09").cv1          # the O-H bond that breaks
-    other = 1 - o
-    shifted = ref.copy()                    # H mirrored onto the other O
-    mid = 0.5 * (ref.positions[o] + ref.positions[other])
-    axis = ref.positions[other] - ref.positions[o]
-    axis /= np.linalg.norm(axis)
-    v = ref.positions[h] - mid
-    shifted.positions[h] = mid + v - 2 * np.dot(v, axis) * axis
-    n_small = n_large = n_path = 2 * n // 10
-    n_around = n_shift = n // 10
-    n_oo = n - n_small - n_large - n_path - n_around - n_shift
-    images = []
-    for k in range(n_small):
-        a = (ref if k % 2 == 0 else shifted).copy()
-        a.positions += rng.normal(scale=0.08, size=a.positions.shape)
-        images.append(a)
-    for _ in range(n_large):
-        a = ref.copy()
-        a.positions += rng.normal(scale=0.15, size=a.positions.shape)
-        images.append(a)
-    u = ref.positions[h] - ref.positions[o]
-    u /= np.linalg.norm(u)
-    for r in np.linspace(0.8, 4.0, n_path):
-        a = ref.copy()
-        a.positions[h] = a.positions[o] + r * u
-        a.positions += rng.normal(scale=0.03, size=a.positions.shape)
-        images.append(a)
-    o2 = species_geometry("O2").positions
-    for r in rng.uniform(1.8, 4.0, n_around):
-        a = ref.copy()
-        a.positions[[o, other]] = o2 - o2.mean(0) + rng.normal(scale=0.03, size=(2, 3))
-        d = rng.normal(size=3)
-        a.positions[h] = r * d / np.linalg.norm(d)
-        images.append(a)
-    for t in np.linspace(0.0, 1.0, n_shift):
-        a = ref.copy()
-        a.positions[h] = (1 - t) * ref.positions[h] + t * shifted.positions[h]
-        a.positions += rng.normal(scale=0.03, size=a.positions.shape)
-        images.append(a)
-    for r in np.linspace(1.5, 2.4, n_oo):
-        a = ref.copy()
-        a.positions[other] = a.positions[o] + r * axis
-        a.positions += rng.normal(scale=0.03, size=a.positions.shape)
-        images.append(a)
-    return images
-
-
-def reaction_energies_09(model_path, level_calc=None, level_name: str = "") -> dict:
-    """HO2 -> H + O2 energy (kJ/mol, isolated species) for the teacher, the ab initio labels'
-    level (single points at the Table 1 minima, when ``level_calc(species)`` is given), the
-    fine-tuned model (each species relaxed with it) and the data set (wB97X-V/cc-pVTZ)."""
-    from ..calculators import FFPTCalculator
-    from ..forcefields.qforce import QForceCalculator
-    from ..forcefields.qforce_fit import SPECIES
-    from ..sampling import relax
-    from ..simulate.channels import get_channel, reaction_energy, species_geometry
-
-    def single_point(calc, atoms):
-        atoms = atoms.copy()
-        atoms.calc = calc
-        return atoms.get_potential_energy()
-
-    model = FFPTCalculator(str(model_path), dtype="float64")
-    rows = {"Q-Force teacher (Table 1)": reaction_energy(
-        "09", lambda s: single_point(QForceCalculator(), species_geometry(s)))}
-    if level_calc is not None:
-        rows[f"fine-tuning labels ({level_name})"] = reaction_energy(
-            "09", lambda s: single_point(level_calc(SPECIES[s][0]), species_geometry(s)))
-    rows["fine-tuned model"] = reaction_energy(
-        "09", lambda s: single_point(model, relax(species_geometry(s), model, fmax=0.01,
-                                                  steps=500)))
-    rows["data set (wB97X-V/cc-pVTZ)"] = get_channel("09").reaction_energy_kJ_per_mol
-    return rows
-
-
 def run_demo(output: str | Path = "demo_output", n_per_species: int | None = None,
              seed: int = 0, data: str | None = None, quick: bool = False,
              pretrain_minutes: float | None = None):
-    from ..analysis.metad_report import fes_report
+    from ..applications.h2combustion.report import channel_fes_report
     from ..training.config import TrainConfig
     from ..training.trainer import train
 
@@ -158,25 +68,15 @@ def run_demo(output: str | Path = "demo_output", n_per_species: int | None = Non
 
     # 1. teachers -----------------------------------------------------------------------
     _say(f"[1/6] Q-Force teacher: {p['n_rattled']} rattled frames per species (sigma 0.2 A)")
-    sets = {}
-    for name in COMBUSTION_SPECIES:
-        calc, ref, teacher = get_system(name)
-        sets[name] = RattleSampler(calc, ref, sigma=0.2, seed=seed, teacher_name=teacher,
-                                   system_name=name).sample(p["n_rattled"], show_progress=False)
-    pt = Frames.concatenate([sets[s] for s in COMBUSTION_SPECIES])
-    pt.metadata = {"kind": "rattled", "teacher": "qforce", "species": list(COMBUSTION_SPECIES),
-                   "sigma_angstrom": 0.2, "seed": seed}
+    sets = rattled_species_sets(p["n_rattled"], seed=seed)
+    pt = rattled_species_frames(p["n_rattled"], seed=seed, sets=sets)
     pt_file = pt.save(out / "pretrain_qforce.npz")
     plot_frame_statistics({k: sets[k] for k in ("H2", "OH", "H2O", "HO2", "H2O2")},
                           out / "pretrain_labels.png")
-    calc, ref, _ = get_system("HO2")
-    calc.bind(ref)
-    h = int(np.nonzero(ref.numbers == 1)[0][0])
-    o = next(int(a if b == h else b) for a, b in calc.topology.bonds if h in (a, b))
     r = np.linspace(0.4, 3.0, 131)
-    e = bond_scan(calc, ref, o, h, r)
+    e = teacher_oh_scan(r)
     np.savetxt(out / "ho2_oh_scan_qforce.txt", np.column_stack([r, e]),
-               header="r_OH [A]   E_QForce [eV] (zero = H + O2 dissociated, O-O frozen)")
+               header="r_OH [A]   E_QForce [eV] (zero: free atoms; everything else frozen)")
     plot_energy_scan({"Q-Force teacher": (r, e)}, out / "ho2_oh_scan_qforce.png",
                      "O-H distance [A]", "HO2 -> H + O2: teacher energy")
     _say(f"      {len(pt)} frames -> {pt_file}")
@@ -198,6 +98,7 @@ def run_demo(output: str | Path = "demo_output", n_per_species: int | None = Non
                                  output=str(out / "pretrain"), max_time_s=60 * p["pt_minutes"],
                                  features=p["features"], interactions=p["interactions"],
                                  **common))
+        plot_learning_curve(out / "pretrain" / "log.csv", out / "pretrain" / "learning_curve.png")
         init = str(out / "pretrain" / "best.pt")
     stamps["pretrain"] = time.perf_counter() - t_start
 
@@ -233,6 +134,7 @@ def run_demo(output: str | Path = "demo_output", n_per_species: int | None = Non
     s_ft = train(TrainConfig(stage="finetune", data=str(ft_file), init=init,
                              output=str(out / "finetune"), n_val=n_val,
                              max_time_s=60 * p["ft_minutes"], **common))
+    plot_learning_curve(out / "finetune" / "log.csv", out / "finetune" / "learning_curve.png")
     stamps["finetune"] = time.perf_counter() - t_start
     level_calc = None
     if not data:
@@ -246,18 +148,18 @@ def run_demo(output: str | Path = "demo_output", n_per_species: int | None = Non
         _say(f"        {name:38s} {value:+8.1f}")
 
     # 5. metadynamics ---------------------------------------------------------------------
-    from ..simulate.metad import MetadConfig, run_metadynamics
+    from ..applications.h2combustion.metad import ChannelMetadConfig, run_channel_metadynamics
     steps = p["metad_steps"]
     _say(f"[5/6] well-tempered metadynamics of channel 09 through ASE + PLUMED: {steps} steps "
          f"of 0.2 fs ({steps * 0.2e-3:.1f} ps), 300 K, Langevin friction 20/ps")
-    s_md = run_metadynamics(MetadConfig(reaction="09", model=str(out / "finetune" / "best.pt"),
-                                        steps=steps, seed=seed, output=str(out / "metad_rxn09")),
-                            show_progress=not quick)
+    s_md = run_channel_metadynamics(ChannelMetadConfig(
+        reaction="09", model=str(out / "finetune" / "best.pt"), steps=steps, seed=seed,
+        output=str(out / "metad_rxn09")), show_progress=not quick)
     stamps["metad"] = time.perf_counter() - t_start
 
     # 6. free energy ----------------------------------------------------------------------
     _say("[6/6] free-energy surface from the hills, reweighting, convergence")
-    s_fes = fes_report(out / "metad_rxn09", out / "fes_rxn09")
+    s_fes = channel_fes_report(out / "metad_rxn09", out / "fes_rxn09")
     from .main import delta_f_line
     _say(f"      {delta_f_line(s_fes)}")
     for note in s_fes["notes"]:

@@ -10,9 +10,14 @@
     ffpt-ase train --stage pretrain --data pt.npz -o runs/pt
     ffpt-ase evaluate runs/pt/best.pt test.xyz --json
     ffpt-ase metad --reaction 09 --model runs/ft/best.pt --steps 50000 -o runs/rxn09
+    ffpt-ase metad --deck my.dat --start my.xyz --model runs/ft/best.pt --steps 50000 -o runs/my
     ffpt-ase fes runs/rxn09 -o runs/rxn09/fes
     ffpt-ase stability --model runs/ft/best.pt --system HO2 --trajectories 8 --time-ps 10 -o out
     ffpt-ase demo [-o demo_output]
+
+The options of ``train``, ``metad`` and ``stability`` are generated from the fields of
+their configuration dataclasses (:mod:`ffpt_ase.settings`): name, default, unit and help
+are written once, there.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ from pathlib import Path
 
 def _cmd_sample(args):
     from ..analysis.plots import plot_frame_statistics
+    from ..applications.systems import get_system
     from ..sampling import RattleSampler
-    from ..systems import get_system
 
     calc, ref, teacher = get_system(args.system, args.teacher, args.parameters)
     sampler = RattleSampler(calc, ref, sigma=args.sigma, seed=args.seed, teacher_name=teacher,
@@ -84,20 +89,19 @@ def _cmd_data(args):
 
 
 def _cmd_train(args):
+    from ..analysis.plots import plot_learning_curve
     from ..training.config import TrainConfig
     from ..training.trainer import train
 
-    if args.overwrite:
+    if args.overwrite and getattr(args, "output", None):
         import shutil
         shutil.rmtree(args.output, ignore_errors=True)
-    cfg = TrainConfig.from_sources(
-        args.config, stage=args.stage, data=args.data, output=args.output, init=args.init,
-        epochs=args.epochs, features=args.features, interactions=args.interactions,
-        basis=args.basis, cutoff=args.cutoff, batch_size=args.batch_size, seed=args.seed,
-        lr=args.lr, n_train=args.n_train, n_val=args.n_val, max_time_s=args.max_time,
-        temporal_pairs=args.temporal_pairs or None, w_temporal=args.w_temporal,
-        w_energy=args.w_energy, w_forces=args.w_forces, dtype=args.dtype, threads=args.threads)
-    summary = train(cfg)
+    cfg = TrainConfig.from_sources(args.config, args=args)
+    try:
+        summary = train(cfg)
+    finally:
+        if (cfg.output_dir / "log.csv").exists():
+            plot_learning_curve(cfg.output_dir / "log.csv", cfg.output_dir / "learning_curve.png")
     final = summary["final"] or {}
     print(f"{cfg.stage}: {summary['epochs']} epochs ({summary['stop_reason']}); validation "
           f"energy MAE {final.get('val_energy_mae', float('nan')):.4f} eV, force MAE "
@@ -109,14 +113,14 @@ def _cmd_train(args):
 def _cmd_evaluate(args):
     import json
 
-    import torch
-
     from ..analysis.plots import plot_parity
     from ..data import read_frames
     from ..model.potential import load_potential
+    from ..runtime import set_threads, torch_dtype
     from ..training.metrics import error_metrics, predict
 
-    dtype = torch.float64 if args.dtype == "float64" else torch.float32
+    set_threads(args.threads)
+    dtype = torch_dtype(args.dtype)
     model = load_potential(args.model, dtype=dtype)
     frames = read_frames(args.data)
     e, f = predict(model, frames, batch_size=args.batch_size, dtype=dtype)
@@ -138,7 +142,7 @@ def _cmd_evaluate(args):
 def _cmd_bench(args):
     import json
 
-    from ..benchmark import inference_speed, training_speed
+    from ..applications.speed import inference_speed, training_speed
 
     kw = dict(system=args.system, features=args.features, interactions=args.interactions,
               dtype=args.dtype, threads=args.threads)
@@ -151,28 +155,44 @@ def _cmd_bench(args):
 
 
 def _cmd_metad(args):
-    from ..simulate.metad import MetadConfig, run_metadynamics
-
-    cfg = MetadConfig(reaction=args.reaction, model=args.model, steps=args.steps, seed=args.seed,
-                      output=args.output, start=args.start, temperature_K=args.temperature,
-                      friction_per_ps=args.friction, timestep_fs=args.timestep,
-                      traj_interval=args.traj_interval, stop_on_unphysical=args.stop_on_unphysical,
-                      deck=args.deck, dtype=args.dtype, compile=args.compile, threads=args.threads)
-    s = run_metadynamics(cfg, show_progress=not args.quiet)
-    print(f"rxn {s['reaction']} ({s['equation']}): {s['steps']} steps = {s['simulated_ps']:.3f} ps, "
-          f"{s['ns_per_day']:.2f} ns/day; unphysical frames {100 * s['unphysical_fraction']:.1f} %; "
-          f"hottest 1-ps mean {s['temperature_max_window_mean_K']} K")
+    if getattr(args, "reaction", None):
+        from ..applications.h2combustion.metad import (ChannelMetadConfig,
+                                                        run_channel_metadynamics)
+        cfg = ChannelMetadConfig(**_fields_given(ChannelMetadConfig, args))
+        s = run_channel_metadynamics(cfg, show_progress=not args.quiet)
+        what = f"rxn {s['reaction']} ({s['equation']})"
+    else:
+        from ..simulate.metad import MetadConfig, run_metadynamics
+        if not getattr(args, "deck", None) or not getattr(args, "start", None):
+            raise ValueError("give a combustion channel (--reaction NN) or your own system "
+                             "(--deck FILE --start FILE)")
+        cfg = MetadConfig(**_fields_given(MetadConfig, args))
+        s = run_metadynamics(cfg, show_progress=not args.quiet)
+        what = f"{cfg.start} with {cfg.deck}"
+    line = (f"{what}: {s['steps']} steps = {s['simulated_ps']:.3f} ps, "
+            f"{s['ns_per_day']:.2f} ns/day; hottest 1-ps mean "
+            f"{s['temperature_max_window_mean_K']} K")
+    if "unphysical_fraction" in s:
+        line += f"; unphysical frames {100 * s['unphysical_fraction']:.1f} %"
+    print(line)
     for k, v in s["files"].items():
         print(f"  {k:16s} {v}")
     return 0
 
 
 def _cmd_fes(args):
-    from ..analysis.metad_report import fes_report
+    from ..analysis.metad_report import fes_report, run_settings
 
-    s = fes_report(args.source, args.output, temperature=args.temperature, bins=args.bins,
-                   reaction=args.reaction, colvar=args.colvar,
-                   reweight_walls=args.reweight_walls)
+    source = Path(args.source)
+    reaction = args.reaction or run_settings(source if source.is_dir() else
+                                             source.parent).get("reaction")
+    kw = dict(temperature=args.temperature, bins=args.bins, colvar=args.colvar,
+              reweight_walls=args.reweight_walls)
+    if reaction:
+        from ..applications.h2combustion.report import channel_fes_report
+        s = channel_fes_report(source, args.output, reaction=reaction, **kw)
+    else:
+        s = fes_report(source, args.output, **kw)
     print(delta_f_line(s))
     for note in s["notes"]:
         print(f"  note: {note}")
@@ -198,22 +218,27 @@ def delta_f_line(s: dict) -> str:
 
 
 def _cmd_stability(args):
+    from ..analysis.plots import plot_survival
+    from ..applications.systems import start_structure
     from ..simulate.stability import StabilityConfig, run_stability
 
-    cfg = StabilityConfig(system=args.system, model=args.model, trajectories=args.trajectories,
-                          time_ps=args.time_ps, temperature_K=args.temperature,
-                          timestep_fs=args.timestep, friction_per_ps=args.friction,
-                          seed=args.seed, output=args.output, save_interval=args.save_interval,
-                          dtype=args.dtype, threads=args.threads,
-                          reference_frames=args.reference_frames,
-                          count_new_bonds=args.count_new_bonds,
-                          rdf_reference=args.rdf_reference, rdf_max_error=args.rdf_max_error)
-    s = run_stability(cfg, show_progress=not args.quiet)
+    cfg = StabilityConfig(**_fields_given(StabilityConfig, args))
+    s = run_stability(cfg, start=start_structure(cfg.system), show_progress=not args.quiet)
+    curve = s["survival"]
+    plot_survival({"model": (curve["time_ps"], curve["fraction_surviving"])},
+                  Path(cfg.output) / "survival.png")
     ttf = s["time_to_failure_ps"]
     print(f"{s['n_failed']} of {s['n_trajectories']} trajectories failed"
           + (f"; median time to failure {ttf['median']:.3f} ps" if s["n_failed"] else "")
-          + f"; wrote {args.output}/summary.json and survival.png")
+          + f"; wrote {cfg.output}/summary.json and survival.png")
     return 0
+
+
+def _fields_given(cls, args) -> dict:
+    """The options of ``args`` that are fields of the settings dataclass ``cls``."""
+    import dataclasses
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in vars(args).items() if k in names}
 
 
 def _cmd_pretrained(args):
@@ -235,11 +260,26 @@ def _cmd_demo(args):
     return 0
 
 
+def _version() -> str:
+    from .. import __version__
+    return __version__
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults of hand-written options; generated ones carry theirs in the help."""
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from ..applications.h2combustion.metad import ChannelMetadConfig
+    from ..settings import add_arguments
+    from ..simulate.stability import StabilityConfig
+    from ..training.config import TrainConfig
+
     parser = argparse.ArgumentParser(
         prog="ffpt-ase", description="Force-field pre-training and fine-tuning of MLIPs "
         "(units: eV, Angstrom, fs)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("sample", help="rattle a molecule and label the frames with a teacher")
@@ -275,30 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", nargs="?", help="convert: output file (.npz, .xyz, .traj)")
     p.set_defaults(func=_cmd_data)
 
-    p = sub.add_parser("train", help="train a NewtonNet potential (scratch, pretrain, finetune)")
-    p.add_argument("--stage", choices=["scratch", "pretrain", "finetune"], default=None)
-    p.add_argument("--data", default=None, help="frames (.npz, .xyz, .traj, DeePMD folder)")
-    p.add_argument("--init", default=None, help="checkpoint to start from (finetune)")
-    p.add_argument("-o", "--output", default=None, help="run folder (resumed if it has last.pt)")
-    p.add_argument("--config", default=None, help="TOML file with [train] keys")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--features", type=int)
-    p.add_argument("--interactions", type=int)
-    p.add_argument("--basis", type=int)
-    p.add_argument("--cutoff", type=float, help="A")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--n-train", type=int)
-    p.add_argument("--n-val", type=int)
-    p.add_argument("--max-time", type=float, help="seconds of wall time")
-    p.add_argument("--temporal-pairs", action="store_true",
-                   help="add the temporal-pair loss (time-ordered data only)")
-    p.add_argument("--w-temporal", type=float)
-    p.add_argument("--w-energy", type=float)
-    p.add_argument("--w-forces", type=float)
-    p.add_argument("--dtype", choices=["float32", "float64"])
-    p.add_argument("--threads", type=int)
+    p = sub.add_parser("train", help="train a NewtonNet potential (scratch, pretrain, finetune)",
+                       formatter_class=HelpFormatter)
+    add_arguments(p, TrainConfig)
+    p.add_argument("--config", default=None, help="TOML file with [train] keys (flags override)")
     p.add_argument("--overwrite", action="store_true", help="delete the run folder first")
     p.set_defaults(func=_cmd_train)
 
@@ -309,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default=None, help="write a parity plot PNG here")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("bench", help="speed of the model (random weights, no data needed)")
@@ -324,25 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench)
 
-    p = sub.add_parser("metad", help="well-tempered metadynamics of a combustion channel")
-    p.add_argument("--reaction", required=True, help="channel id: 01 ... 19, 06a, 06b, 12a, 12b")
-    p.add_argument("--model", required=True, nargs="+", help="checkpoint(s); several = committee")
-    p.add_argument("--steps", type=int, required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", required=True, help="run folder (continued if it exists)")
-    p.add_argument("--start", default=None, help="starting structure in the channel's atom order")
-    p.add_argument("--temperature", type=float, default=300.0, help="K")
-    p.add_argument("--friction", type=float, default=20.0,
-                   help="Langevin friction, 1/ps (default 20; the paper's 0.2 lets the hills "
-                        "heat a gas-phase complex to thousands of K)")
-    p.add_argument("--timestep", type=float, default=0.2, help="fs")
-    p.add_argument("--traj-interval", type=int, default=100, help="steps between saved frames")
-    p.add_argument("--deck", default=None, help="PLUMED input (default plumed_inputs/rxnNN.dat)")
-    p.add_argument("--stop-on-unphysical", action="store_true")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--compile", action="store_true")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--quiet", action="store_true")
+    p = sub.add_parser("metad", help="well-tempered metadynamics (PLUMED): a combustion "
+                       "channel (--reaction NN) or any system (--deck FILE --start FILE)",
+                       formatter_class=HelpFormatter)
+    add_arguments(p, ChannelMetadConfig, required=("model", "steps", "output"))
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_metad)
 
     p = sub.add_parser("fes", help="free-energy surface, reweighting and convergence")
@@ -357,30 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--colvar", default=None, help="COLVAR file (default: next to HILLS)")
     p.set_defaults(func=_cmd_fes)
 
-    p = sub.add_parser("stability", help="time to failure of K Langevin trajectories")
-    p.add_argument("--model", required=True, nargs="+")
-    p.add_argument("--system", required=True, help="structure file or built-in system name")
-    p.add_argument("--trajectories", type=int, default=8)
-    p.add_argument("--time-ps", type=float, default=10.0)
-    p.add_argument("--temperature", type=float, default=300.0)
-    p.add_argument("--timestep", type=float, default=0.5, help="fs")
-    p.add_argument("--friction", type=float, default=2.0, help="1/ps")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save-interval", type=int, default=0, help="steps between saved frames")
-    p.add_argument("--reference-frames", default=None,
-                   help="frames (same atoms) whose mean bond lengths are the reference "
-                        "(default: the start structure's)")
-    p.add_argument("--count-new-bonds", action="store_true",
-                   help="a bond that forms counts as a failure (default: only recorded)")
-    p.add_argument("--rdf-reference", default=None,
-                   help="liquids: frames whose O-O g(r) is the reference; a 1-ps window whose "
-                        "g(r) deviates more than --rdf-max-error is a failure")
-    p.add_argument("--rdf-max-error", type=float, default=0.1,
-                   help="mean |g(r) - g_ref(r)| allowed per window (default 0.1)")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("-o", "--output", required=True)
+    p = sub.add_parser("stability", help="time to failure of K Langevin trajectories",
+                       formatter_class=HelpFormatter)
+    add_arguments(p, StabilityConfig, required=("model", "system", "output"))
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_stability)
 
     p = sub.add_parser("pretrained", help="list the shipped pre-trained models "

@@ -43,6 +43,7 @@ class Potential(nn.Module):
         self.net = NewtonNet(len(self.elements), n_features, n_interactions, n_basis, cutoff)
         self.register_buffer("shift", torch.zeros(len(self.elements), dtype=torch.float64))
         self.register_buffer("scale", torch.ones(len(self.elements), dtype=torch.float64))
+        self.source = None   # the checkpoint file it was read from, if any
 
     @property
     def cutoff(self) -> float:
@@ -196,4 +197,5 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 def load_potential(path: str | Path, dtype=torch.float32, device="cpu") -> Potential:
     """A :class:`Potential` from a checkpoint file, in eval mode."""
     model = Potential.from_checkpoint(load_checkpoint(path))
+    model.source = str(path)
     return model.to(device=device, dtype=dtype).eval()

@@ -1,10 +1,25 @@
-"""Shared pieces of the MD drivers: the Langevin integrator in the package's units and a
-way for observers to end a run."""
+"""Shared pieces of the MD drivers: their common settings, the Langevin integrator in the
+package's units and a way for observers to end a run."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from ase import units
+
+from ..settings import RunSettings, setting
+
+
+@dataclass(kw_only=True)
+class MDSettings(RunSettings):
+    """What every MD driver needs: the model, the thermostat and the time step."""
+
+    model: object = setting(None, "model checkpoint(s) (several: a committee; also "
+                                  "pretrained:NAME)", nargs="+")
+    temperature_K: float = setting(300.0, "temperature", unit="K", flag="--temperature")
+    timestep_fs: float = setting(0.5, "time step", unit="fs", flag="--timestep")
+    friction_per_ps: float = setting(2.0, "Langevin friction", unit="1/ps", flag="--friction")
 
 
 class StopRun(Exception):

@@ -1,18 +1,23 @@
-"""Well-tempered metadynamics of a combustion channel through ASE + PLUMED.
+"""Well-tempered metadynamics of any system through ASE + PLUMED.
 
 ``run_metadynamics`` runs Langevin dynamics (300 K, friction 20/ps, 0.2 fs steps by
-default) with an ML calculator wrapped by ``ase.calculators.plumed.Plumed`` and the
-channel's deck from ``plumed_inputs/``. The output folder gets
+default) with an ML calculator wrapped by ``ase.calculators.plumed.Plumed`` and a PLUMED
+deck (any deck: the driver knows no chemistry; the hydrogen-combustion application wraps it
+with its channels' decks and monitor). The output folder gets
 
     HILLS, COLVAR        PLUMED's files (the deck's FILE= names, redirected here)
     trajectory.traj      ASE trajectory with momenta, every ``traj_interval`` steps
-    state.json           steps done (the restart point) and run settings
-    events.jsonl         unphysical events, one JSON line each, written as they happen
+    state.json           steps done (the restart point), run settings, observer counters
+    events.jsonl         the observers' events, one JSON line each, written as they happen
     plumed.log, plumed.dat, summary.json
 
 Running it again on the same folder continues from the last trajectory frame: HILLS and
 COLVAR rows written after that point are dropped, PLUMED restarts (RESTART semantics:
 it reads the hills so far and appends), and the step counter continues.
+
+**Units.** ASE's PLUMED wrapper hands PLUMED energies in kJ/mol, lengths in nm and times in
+ps unless the deck declares ``UNITS``; a deck without ``UNITS LENGTH=A`` is read in nm, and
+the driver warns.
 
 **The thermostat must carry away what the hills deposit.** Each hill adds up to 5 kJ/mol
 of potential energy every 100 steps (20 fs), which the dynamics turns into heat. A gas-phase
@@ -20,22 +25,17 @@ complex of 3-6 atoms holds about 11-22 kJ/mol of kinetic energy at 300 K, so a w
 cannot keep it at the temperature the well-tempered bias assumes: with the paper's stated
 friction of 0.2/ps (a 5 ps relaxation time) a channel-09 run's 1-ps mean temperature was
 2,855 K in its second ps and 8,783 K in its eighth (measured; O2 then splits whatever the
-model), with 20/ps it stayed at 308-371 K over 5 ps. The default is therefore 20/ps (``--friction 0.2`` gives the paper's
-setting). The driver measures the kinetic temperature, reports its 1-ps means in
-``summary.json`` and warns when one exceeds 1.5 times the target.
-
-Unphysical events are checked every ``check_interval`` steps: two atoms closer than half
-the sum of their covalent radii, or a molecular fragment (bonds: 1.25 x covalent radii)
-that is neither a reactant nor a product of the channel nor the complex of all atoms
-(e.g. O + OH from HO2 in channel 09). They are reported, and stop the run only if asked.
+model), with 20/ps it stayed at 308-371 K over 5 ps. The default is therefore 20/ps
+(``--friction 0.2`` gives the paper's setting). A :class:`TemperatureMonitor` observer
+reports 1-ps mean kinetic temperatures in ``summary.json`` and warns above 1.5x the target.
 """
+
 
 from __future__ import annotations
 
 import json
 import logging
 import re
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,11 +43,11 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms, units
 
-from ..forcefields.topology import colliding_pairs, fragment_formulas_from_distances
 from ..progress import progress
-from .channels import get_channel, reactant_complex
-from .md import StopRun, langevin
-from .decks import HEIGHT_KJMOL, deck_name, metad_height_kjmol
+from ..runtime import set_threads
+from ..settings import redefault, setting
+from .md import MDSettings, StopRun, langevin
+from .observers import TemperatureMonitor
 
 log = logging.getLogger(__name__)
 
@@ -68,23 +68,6 @@ def require_plumed():
             "ships the kernel and sets PLUMED_KERNEL), or point PLUMED_KERNEL at your own "
             f"build. Original error: {err}") from err
     return plumed
-
-
-def find_deck(cid, deck: str | Path | None = None) -> Path:
-    """The deck file: an explicit path, the repository's ``plumed_inputs/``, or the copy
-    installed under ``<prefix>/share/ffpt-ase/plumed_inputs``."""
-    if deck is not None:
-        path = Path(deck)
-        if not path.exists():
-            raise FileNotFoundError(f"PLUMED deck not found: {path}")
-        return path
-    name = deck_name(cid)
-    candidates = [Path(__file__).resolve().parents[2] / "plumed_inputs" / name,
-                  Path(sys.prefix) / "share" / "ffpt-ase" / "plumed_inputs" / name]
-    for c in candidates:
-        if c.exists():
-            return c
-    raise FileNotFoundError(f"PLUMED deck {name} not found in {[str(c) for c in candidates]}")
 
 
 def deck_lines(path: Path, output: Path) -> list:
@@ -143,87 +126,33 @@ def set_metad_temperature(lines: list, temperature_K: float, source="deck") -> l
     return out
 
 
-class TemperatureMonitor:
-    """Kinetic temperature (K) every check, averaged over windows of ``window_ps``; warns
-    once when a window's mean exceeds ``limit`` times the target (the hills heat the system
-    faster than the thermostat cools it: raise the friction)."""
-
-    def __init__(self, target_K: float, window_ps: float = 1.0, limit: float = 1.5):
-        self.target, self.window_ps, self.limit = target_K, window_ps, limit
-        self.window_means, self._current, self._window = [], [], 0
-        self._span = [0.0, 0.0]   # first and last time (ps) of the current window
-        self.warned = False
-
-    def add(self, atoms: Atoms, time_ps: float) -> None:
-        window = int(time_ps // self.window_ps)
-        if window != self._window and self._current:
-            self._close()
-        if not self._current:
-            self._span[0] = time_ps
-        self._window = window
-        self._span[1] = time_ps
-        self._current.append(atoms.get_temperature())
-
-    def _close(self):
-        mean = float(np.mean(self._current))
-        self.window_means.append(round(mean, 1))
-        self._current = []
-        if mean > self.limit * self.target and not self.warned:
-            self.warned = True
-            log.warning("the kinetic temperature averaged %.0f K over a %.1f ps window, %.1f "
-                        "times the target %.0f K: the hills heat the system faster than the "
-                        "thermostat cools it (raise --friction)", mean, self.window_ps,
-                        mean / self.target, self.target)
-
-    def summary(self) -> dict:
-        """Window means; a trailing window shorter than half ``window_ps`` (the last step's
-        check, say) is not a window mean and is left out."""
-        if self._current and self._span[1] - self._span[0] >= 0.5 * self.window_ps:
-            self._close()
-        means = self.window_means
-        return {"temperature_target_K": self.target,
-                "temperature_window_means_K": means,
-                "temperature_max_window_mean_K": max(means) if means else None,
-                "overheated": bool(means and max(means) > self.limit * self.target)}
-
-    @property
-    def last(self) -> float:
-        return float(np.mean(self._current)) if self._current else float("nan")
+_ENERGY_UNITS_KJMOL = {"kj/mol": 1.0, "kcal/mol": 4.184, "ev": 96.48533212, "j/mol": 1e-3}
 
 
-class UnphysicalMonitor:
-    """Flags frames the channel's chemistry calls unphysical (:meth:`Channel.classify`:
-    colliding atoms, or a fragment that is no reactant, product or the whole complex)."""
+def metad_height_kjmol(lines) -> float | None:
+    """HEIGHT of the deck's METAD converted to kJ/mol with its UNITS line.
 
-    def __init__(self, channel, events_file: Path | None = None):
-        self.channel = channel
-        self.events_file = events_file
-        self.checked = 0
-        self.flagged = 0
+    The trap this guards against: PLUMED reads HEIGHT in the deck's ENERGY unit, so a deck
+    that switches to ``ENERGY=eV`` but keeps ``HEIGHT=5`` deposits 482 kJ/mol hills.
+    """
+    unit, height = "kj/mol", None
+    for line in lines:
+        line = line.split("#", 1)[0]
+        words = line.split()
+        if words and words[0] == "UNITS":
+            for w in words[1:]:
+                if w.upper().startswith("ENERGY="):
+                    unit = w.split("=", 1)[1].lower()
+        if "METAD" in words:
+            for w in words:
+                if w.upper().startswith("HEIGHT="):
+                    height = float(w.split("=", 1)[1])
+    if height is None:
+        return None
+    if unit not in _ENERGY_UNITS_KJMOL:
+        raise ValueError(f"unknown PLUMED energy unit {unit!r}")
+    return height * _ENERGY_UNITS_KJMOL[unit]
 
-    def check(self, atoms: Atoms, step: int) -> list:
-        d = atoms.get_all_distances()
-        events = []
-        if self.channel.classify(d[None])[0] == "unphysical":
-            for i, j in np.argwhere(colliding_pairs(atoms.numbers, d)[0]):
-                events.append({"step": step, "type": "atoms_too_close",
-                               "atoms": [int(i), int(j)], "distance_A": round(float(d[i, j]), 4)})
-            formulas = list(fragment_formulas_from_distances(atoms.numbers, d[None])[0])
-            bad = sorted(f for f in formulas if f not in self.channel.allowed_species)
-            if bad:
-                events.append({"step": step, "type": "unphysical_species",
-                               "fragments": formulas, "not_allowed": bad})
-        self.checked += 1
-        self.flagged += bool(events)
-        if events and self.events_file is not None:
-            with open(self.events_file, "a") as fh:
-                for e in events:
-                    fh.write(json.dumps(e) + "\n")
-        return events
-
-    @property
-    def fraction_flagged(self) -> float:
-        return self.flagged / self.checked if self.checked else 0.0
 
 
 def ns_per_day(steps: int, timestep_fs: float, wall_s: float) -> float:
@@ -231,68 +160,85 @@ def ns_per_day(steps: int, timestep_fs: float, wall_s: float) -> float:
     return steps * timestep_fs * 1e-6 / max(wall_s, 1e-9) * 86400.0
 
 
-@dataclass
-class MetadConfig:
-    reaction: str
-    model: object = None              # checkpoint path(s) for FFPTCalculator
-    steps: int = 10000
-    seed: int = 0
-    output: str = "runs/metad"
-    start: str | None = None          # structure file in the channel's atom order
-    temperature_K: float = 300.0
-    friction_per_ps: float = 20.0     # see the module docstring: 0.2/ps overheats
-    timestep_fs: float = 0.2
-    traj_interval: int = 100
-    check_interval: int = 10
-    stop_on_unphysical: bool = False
-    deck: str | None = None
-    dtype: str = "float32"
-    compile: bool = False
-    threads: int = 1                  # torch threads; 1 is fastest for a few atoms and
-                                      # avoids oversubscription when runs share a machine
+def declares_units(lines) -> bool:
+    """Whether deck lines declare PLUMED ``UNITS``."""
+    return any(line.split() and line.split()[0].upper() == "UNITS" for line in lines)
 
 
-def _start_geometry(cfg: MetadConfig, channel) -> Atoms:
-    if cfg.start is None:
-        return reactant_complex(channel.id)
+@dataclass(kw_only=True)
+class MetadConfig(MDSettings):
+    """Settings of a metadynamics run (flags of ``ffpt-ase metad``)."""
+
+    deck: str | None = setting(None, "PLUMED input file")
+    start: str | None = setting(None, "start structure file (its last frame)")
+    steps: int = setting(10000, "MD steps in all (a resumed run continues to this count)")
+    output: str = redefault(MDSettings, "output", "runs/metad")
+    friction_per_ps: float = redefault(MDSettings, "friction_per_ps", 20.0)  # 0.2/ps overheats
+    timestep_fs: float = redefault(MDSettings, "timestep_fs", 0.2)
+    traj_interval: int = setting(100, "steps between saved frames (the restart points)")
+    check_interval: int = setting(10, "steps between observer checks")
+    stop_on_event: bool = setting(False, "stop at the first event an observer reports")
+    compile: bool = setting(False, "torch.compile the network (about a minute once)")
+
+    def __post_init__(self):
+        if not self.temperature_K > 0 or not self.timestep_fs > 0 or self.steps < 0 \
+                or not self.friction_per_ps >= 0 or self.traj_interval < 1 \
+                or self.check_interval < 1:
+            raise ValueError(
+                f"metadynamics needs temperature > 0 K, timestep > 0 fs, friction >= 0, "
+                f"steps >= 0 and intervals >= 1 (got {self.temperature_K} K, "
+                f"{self.timestep_fs} fs, {self.friction_per_ps} /ps, {self.steps} steps, "
+                f"intervals {self.traj_interval}/{self.check_interval})")
+
+
+def read_start(path: str | Path) -> Atoms:
+    """The last frame of a structure file (any ASE format)."""
     from ase.io import read
-    atoms = read(cfg.start, index=-1)
-    if list(atoms.get_chemical_symbols()) != list(channel.symbols):
-        raise ValueError(f"{cfg.start} has atoms {atoms.get_chemical_symbols()}, channel "
-                         f"{channel.id} needs {list(channel.symbols)} in this order")
-    return atoms
+    if not Path(path).exists():
+        raise FileNotFoundError(f"start structure not found: {path}")
+    return read(path, index=-1)
 
 
-def run_metadynamics(cfg: MetadConfig, calc=None, show_progress: bool = True) -> dict:
-    """Run (or continue) well-tempered metadynamics; returns the summary dictionary."""
+def run_metadynamics(cfg: MetadConfig, atoms: Atoms | None = None, calc=None,
+                     observers=(), record: dict | None = None,
+                     show_progress: bool = True) -> dict:
+    """Run (or continue) well-tempered metadynamics; returns the summary dictionary.
+
+    ``atoms``: the start of a fresh run (default: ``cfg.start``); ``calc``: the ML
+    calculator (default: ``cfg.model`` read by :class:`FFPTCalculator`); ``observers``:
+    :class:`~ffpt_ase.simulate.observers.Observer` objects called every ``check_interval``
+    steps (a temperature monitor is always added); ``record``: facts about the run (e.g. the
+    application and reaction) stored in ``state.json`` and the summary.
+    """
     from ase.calculators.plumed import Plumed
     from ase.io import Trajectory
     from ase.md.velocitydistribution import thermalize_momenta
 
-    if not cfg.temperature_K > 0 or not cfg.timestep_fs > 0 or cfg.steps < 0 \
-            or not cfg.friction_per_ps >= 0:
-        raise ValueError(f"metadynamics needs temperature > 0 K, timestep > 0 fs, friction >= 0 "
-                         f"and steps >= 0 (got {cfg.temperature_K} K, {cfg.timestep_fs} fs, "
-                         f"{cfg.friction_per_ps} /ps, {cfg.steps} steps)")
+    if cfg.deck is None:
+        raise ValueError("give a PLUMED deck (--deck FILE)")
+    deck = Path(cfg.deck)
+    if not deck.exists():
+        raise FileNotFoundError(f"PLUMED deck not found: {deck}")
     require_plumed()
-    if cfg.threads:
-        import torch
-        torch.set_num_threads(cfg.threads)
-    channel = get_channel(cfg.reaction)
+    set_threads(cfg.threads)
     out = Path(cfg.output).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    deck = find_deck(channel.id, cfg.deck)
     lines = set_metad_temperature(deck_lines(deck, out), cfg.temperature_K, deck)
+    if not declares_units(lines):
+        log.warning("%s declares no UNITS: PLUMED reads its lengths in nm, energies in kJ/mol "
+                    "and times in ps (add e.g. `UNITS LENGTH=A ENERGY=kj/mol TIME=fs`)", deck)
     (out / "plumed.dat").write_text("\n".join(lines) + "\n")
     height = metad_height_kjmol(lines)
-    if height is not None and abs(height - HEIGHT_KJMOL) > 1e-6:
-        log.warning("%s deposits hills of %.4g kJ/mol, not the protocol's %g kJ/mol (check its "
-                    "UNITS ENERGY and HEIGHT)", deck, height, HEIGHT_KJMOL)
     if calc is None:
         if cfg.model is None:
             raise ValueError("give a model checkpoint (--model) or a calculator")
         from ..calculators import FFPTCalculator
-        calc = FFPTCalculator(cfg.model, dtype=cfg.dtype, compile=cfg.compile)
+        calc = FFPTCalculator.from_checkpoints(cfg.model, dtype=cfg.dtype, compile=cfg.compile)
+    thermometer = TemperatureMonitor(cfg.temperature_K)
+    observers = [thermometer, *observers]
+    names = [o.name for o in observers]
+    if len(set(names)) != len(names):
+        raise ValueError(f"observers need distinct names, got {names}")
 
     state_file, traj_file = out / "state.json", out / "trajectory.traj"
     dt = cfg.timestep_fs
@@ -301,27 +247,38 @@ def run_metadynamics(cfg: MetadConfig, calc=None, show_progress: bool = True) ->
     if resuming:
         with Trajectory(str(traj_file)) as tr:
             last = tr[-1]
-        atoms = Atoms(last.get_chemical_symbols(), positions=last.positions,
-                      momenta=last.get_momenta())
+        atoms = Atoms(last.numbers, positions=last.positions, momenta=last.get_momenta(),
+                      cell=last.cell, pbc=last.pbc)
         steps_done = int(state["steps_done"])
         for name, keep in (("HILLS", True), ("COLVAR", False)):
             dropped = truncate_plumed_file(out / name, steps_done * dt, keep_at_cut=keep)
             if dropped:
                 log.info("restart: dropped %d %s rows after step %d", dropped, name, steps_done)
         n_restarts = int(state.get("restarts", 0)) + 1
+        saved = state.get("observers", {})
+        for o in observers:
+            if o.name in saved:
+                o.load_state_dict(saved[o.name])
         log.info("resuming %s at step %d", out, steps_done)
     else:
-        atoms = _start_geometry(cfg, channel)
+        if atoms is None:
+            if cfg.start is None:
+                raise ValueError("give a start structure (--start FILE)")
+            atoms = read_start(cfg.start)
+        atoms = atoms.copy()
         steps_done, n_restarts = 0, 0
         thermalize_momenta(atoms, temperature_K=cfg.temperature_K,
                            rng=np.random.default_rng([cfg.seed, 0]))
         for name in ("HILLS", "COLVAR", "events.jsonl"):
             (out / name).unlink(missing_ok=True)
+    if not np.all(np.isfinite(atoms.positions)):
+        raise ValueError("the start structure has non-finite positions")
     remaining = cfg.steps - steps_done
-    monitor = UnphysicalMonitor(channel, out / "events.jsonl")
-    if resuming:  # a fresh run starts new counts (its old events.jsonl was removed)
-        monitor.checked, monitor.flagged = state.get("checked", 0), state.get("flagged", 0)
-    thermometer = TemperatureMonitor(cfg.temperature_K)
+    record = dict(record or {})
+    events_file = out / "events.jsonl"
+    counts = {"events": 0, "frames_with_events": 0}
+    if resuming:
+        counts.update(state.get("event_counts", {}))
     stopped_early = None
     t0 = time.perf_counter()
     timestep = dt * units.fs
@@ -333,28 +290,41 @@ def run_metadynamics(cfg: MetadConfig, calc=None, show_progress: bool = True) ->
                        np.random.default_rng([cfg.seed, 1 + n_restarts]))
         traj = Trajectory(str(traj_file), "a" if resuming else "w", atoms)
         bar = progress(total=cfg.steps, initial=steps_done, unit="step",
-                       desc=f"metad rxn{channel.id}", disable=not show_progress)
+                       desc=record.get("label", "metad"), disable=not show_progress)
 
         def checkpoint():
             traj.write(atoms)
-            state_file.write_text(json.dumps({
+            tmp = state_file.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps({
                 "steps_done": steps_done + dyn.nsteps, "restarts": n_restarts,
-                "checked": monitor.checked, "flagged": monitor.flagged,
+                "event_counts": counts,
+                "observers": {o.name: o.state_dict() for o in observers},
+                "record": record,
                 "config": {k: (str(v) if k == "model" else v) for k, v in asdict(cfg).items()}},
                 indent=1))
+            tmp.replace(state_file)
 
         def check():
             nonlocal stopped_early
-            thermometer.add(atoms, (steps_done + dyn.nsteps) * dt * 1e-3)
-            events = monitor.check(atoms, steps_done + dyn.nsteps)
-            if events and cfg.stop_on_unphysical:
-                stopped_early = events[0]
-                raise StopRun
+            step = steps_done + dyn.nsteps
+            events = []
+            for o in observers:
+                events += o.observe(atoms, step, step * dt * 1e-3)
+            if events:
+                counts["events"] += len(events)
+                counts["frames_with_events"] += 1
+                with open(events_file, "a") as fh:
+                    for e in events:
+                        fh.write(json.dumps(e) + "\n")
+                if cfg.stop_on_event:
+                    stopped_early = events[0]
+                    raise StopRun
 
         def tick():
-            bar.set_postfix(ns_per_day=f"{ns_per_day(dyn.nsteps, dt, time.perf_counter() - t0):.2f}",
-                            T=f"{thermometer.last:.0f}K",
-                            unphysical=f"{monitor.fraction_flagged:.3f}", refresh=False)
+            fields = {"ns_per_day": f"{ns_per_day(dyn.nsteps, dt, time.perf_counter() - t0):.2f}"}
+            for o in observers:
+                fields.update(o.progress_fields())
+            bar.set_postfix(refresh=False, **fields)
             bar.update(steps_done + dyn.nsteps - bar.n)  # ASE also calls at step 0
 
         dyn.attach(check, interval=cfg.check_interval)
@@ -367,7 +337,7 @@ def run_metadynamics(cfg: MetadConfig, calc=None, show_progress: bool = True) ->
             interrupted = False
         except StopRun:
             interrupted = False
-            log.warning("stopped on an unphysical event: %s", stopped_early)
+            log.warning("stopped on an event: %s", stopped_early)
         finally:
             bar.close()
             # after a clean end (or a requested stop) record the final point; after Ctrl-C
@@ -377,14 +347,15 @@ def run_metadynamics(cfg: MetadConfig, calc=None, show_progress: bool = True) ->
             traj.close()
     elapsed = time.perf_counter() - t0
     done = steps_done + dyn.nsteps
-    summary = {"reaction": channel.id, "equation": channel.reaction, "steps": done,
+    summary = {**record, "steps": done,
                "simulated_ps": done * dt * 1e-3, "wall_s_this_run": round(elapsed, 2),
                "ns_per_day": ns_per_day(dyn.nsteps, dt, elapsed),
                "hill_height_kJ_per_mol": height, "deck": str(deck),
-               "unphysical_fraction": monitor.fraction_flagged, "checked_frames": monitor.checked,
-               "friction_per_ps": cfg.friction_per_ps, **thermometer.summary(),
+               "friction_per_ps": cfg.friction_per_ps, **counts,
                "stopped_on": stopped_early, "output": str(out),
                "files": {k: str(out / k) for k in ("HILLS", "COLVAR", "trajectory.traj",
                                                      "events.jsonl")}}
+    for o in observers:
+        summary.update(o.summary())
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     return summary

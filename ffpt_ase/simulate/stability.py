@@ -39,7 +39,10 @@ from ase.geometry import find_mic
 
 from ..forcefields.topology import BOND_SCALE
 from ..progress import progress
-from .md import StopRun, langevin
+from ..runtime import set_threads
+from ..settings import redefault, setting
+from .md import MDSettings, StopRun, langevin
+from .observables import rdf
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +131,6 @@ class RDFCriterion:
 
     def __init__(self, reference_images, elements=(8, 8), window_ps: float = 1.0,
                  max_error: float = 0.1, r_max: float = 6.0, n_bins: int = 60):
-        from ..analysis.liquid import rdf
         if not window_ps > 0 or not max_error > 0:
             raise ValueError("the RDF criterion needs window_ps > 0 and max_error > 0")
         self.elements, self.window_ps, self.max_error = tuple(elements), window_ps, max_error
@@ -142,7 +144,6 @@ class RDFCriterion:
 
     def error(self, images) -> float:
         """Mean absolute difference between the images' g_ab(r) and the reference."""
-        from ..analysis.liquid import rdf
         _, g = rdf(images, *self.elements, r_max=self.r_max, n_bins=self.n_bins)
         return float(np.mean(np.abs(g - self.g_ref)))
 
@@ -163,26 +164,27 @@ class RDFCriterion:
         return verdict
 
 
-@dataclass
-class StabilityConfig:
-    system: str                      # structure file or built-in system name
-    model: object = None             # checkpoint path(s) for FFPTCalculator
-    trajectories: int = 8
-    time_ps: float = 10.0
-    temperature_K: float = 300.0
-    timestep_fs: float = 0.5
-    friction_per_ps: float = 2.0
-    seed: int = 0
-    output: str = "runs/stability"
-    check_interval: int = 20
-    save_interval: int = 0           # steps between saved frames (0: none)
-    dtype: str = "float32"
-    threads: int = 1
-    reference_frames: str | None = None  # frames whose mean bond lengths are the reference
-    count_new_bonds: bool = False        # a new bond is a failure (else only recorded)
-    rdf_reference: str | None = None     # frames of the liquid: switches the RDF criterion on
-    rdf_elements: tuple = (8, 8)         # atomic numbers of the pair (O-O)
-    rdf_max_error: float = 0.1           # mean |g - g_ref| per 1-ps window
+@dataclass(kw_only=True)
+class StabilityConfig(MDSettings):
+    """Settings of a stability run (flags of ``ffpt-ase stability``)."""
+
+    system: str = setting(None, "structure file (the command line also takes a built-in "
+                                "system name)")
+    output: str = redefault(MDSettings, "output", "runs/stability")
+    trajectories: int = setting(8, "independent trajectories")
+    time_ps: float = setting(10.0, "simulated time per trajectory", unit="ps")
+    check_interval: int = setting(20, "steps between criterion checks")
+    save_interval: int = setting(0, "steps between saved frames (0: none)")
+    reference_frames: str | None = setting(
+        None, "frames (same atoms) whose mean bond lengths are the reference (default: the "
+              "start structure's)")
+    count_new_bonds: bool = setting(False, "a bond that forms counts as a failure (default: "
+                                           "only recorded)")
+    rdf_reference: str | None = setting(
+        None, "liquids: frames whose g(r) is the reference; a 1-ps window whose g(r) "
+              "deviates more than rdf_max_error is a failure")
+    rdf_elements: tuple = setting((8, 8), "atomic numbers of the RDF pair", cli=False)
+    rdf_max_error: float = setting(0.1, "mean |g(r) - g_ref(r)| allowed per 1-ps window")
 
     def __post_init__(self):
         checks = {"trajectories": self.trajectories >= 1, "time_ps": self.time_ps > 0,
@@ -197,16 +199,13 @@ class StabilityConfig:
                              ">= 0, check_interval >= 1)")
 
 
-def load_structure(system: str) -> Atoms:
-    """A structure file (any ASE format; first frame) or a built-in system name."""
-    path = Path(system)
-    if path.exists():
-        from ase.io import read
-        return read(path, index=0)
-    from ..sampling import relax
-    from ..systems import get_system
-    calc, ref, _ = get_system(system)
-    return relax(ref, calc)
+def load_structure(path: str | Path) -> Atoms:
+    """The first frame of a structure file (any ASE format)."""
+    from ase.io import read
+    if not Path(path).exists():
+        raise FileNotFoundError(f"structure file not found: {path} (the command line also "
+                                "takes a built-in system name)")
+    return read(path, index=0)
 
 
 def run_trajectory(atoms: Atoms, calc, cfg: StabilityConfig, index: int,
@@ -277,19 +276,23 @@ def survival_curve(results: list, time_ps: float, n_points: int = 200):
     return t, (fail[None, :] > t[:, None]).mean(axis=1)
 
 
-def run_stability(cfg: StabilityConfig, calc=None, show_progress: bool = True) -> dict:
-    """Run (or complete) the K trajectories and write the summary; returns it."""
+def run_stability(cfg: StabilityConfig, calc=None, start: Atoms | None = None,
+                  show_progress: bool = True) -> dict:
+    """Run (or complete) the K trajectories and write the summary; returns it.
+
+    ``start``: the structure every trajectory starts from and the bond reference (default:
+    the structure file ``cfg.system``); ``calc``: the ML calculator (default: ``cfg.model``).
+    The survival curve is in the summary (``survival``); plotting is the caller's.
+    """
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        import torch
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     if calc is None:
         if cfg.model is None:
             raise ValueError("give a model checkpoint (--model) or a calculator")
         from ..calculators import FFPTCalculator
-        calc = FFPTCalculator(cfg.model, dtype=cfg.dtype)
-    reference = load_structure(cfg.system)
+        calc = FFPTCalculator.from_checkpoints(cfg.model, dtype=cfg.dtype)
+    reference = start.copy() if start is not None else load_structure(cfg.system)
     frames = None
     if cfg.reference_frames:
         from ase.io import read
@@ -339,9 +342,8 @@ def run_stability(cfg: StabilityConfig, calc=None, show_progress: bool = True) -
         "bond_reference": criteria.reference_source,
         "trajectories_with_new_bonds": int(sum(1 for r in results if r.get("new_bond"))),
         "new_bonds_count_as_failure": cfg.count_new_bonds,
+        "survival": {"time_ps": t.tolist(), "fraction_surviving": surv.tolist()},
         "trajectories": results,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    from ..analysis.plots import plot_survival
-    plot_survival({"model": (t, surv)}, out / "survival.png")
     return summary

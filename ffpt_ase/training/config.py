@@ -9,47 +9,51 @@ Stages and their default learning rates: ``scratch`` 1e-3, ``pretrain`` 1e-4, ``
 from __future__ import annotations
 
 import dataclasses
-import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from ..settings import RunSettings, from_sources, redefault, setting
 
 STAGES = ("scratch", "pretrain", "finetune")
 STAGE_LR = {"scratch": 1e-3, "pretrain": 1e-4, "finetune": 1e-4}
 
 
-@dataclass
-class TrainConfig:
-    stage: str = "scratch"
-    data: str = ""
-    output: str = "runs/model"
-    init: str | None = None            # checkpoint to start from (required for finetune)
+@dataclass(kw_only=True)
+class TrainConfig(RunSettings):
+    """Settings of one training stage (TOML table ``[train]``, flags of ``ffpt-ase train``)."""
+
+    stage: str = setting("scratch", "training stage (sets the default learning rate)",
+                         choices=STAGES)
+    data: str = setting("", "frames (.npz, .xyz, .traj, DeePMD folder)")
+    output: str = redefault(RunSettings, "output", "runs/model")
+    init: str | None = setting(None, "checkpoint to start from (finetune; also "
+                                     "pretrained:NAME)")
     # model (ignored for finetune, where the checkpoint's architecture is used)
-    features: int = 128
-    interactions: int = 3
-    basis: int = 20
-    cutoff: float = 5.0
+    features: int = setting(128, "NewtonNet feature width")
+    interactions: int = setting(3, "message-passing layers")
+    basis: int = setting(20, "radial basis functions")
+    cutoff: float = setting(5.0, "neighbour cutoff", unit="A")
     # optimisation
-    lr: float | None = None            # default from the stage
-    epochs: int = 1000
-    batch_size: int = 32
-    lr_factor: float = 0.7
-    lr_patience: int = 50
-    min_lr_ratio: float = 0.01
-    max_time_s: float | None = None
-    w_energy: float = 1.0
-    w_forces: float = 20.0
-    temporal_pairs: bool = False       # FRAMES temporal-pair auxiliary loss
-    w_temporal: float = 1.0
+    lr: float | None = setting(None, "start learning rate (default: 1e-3 scratch, 1e-4 "
+                                     "pretrain and finetune)")
+    epochs: int = setting(1000, "maximum epochs")
+    batch_size: int = setting(32, "frames per optimizer step")
+    lr_factor: float = setting(0.7, "ReduceLROnPlateau factor")
+    lr_patience: int = setting(50, "ReduceLROnPlateau patience", unit="epochs")
+    min_lr_ratio: float = setting(0.01, "stop when the learning rate falls to this fraction "
+                                        "of its start")
+    max_time_s: float | None = setting(None, "wall-time budget", unit="s", flag="--max-time")
+    w_energy: float = setting(1.0, "energy loss weight")
+    w_forces: float = setting(20.0, "force loss weight")
+    temporal_pairs: bool = setting(False, "add the temporal-pair loss (time-ordered data "
+                                          "only)")
+    w_temporal: float = setting(1.0, "temporal-pair loss weight")
     # data split
-    n_train: int | None = None         # default: everything not in validation
-    n_val: int | None = None           # default: val_fraction of the frames
-    val_fraction: float = 0.05
-    seed: int = 0
-    # numerics
-    dtype: str = "float32"
-    threads: int | None = None
+    n_train: int | None = setting(None, "training frames (default: all not in validation)")
+    n_val: int | None = setting(None, "validation frames (default: val_fraction of them)")
+    val_fraction: float = setting(0.05, "validation fraction when n_val is not given")
     # bookkeeping
-    explicit: list = field(default_factory=list, repr=False)  # fields set by the user
+    explicit: list = setting(default_factory=list, cli=False)  # fields set by the user
 
     def __post_init__(self):
         if self.stage not in STAGES:
@@ -59,6 +63,10 @@ class TrainConfig:
                              "--init runs/pt/best.pt")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        if self.max_time_s is not None and not self.max_time_s > 0:
+            raise ValueError(f"max_time_s must be > 0 s, got {self.max_time_s}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
         if self.lr is None:
             self.lr = STAGE_LR[self.stage]
         for name in ("batch_size", "epochs", "features", "interactions", "basis"):
@@ -68,20 +76,10 @@ class TrainConfig:
             raise ValueError("cutoff must be positive (Angstrom)")
 
     @classmethod
-    def from_sources(cls, file: str | None = None, **overrides) -> "TrainConfig":
-        """Defaults < TOML file < explicit overrides (``None`` values are ignored)."""
-        values = {}
-        if file:
-            with open(file, "rb") as fh:
-                raw = tomllib.load(fh)
-            raw = raw.get("train", raw)
-            unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
-            if unknown:
-                raise ValueError(f"unknown keys in {file}: {sorted(unknown)}")
-            values.update(raw)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        values["explicit"] = sorted(k for k in values if k != "explicit")
-        return cls(**values)
+    def from_sources(cls, file: str | None = None, args=None, **overrides) -> "TrainConfig":
+        """Defaults < TOML file (table ``[train]``) < options in ``args`` < overrides
+        (``None`` values are ignored)."""
+        return from_sources(cls, file, "train", args, **overrides)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

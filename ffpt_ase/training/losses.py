@@ -61,3 +61,23 @@ def temporal_pair_loss(pred: dict, batch, pairs: torch.Tensor):
                 * (batch.positions[ib] - batch.positions[ia])).sum(-1)
     w_ref = -0.5 * dE_pred.new_zeros(len(t0)).index_add(0, owner, per_atom.to(dE_pred.dtype))
     return 0.5 * (torch.mean((dE_pred - dE_ref) ** 2) + torch.mean((dE_pred - w_ref) ** 2))
+
+
+class TrainingLoss:
+    """The training objective: :func:`energy_force_loss` with weights ``w_energy`` and
+    ``w_forces``, plus ``w_temporal`` * :func:`temporal_pair_loss` when pairs are given."""
+
+    def __init__(self, w_energy: float = 1.0, w_forces: float = 20.0, w_temporal: float = 1.0):
+        self.w_energy, self.w_forces, self.w_temporal = w_energy, w_forces, w_temporal
+
+    def __call__(self, pred: dict, batch, pairs=None):
+        loss, _ = energy_force_loss(pred, batch, self.w_energy, self.w_forces)
+        if pairs is not None:
+            loss = loss + self.w_temporal * temporal_pair_loss(pred, batch, pairs)
+        return loss
+
+    def from_metrics(self, metrics: dict) -> float:
+        """The energy/force loss of a validation set from its error metrics (eV, eV/A):
+        RMSE^2 is the MSE of :func:`energy_force_loss`."""
+        return (self.w_energy * metrics["energy_rmse"] ** 2
+                + self.w_forces * metrics["forces_rmse"] ** 2)

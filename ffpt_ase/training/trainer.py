@@ -7,7 +7,13 @@ Output folder of a run::
     log.csv          one row per epoch: losses, energy/force MAE and RMSE, learning rate
     last.pt          model + optimizer + scheduler + history after the last finished epoch
     best.pt          the model with the lowest validation loss so far
-    learning_curve.png
+    summary.json     epochs, stop reason, final validation errors
+
+(The command line also draws ``learning_curve.png`` from ``log.csv``.)
+
+The pieces are separate: :class:`Trainer` receives the model, the data and its split, the
+loss, optimizer, scheduler and a :class:`CheckpointHandler`; :func:`train` is the one-call
+wrapper that builds them from a :class:`TrainConfig`.
 
 Running the same command again resumes from ``last.pt``: finished epochs are never redone,
 and each epoch's shuffling is seeded by (seed, epoch) so a resumed run sees the same batches.
@@ -20,6 +26,8 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,8 +37,9 @@ from ..data.graphs import batch_from_frames
 from ..data.readers import read_frames
 from ..model.potential import CheckpointError, Potential, load_checkpoint
 from ..progress import progress
+from ..runtime import set_threads, torch_dtype
 from .config import TrainConfig
-from .losses import energy_force_loss, temporal_pair_loss
+from .losses import TrainingLoss
 from .metrics import error_metrics, predict
 
 log = logging.getLogger(__name__)
@@ -50,110 +59,141 @@ def label_sources(metadata: dict) -> set:
     return {metadata.get("teacher", "ab initio")}
 
 
-def _dtype(name):
-    return torch.float64 if name == "float64" else torch.float32
+@dataclass
+class TrainingData:
+    """Frames with their seeded split (indices) and, for the temporal-pair loss, the first
+    frames of consecutive training pairs (t, t+1)."""
+
+    frames: Frames
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    pair_starts: np.ndarray | None = None
+
+
+class CheckpointHandler:
+    """The files of a run folder: checkpoints written atomically (a temporary file, then a
+    rename), read back with :func:`load_checkpoint` (``weights_only=True``)."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def save(self, name: str, contents: dict) -> Path:
+        path = self.folder / name
+        tmp = path.with_name(name + ".tmp")
+        torch.save(contents, tmp)
+        tmp.replace(path)
+        return path
+
+    def load(self, name: str) -> dict | None:
+        path = self.folder / name
+        return load_checkpoint(path) if path.exists() else None
+
+
+def check_training_frames(frames: Frames) -> None:
+    """Refuse data that mix label sources, lack labels or hold non-finite values."""
+    sources = label_sources(frames.metadata)
+    if len(sources) > 1:
+        raise ValueError(f"the training data mix label sources {sorted(sources)}; FFPT never "
+                         f"mixes fidelities in one stage: train them as separate stages")
+    if frames.energy is None or frames.forces is None:
+        raise ValueError("training data need energies and forces")
+    bad = frames.nonfinite_frames()
+    if len(bad):
+        raise ValueError(f"{len(bad)} training frames have non-finite values (first: "
+                         f"{bad[:5].tolist()}); clean the data first")
+
+
+def build_model(cfg: TrainConfig, frames: Frames):
+    """``(model, init_stage)``: a new :class:`Potential` for the data's elements, or the
+    ``cfg.init`` checkpoint's (architecture and elements checked against the request)."""
+    data_elements = [int(z) for z in frames.elements]
+    if not cfg.init:
+        return Potential(data_elements, cfg.features, cfg.interactions, cfg.basis,
+                         cfg.cutoff), None
+    ckpt = load_checkpoint(cfg.init)
+    arch = ckpt["config"]
+    mismatch = {k: (getattr(cfg, k2), arch[k]) for k2, k in
+                (("features", "n_features"), ("interactions", "n_interactions"),
+                 ("basis", "n_basis"), ("cutoff", "cutoff"))
+                if k2 in cfg.explicit and getattr(cfg, k2) != arch[k]}
+    if mismatch:
+        raise CheckpointError(f"{cfg.init} has a different architecture than requested: "
+                              + ", ".join(f"{k} requested {a}, checkpoint {b}"
+                                          for k, (a, b) in mismatch.items()))
+    missing = sorted(set(data_elements) - set(arch["elements"]))
+    if missing:
+        from ase.data import chemical_symbols
+        raise CheckpointError(
+            f"{cfg.init} was trained for elements "
+            f"{[chemical_symbols[z] for z in arch['elements']]} but the data contain "
+            f"{[chemical_symbols[z] for z in missing]}")
+    return Potential.from_checkpoint(ckpt), ckpt.get("stage")
+
+
+def split_frames(frames: Frames, cfg: TrainConfig, folder: Path):
+    """Seeded train/validation indices, saved as ``split.npz`` and reused on resume."""
+    path = Path(folder) / "split.npz"
+    if path.exists():
+        d = np.load(path)
+        if int(d["n_frames"]) != len(frames):
+            raise ValueError(f"{path} was made for {int(d['n_frames'])} frames, the data have "
+                             f"{len(frames)}; use a new output folder")
+        return d["train"], d["val"]
+    n = len(frames)
+    perm = np.random.default_rng(cfg.seed).permutation(n)
+    n_val = cfg.n_val if cfg.n_val is not None else max(1, int(round(cfg.val_fraction * n)))
+    n_train = cfg.n_train if cfg.n_train is not None else n - n_val
+    if n_val + n_train > n or n_train < 1 or n_val < 1:
+        raise ValueError(f"cannot take {n_train} training + {n_val} validation frames from {n}")
+    val, train = np.sort(perm[:n_val]), np.sort(perm[n_val:n_val + n_train])
+    np.savez(path, train=train, val=val, n_frames=n, seed=cfg.seed)
+    return train, val
+
+
+def pair_starts(frames: Frames, train_idx: np.ndarray) -> np.ndarray:
+    """First frames t of consecutive training pairs (t, t+1): time step 1, same atoms."""
+    t = frames.time
+    if t is None:
+        raise ValueError("temporal pairs need time-ordered data (a 'time' array), e.g. "
+                         "AIMD trajectories; this data set has none")
+    in_train = np.zeros(len(frames), bool)
+    in_train[train_idx] = True
+    same = np.ones(len(t) - 1, bool)
+    if frames.numbers.ndim == 2:
+        same = (frames.numbers[1:] == frames.numbers[:-1]).all(axis=1)
+    ok = (np.diff(t) > 0) & (np.abs(np.diff(t) - 1) < 1e-9) & same & \
+        in_train[:-1] & in_train[1:]
+    starts = np.nonzero(ok)[0]
+    if len(starts) == 0:
+        raise ValueError("no consecutive training-frame pairs (t, t+1) in the data")
+    return starts
 
 
 class Trainer:
-    """Run one training stage described by a :class:`TrainConfig`."""
+    """The training loop of one stage, from pieces made by the caller (see :func:`train`).
 
-    def __init__(self, config: TrainConfig, frames: Frames | None = None):
-        self.cfg = config
-        self.out = config.output_dir
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.dtype = _dtype(config.dtype)
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        self.frames = frames if frames is not None else read_frames(config.data)
-        sources = label_sources(self.frames.metadata)
-        if len(sources) > 1:
-            raise ValueError(f"the training data mix label sources {sorted(sources)}; FFPT never "
-                             f"mixes fidelities in one stage: train them as separate stages")
-        if self.frames.energy is None or self.frames.forces is None:
-            raise ValueError("training data need energies and forces")
-        bad = self.frames.nonfinite_frames()
-        if len(bad):
-            raise ValueError(f"{len(bad)} training frames have non-finite values (first: "
-                             f"{bad[:5].tolist()}); clean the data first")
-        torch.manual_seed(config.seed)  # weight initialisation is part of the seeded run
-        self.model = self._build_model()
-        self.train_idx, self.val_idx = self._split()
-        self.pairs = self._pair_starts() if config.temporal_pairs else None
+    ``cfg`` supplies the loop's settings (epochs, batch size, seed, time budget, the
+    learning-rate floor, stage name, dtype); the optimizer and scheduler are the caller's
+    (:func:`make_optimizer` gives the paper's Adam + ReduceLROnPlateau).
+    """
 
-    # ------------------------------------------------------------------ set-up
-    def _build_model(self) -> Potential:
-        cfg = self.cfg
-        data_elements = [int(z) for z in self.frames.elements]
-        if cfg.init:
-            ckpt = load_checkpoint(cfg.init)
-            arch = ckpt["config"]
-            mismatch = {k: (getattr(cfg, k2), arch[k]) for k2, k in
-                        (("features", "n_features"), ("interactions", "n_interactions"),
-                         ("basis", "n_basis"), ("cutoff", "cutoff"))
-                        if k2 in cfg.explicit and getattr(cfg, k2) != arch[k]}
-            if mismatch:
-                raise CheckpointError(f"{cfg.init} has a different architecture than requested: "
-                                      + ", ".join(f"{k} requested {a}, checkpoint {b}"
-                                                  for k, (a, b) in mismatch.items()))
-            missing = sorted(set(data_elements) - set(arch["elements"]))
-            if missing:
-                from ase.data import chemical_symbols
-                raise CheckpointError(
-                    f"{cfg.init} was trained for elements "
-                    f"{[chemical_symbols[z] for z in arch['elements']]} but the data contain "
-                    f"{[chemical_symbols[z] for z in missing]}")
-            model = Potential.from_checkpoint(ckpt)
-            self.init_stage = ckpt.get("stage")
-        else:
-            model = Potential(data_elements, cfg.features, cfg.interactions, cfg.basis, cfg.cutoff)
-            self.init_stage = None
-        return model.to(self.dtype)
-
-    def _split(self):
-        path = self.out / "split.npz"
-        if path.exists():
-            d = np.load(path)
-            if int(d["n_frames"]) != len(self.frames):
-                raise ValueError(f"{path} was made for {int(d['n_frames'])} frames, the data have "
-                                 f"{len(self.frames)}; use a new output folder")
-            return d["train"], d["val"]
-        n = len(self.frames)
-        perm = np.random.default_rng(self.cfg.seed).permutation(n)
-        n_val = self.cfg.n_val if self.cfg.n_val is not None else \
-            max(1, int(round(self.cfg.val_fraction * n)))
-        n_train = self.cfg.n_train if self.cfg.n_train is not None else n - n_val
-        if n_val + n_train > n or n_train < 1 or n_val < 1:
-            raise ValueError(f"cannot take {n_train} training + {n_val} validation frames "
-                             f"from {n}")
-        val, train = np.sort(perm[:n_val]), np.sort(perm[n_val:n_val + n_train])
-        np.savez(path, train=train, val=val, n_frames=n, seed=self.cfg.seed)
-        return train, val
-
-    def _pair_starts(self) -> np.ndarray:
-        t = self.frames.time
-        if t is None:
-            raise ValueError("temporal pairs need time-ordered data (a 'time' array), e.g. "
-                             "AIMD trajectories; this data set has none")
-        in_train = np.zeros(len(self.frames), bool)
-        in_train[self.train_idx] = True
-        same = np.ones(len(t) - 1, bool)
-        if self.frames.numbers.ndim == 2:
-            same = (self.frames.numbers[1:] == self.frames.numbers[:-1]).all(axis=1)
-        ok = (np.diff(t) > 0) & (np.abs(np.diff(t) - 1) < 1e-9) & same & \
-            in_train[:-1] & in_train[1:]
-        starts = np.nonzero(ok)[0]
-        if len(starts) == 0:
-            raise ValueError("no consecutive training-frame pairs (t, t+1) in the data")
-        return starts
+    def __init__(self, cfg: TrainConfig, model: Potential, data: TrainingData,
+                 loss: TrainingLoss, optimizer, scheduler, checkpoints: CheckpointHandler,
+                 init_stage: str | None = None):
+        self.cfg, self.model, self.data, self.loss = cfg, model, data, loss
+        self.opt, self.sched, self.checkpoints = optimizer, scheduler, checkpoints
+        self.out = checkpoints.folder
+        self.dtype = torch_dtype(cfg.dtype)
+        self.frames = data.frames
+        self.train_idx, self.val_idx, self.pairs = data.train_idx, data.val_idx, data.pair_starts
+        self.init_stage = init_stage
 
     # ------------------------------------------------------------------ running
     def run(self) -> dict:
-        cfg, model = self.cfg, self.model
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        cfg, opt, sched = self.cfg, self.opt, self.sched
         min_lr = cfg.min_lr_ratio * cfg.lr
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=min_lr)
-        start_epoch, best, history = self._resume(opt, sched)
+        start_epoch, best, history = self._resume()
         if start_epoch == 0:
             norm = self._start_normalization()
             log.info("normalization for the %s stage: %s", cfg.stage, norm)
@@ -169,7 +209,7 @@ class Trainer:
                 if cfg.max_time_s and history and history[-1]["time_s"] >= cfg.max_time_s:
                     stop_reason = "max wall time"  # a resumed run whose budget is spent
                     break
-                train_loss = self._train_epoch(opt, epoch)
+                train_loss = self._train_epoch(epoch)
                 val = self._validate()
                 sched.step(val["loss"])
                 row = {"epoch": epoch + 1, "time_s": round(time.perf_counter() - t_start, 2),
@@ -183,9 +223,9 @@ class Trainer:
                 improved = val["loss"] < best
                 best = min(best, val["loss"])
                 self._write_log(history)
-                self._save("last.pt", opt, sched, epoch + 1, best, history)
+                self.checkpoints.save("last.pt", self._contents(epoch + 1, best, history))
                 if improved:
-                    self._save("best.pt", opt, sched, epoch + 1, best, history)
+                    self.checkpoints.save("best.pt", self._contents(epoch + 1, best, history))
                 if cfg.max_time_s:  # a time-budgeted run: the ETA is the budget's, not epochs'
                     per_epoch = row["time_s"] / (epoch + 1)
                     bar.total = min(cfg.epochs, max(epoch + 1, int(cfg.max_time_s / per_epoch)))
@@ -202,9 +242,6 @@ class Trainer:
                     break
         finally:
             bar.close()
-            if history:
-                from ..analysis.plots import plot_learning_curve
-                plot_learning_curve(self.out / "log.csv", self.out / "learning_curve.png")
         summary = {"stage": cfg.stage, "epochs": len(history), "stop_reason": stop_reason,
                    "best_val_loss": best, "output": str(self.out),
                    "final": history[-1] if history else None}
@@ -260,17 +297,15 @@ class Trainer:
                 p = len(t0)
                 yield idx, torch.stack([torch.arange(p), torch.arange(p) + p], dim=1)
 
-    def _train_epoch(self, opt, epoch) -> float:
-        cfg, model = self.cfg, self.model
+    def _train_epoch(self, epoch) -> float:
+        model, opt = self.model, self.opt
         model.train()
         total, n = 0.0, 0
         for idx, pairs in self._batches(epoch):
             batch = batch_from_frames(self.frames, idx, model.elements, model.cutoff
                                       ).to(dtype=self.dtype)
             pred = model(batch, forces=True)
-            loss, _ = energy_force_loss(pred, batch, cfg.w_energy, cfg.w_forces)
-            if pairs is not None:
-                loss = loss + cfg.w_temporal * temporal_pair_loss(pred, batch, pairs)
+            loss = self.loss(pred, batch, pairs)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -284,27 +319,23 @@ class Trainer:
         val = self.frames[self.val_idx]
         e, f = predict(self.model, val, batch_size=max(self.cfg.batch_size, 64), dtype=self.dtype)
         metrics = error_metrics(val, e, f)
-        # the training loss on the validation set: RMSE^2 is the MSE of energy_force_loss
-        metrics["loss"] = (self.cfg.w_energy * metrics["energy_rmse"] ** 2
-                           + self.cfg.w_forces * metrics["forces_rmse"] ** 2)
+        metrics["loss"] = self.loss.from_metrics(metrics)
         return metrics
 
     # ------------------------------------------------------------------ persistence
-    def _save(self, name, opt, sched, epoch, best, history):
-        ckpt = self.model.checkpoint(
+    def _contents(self, epoch, best, history) -> dict:
+        """What a checkpoint holds: the model, optimizer, scheduler and history."""
+        return self.model.checkpoint(
             stage=self.cfg.stage, epoch=epoch, best_val_loss=best, history=history,
-            optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+            optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(),
             train_config=self.cfg.to_dict(), init_stage=self.init_stage,
             data_source=self.frames.metadata.get("source", self.cfg.data))
-        tmp = self.out / (name + ".tmp")
-        torch.save(ckpt, tmp)
-        tmp.replace(self.out / name)
 
-    def _resume(self, opt, sched):
-        path = self.out / "last.pt"
-        if not path.exists():
+    def _resume(self):
+        ckpt = self.checkpoints.load("last.pt")
+        if ckpt is None:
             return 0, float("inf"), []
-        ckpt = load_checkpoint(path)
+        path = self.out / "last.pt"
         if ckpt.get("stage") != self.cfg.stage:
             raise CheckpointError(f"{path} belongs to a {ckpt.get('stage')} run, not "
                                   f"{self.cfg.stage}; use another output folder")
@@ -312,8 +343,8 @@ class Trainer:
             raise CheckpointError(f"{path} holds a model of another architecture "
                                   f"({ckpt['config']}); use another output folder")
         self.model.load_state_dict(ckpt["model_state"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.sched.load_state_dict(ckpt["scheduler"])
         log.info("resuming %s from %s after epoch %d", self.cfg.stage, path, ckpt["epoch"])
         return int(ckpt["epoch"]), float(ckpt["best_val_loss"]), list(ckpt["history"])
 
@@ -325,6 +356,34 @@ class Trainer:
                 w.writerow(row)
 
 
+def make_optimizer(model: Potential, cfg: TrainConfig):
+    """The paper's optimizer and schedule: Adam at ``cfg.lr``, ReduceLROnPlateau (factor
+    ``lr_factor``, patience ``lr_patience`` epochs) down to ``min_lr_ratio`` of the start."""
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience,
+        min_lr=cfg.min_lr_ratio * cfg.lr)
+    return opt, sched
+
+
+def prepare(config: TrainConfig, frames: Frames | None = None) -> Trainer:
+    """The :class:`Trainer` of a configuration: reads and checks the data, seeds the weight
+    initialisation, builds the model, split, loss, optimizer, scheduler and checkpoints."""
+    set_threads(config.threads)
+    frames = frames if frames is not None else read_frames(config.data)
+    check_training_frames(frames)
+    torch.manual_seed(config.seed)  # weight initialisation is part of the seeded run
+    model, init_stage = build_model(config, frames)
+    model = model.to(torch_dtype(config.dtype))
+    checkpoints = CheckpointHandler(config.output_dir)
+    train_idx, val_idx = split_frames(frames, config, checkpoints.folder)
+    pairs = pair_starts(frames, train_idx) if config.temporal_pairs else None
+    optimizer, scheduler = make_optimizer(model, config)
+    return Trainer(config, model, TrainingData(frames, train_idx, val_idx, pairs),
+                   TrainingLoss(config.w_energy, config.w_forces, config.w_temporal),
+                   optimizer, scheduler, checkpoints, init_stage)
+
+
 def train(config: TrainConfig, frames: Frames | None = None) -> dict:
     """Run a training stage; returns the summary (also written to ``summary.json``)."""
-    return Trainer(config, frames).run()
+    return prepare(config, frames).run()

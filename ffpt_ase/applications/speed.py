@@ -8,19 +8,18 @@ frames (energy + force loss, double backward), in frames per second.
 
 from __future__ import annotations
 
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from .calculators import FFPTCalculator
-from .data.graphs import batch_from_frames
-from .model.potential import Potential
-from .sampling import RattleSampler
+from ..calculators import FFPTCalculator
+from ..data.graphs import batch_from_frames
+from ..model.potential import Potential
+from ..runtime import set_threads, torch_dtype
+from ..sampling import RattleSampler
+from ..training.losses import energy_force_loss
 from .systems import get_system
-from .training.losses import energy_force_loss
 
 
 def _model_for(system, features, interactions, basis, cutoff, seed=0):
@@ -32,12 +31,9 @@ def _model_for(system, features, interactions, basis, cutoff, seed=0):
 
 def inference_speed(system="aspirin", features=128, interactions=3, basis=20, cutoff=5.0,
                     dtype="float32", threads=1, n_calls=300, compile=False) -> dict:
-    torch.set_num_threads(threads)
+    set_threads(threads)
     model, _, ref, _ = _model_for(system, features, interactions, basis, cutoff)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "random.pt"
-        torch.save(model.checkpoint(stage="random"), path)
-        calc = FFPTCalculator(path, dtype=dtype, compile=compile)
+    calc = FFPTCalculator(model, dtype=dtype, compile=compile)
     atoms = ref.copy()
     atoms.calc = calc
     rng = np.random.default_rng(0)
@@ -61,9 +57,9 @@ def inference_speed(system="aspirin", features=128, interactions=3, basis=20, cu
 
 def training_speed(system="aspirin", features=128, interactions=3, basis=20, cutoff=5.0,
                    dtype="float32", threads=1, batch_size=32, n_steps=20) -> dict:
-    torch.set_num_threads(threads)
+    set_threads(threads)
     model, calc, ref, teacher = _model_for(system, features, interactions, basis, cutoff)
-    tdtype = torch.float64 if dtype == "float64" else torch.float32
+    tdtype = torch_dtype(dtype)
     frames = RattleSampler(calc, ref, teacher_name=teacher).sample(
         batch_size * (n_steps + 2), show_progress=False)
     model = model.to(tdtype)

@@ -5,7 +5,7 @@
 Sci. Data 9, 215 (2022)), the reactant fragments with their bonds, the product fragments,
 the two coordination-number collective variables as 0-based atom pairs, and the length of
 each CV pair in the data set's reactant and product geometries (which sets its switching
-function, see :mod:`~ffpt_ase.simulate.decks`), and the reaction energy between the isolated
+function, see :mod:`~ffpt_ase.applications.h2combustion.decks`), and the reaction energy between the isolated
 species at the data set's level (the demo prints it beside the teacher's and the model's).
 It was derived
 from the data set's README table (reaction, multiplicity, CV atom labels such as ``O2-H1``)
@@ -32,7 +32,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import covalent_radii
 
-from ..forcefields.topology import (BOND_SCALE, close_contacts,
+from ...forcefields.topology import (BOND_SCALE, close_contacts,
                                     fragment_formulas_from_distances, hill_formula, perceive)
 
 #: fragments are apart (a basin) only when no pair of atoms lies between BOND_SCALE
@@ -118,7 +118,7 @@ class Channel:
 
 @lru_cache(maxsize=1)
 def _table() -> dict:
-    text = resources.files("ffpt_ase.simulate").joinpath("channels.json").read_text()
+    text = resources.files("ffpt_ase.applications.h2combustion").joinpath("channels.json").read_text()
     return json.loads(text)["channels"]
 
 
@@ -178,7 +178,7 @@ def product_complex(cid, separation: float = 2.5, parameters=None) -> Atoms:
 
 
 def _assemble(ch: Channel, fragments, all_bonds, separation, parameters) -> Atoms:
-    from ..forcefields.qforce import QForceParameters
+    from ...forcefields.qforce import QForceParameters
     params = parameters or QForceParameters.load()
     pos = np.zeros((ch.n_atoms, 3))
     owner = {}
@@ -229,7 +229,7 @@ def species_geometry(species: str, parameters=None) -> Atoms:
     parameter set's reference (for Table 1, the force field's exact minimum)."""
     if len(Atoms(species)) == 1:
         return Atoms(species, positions=[[0.0, 0.0, 0.0]])
-    from ..forcefields.qforce import QForceParameters
+    from ...forcefields.qforce import QForceParameters
     return (parameters or QForceParameters.load()).reference(species)
 
 

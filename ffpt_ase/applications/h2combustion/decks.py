@@ -1,6 +1,6 @@
 """Writer of the PLUMED input decks in ``plumed_inputs/rxnNN.dat`` (one per channel).
 
-The shipped decks are this module's output (``python -m ffpt_ase.simulate.decks``
+The shipped decks are this module's output (``python -m ffpt_ase.applications.h2combustion.decks``
 rewrites them; a test checks they are up to date), so the channel table stays the single
 source of the atom indices. Every choice is written into the deck as a comment.
 
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .channels import Channel, channel_ids, get_channel
+from .channels import EQUILIBRIUM_BOND, Channel, channel_ids, get_channel
 
 HEIGHT_KJMOL = 5.0
 SIGMA = 0.05
@@ -49,15 +49,14 @@ WALL_KAPPA = 500.0
 GRID = (-0.5, 3.0, 350)
 COLVAR_STRIDE = 10
 
-_OO = {"O2": 1.21, "HO2": 1.31, "H2O2": 1.45}
-_FIXED = {("H", "H"): 0.74, ("H", "O"): 0.97}
+_OO = {"O2": 1.21, "HO2": 1.31, "H2O2": 1.45}   # O-O length (A) in each species
 
 
 def pair_reference_length(ch: Channel, i: int, j: int) -> float:
     """Equilibrium length (A) of the i-j bond, from the species in which it is a bond."""
     key = tuple(sorted((ch.symbols[i], ch.symbols[j])))
-    if key in _FIXED:
-        return _FIXED[key]
+    if key != ("O", "O"):
+        return EQUILIBRIUM_BOND[key]
     for species, atoms in ch.reactants + ch.products:
         if i in atoms and j in atoms and species in _OO:
             return _OO[species]
@@ -125,7 +124,7 @@ def deck_text(cid) -> str:
     pairs = sorted({tuple(sorted(p)) for p in ch.cv1 + ch.cv2})
     lines = [
         f"# PLUMED input, hydrogen-combustion channel {ch.id}: {ch.reaction} ({mult})",
-        "# Written by ffpt_ase.simulate.decks; used by `ffpt-ase metad --reaction "
+        "# Written by ffpt_ase.applications.h2combustion.decks; used by `ffpt-ase metad --reaction "
         f"{ch.id}`.",
         f"# Atoms (1-based, order of the combustion data set): {order}",
         "#",
@@ -169,39 +168,22 @@ def deck_text(cid) -> str:
     return "\n".join(lines)
 
 
-_ENERGY_UNITS_KJMOL = {"kj/mol": 1.0, "kcal/mol": 4.184, "ev": 96.48533212, "j/mol": 1e-3}
-
-
-def metad_height_kjmol(lines) -> float | None:
-    """HEIGHT of the deck's METAD converted to kJ/mol with its UNITS line.
-
-    The trap this guards against: PLUMED reads HEIGHT in the deck's ENERGY unit, so a deck
-    that switches to ``ENERGY=eV`` but keeps ``HEIGHT=5`` deposits 482 kJ/mol hills.
-    """
-    unit, height = "kj/mol", None
-    for line in lines:
-        line = line.split("#", 1)[0]
-        words = line.split()
-        if words and words[0] == "UNITS":
-            for w in words[1:]:
-                if w.upper().startswith("ENERGY="):
-                    unit = w.split("=", 1)[1].lower()
-        if "METAD" in words:
-            for w in words:
-                if w.upper().startswith("HEIGHT="):
-                    height = float(w.split("=", 1)[1])
-    if height is None:
-        return None
-    if unit not in _ENERGY_UNITS_KJMOL:
-        raise ValueError(f"unknown PLUMED energy unit {unit!r}")
-    return height * _ENERGY_UNITS_KJMOL[unit]
-
-
 def deck_name(cid) -> str:
     return f"rxn{get_channel(cid).id}.dat"
 
 
+def shipped_deck(cid) -> Path:
+    """The channel's deck as shipped with the package (``plumed_inputs/`` holds the same
+    files for users who read them; a test keeps the two identical)."""
+    from importlib import resources
+    path = Path(str(resources.files(__package__).joinpath("decks", deck_name(cid))))
+    if not path.exists():
+        raise FileNotFoundError(f"PLUMED deck {path} is missing from the installation")
+    return path
+
+
 def write_decks(folder: str | Path) -> list:
+    """Write every channel's deck into ``folder``; returns the paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     out = []
@@ -214,6 +196,8 @@ def write_decks(folder: str | Path) -> list:
 
 if __name__ == "__main__":  # pragma: no cover - maintainer tool
     import sys
-    target = sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parents[2] / "plumed_inputs"
-    for p in write_decks(target):
-        print(p)
+    targets = sys.argv[1:] or [Path(__file__).parent / "decks",
+                               Path(__file__).parents[3] / "plumed_inputs"]
+    for target in targets:
+        for p in write_decks(target):
+            print(p)

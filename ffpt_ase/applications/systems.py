@@ -20,8 +20,10 @@ from pathlib import Path
 
 from ase import Atoms
 
-from .forcefields.qforce import QForceCalculator, QForceParameters
-from .forcefields.tip3p import FlexibleTIP3PCalculator, water_monomer
+from ..data.frames import Frames
+from ..forcefields.qforce import QForceCalculator, QForceParameters
+from ..forcefields.tip3p import FlexibleTIP3PCalculator, water_monomer
+from ..sampling import RattleSampler, relax
 
 COMBUSTION_SPECIES = ("H", "O", "H2", "O2", "OH", "H2O", "HO2", "H2O2")
 TEACHERS = ("qforce", "tip3p", "gaff2")
@@ -38,7 +40,7 @@ def make_teacher(name: str, **kwargs):
     if name == "tip3p":
         return FlexibleTIP3PCalculator(**kwargs)
     if name == "gaff2":
-        from .forcefields.openmm_ff import gaff2_aspirin
+        from ..forcefields.openmm_ff import gaff2_aspirin
         return gaff2_aspirin(**kwargs)
     raise ValueError(f"unknown teacher {name!r}; choose from {TEACHERS}")
 
@@ -65,7 +67,7 @@ def get_system(system: str, teacher: str | None = None, parameters=None):
             return QForceCalculator(parameters=params), ref, teacher
         if teacher == "tip3p":
             return FlexibleTIP3PCalculator(), water_monomer(), teacher
-        from .forcefields.openmm_ff import ASPIRIN_PRMTOP, reference_structure, shipped_file
+        from ..forcefields.openmm_ff import ASPIRIN_PRMTOP, reference_structure, shipped_file
         calc = make_teacher("gaff2")
         return calc, reference_structure(shipped_file(ASPIRIN_PRMTOP)), teacher
 
@@ -74,7 +76,7 @@ def get_system(system: str, teacher: str | None = None, parameters=None):
         raise ValueError(f"unknown system {system!r}: use one of "
                          f"{sorted(DEFAULT_TEACHER)} or a structure file")
     if path.suffix.lower() in (".prmtop", ".parm7"):
-        from .forcefields.openmm_ff import OpenMMCalculator, reference_structure
+        from ..forcefields.openmm_ff import OpenMMCalculator, reference_structure
         if teacher not in (None, "gaff2", "openmm"):
             raise ValueError(f"a .prmtop system needs the gaff2/openmm teacher, not {teacher!r}")
         return OpenMMCalculator(path), reference_structure(path), "openmm"
@@ -84,3 +86,23 @@ def get_system(system: str, teacher: str | None = None, parameters=None):
     atoms = read(path, index=0)
     calc = make_teacher(teacher, **({"parameters": parameters} if teacher == "qforce" else {}))
     return calc, atoms, teacher
+
+
+def sample_system(system: str, n: int, teacher: str | None = None, sigma: float = 0.2,
+                  seed: int = 0, parameters=None, **kwargs) -> Frames:
+    """Rattled frames of a system labelled by its teacher: :func:`get_system` +
+    :class:`~ffpt_ase.sampling.RattleSampler` (``kwargs`` go to ``sample``)."""
+    calc, ref, tname = get_system(system, teacher, parameters)
+    sampler = RattleSampler(calc, ref, sigma=sigma, seed=seed, teacher_name=tname,
+                            system_name=system)
+    return sampler.sample(n, **kwargs)
+
+
+def start_structure(system: str) -> Atoms:
+    """A structure file's first frame, or a built-in system relaxed with its teacher."""
+    path = Path(system)
+    if path.exists():
+        from ase.io import read
+        return read(path, index=0)
+    calc, ref, _ = get_system(system)
+    return relax(ref, calc)

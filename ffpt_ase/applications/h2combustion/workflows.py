@@ -1,0 +1,257 @@
+"""Workflows of the hydrogen-combustion application that the demo and the benchmark share:
+teacher data of the eight species, the channel-09 fine-tuning geometries, reaction energies
+side by side, per-channel errors, the channel-09 O-H scan, and metadynamics walkers.
+
+Energies in eV unless a name says kJ/mol; distances in Angstrom.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ...analysis.scans import bond_scan, bond_scan_geometries
+from ...calculators import FFPTCalculator
+from ...data import Frames
+from ...forcefields.qforce import QForceCalculator
+from ...forcefields.qforce_fit import SPECIES
+from ...sampling import RattleSampler, relax
+from ..systems import COMBUSTION_SPECIES, get_system
+from .channels import get_channel, reactant_complex, reaction_energy, species_geometry
+from .metad import ChannelMetadConfig, run_channel_metadynamics
+from .report import channel_fes_report
+
+
+def rattled_species_sets(n_per_species: int, seed: int = 0, sigma: float = 0.2) -> dict:
+    """Rattled frames (x + sigma * N(0, 1), A) of H, O, H2, O2, OH, H2O, HO2, H2O2 labelled
+    by the Q-Force teacher (the paper's Table 1), by species."""
+    sets = {}
+    for name in COMBUSTION_SPECIES:
+        calc, ref, teacher = get_system(name)
+        sets[name] = RattleSampler(calc, ref, sigma=sigma, seed=seed, teacher_name=teacher,
+                                   system_name=name).sample(n_per_species, show_progress=False)
+    return sets
+
+
+def rattled_species_frames(n_per_species: int, seed: int = 0, sigma: float = 0.2,
+                           sets: dict | None = None) -> Frames:
+    """The pre-training data: :func:`rattled_species_sets` (or the ``sets`` given) in one
+    frame set with its provenance."""
+    sets = sets if sets is not None else rattled_species_sets(n_per_species, seed, sigma)
+    frames = Frames.concatenate([sets[name] for name in COMBUSTION_SPECIES])
+    frames.metadata = {"kind": "rattled", "teacher": "qforce", "sigma_angstrom": sigma,
+                       "species": list(COMBUSTION_SPECIES), "seed": seed}
+    return frames
+
+
+def ho2_oh_bond() -> tuple:
+    """``(o, h)``: atom indices of the O-H bond of channel 09's reactant complex (HO2 in the
+    channel's atom order), the bond that breaks."""
+    (o, h), = get_channel("09").cv1
+    return o, h
+
+
+def teacher_oh_scan(distances) -> np.ndarray:
+    """The Q-Force teacher's energy (eV, its zero: free atoms) of HO2 along the O-H distance
+    (A), everything else frozen."""
+    atoms = reactant_complex("09")
+    o, h = ho2_oh_bond()
+    calc, _, _ = get_system("HO2")
+    return bond_scan(calc, atoms, o, h, distances)
+
+
+def ab_initio_images(n: int, seed: int = 0):
+    """Channel-09 geometries (atom order O, O, H) for the fine-tuning set, in fractions of n:
+
+    * 2/10 HO2 rattled by 0.08 A, half of them the H-shifted isomer (H on the other O);
+    * 2/10 HO2 rattled by 0.15 A (stretched and compressed bonds: the high-energy edge of
+      the reactant well, which metadynamics reaches);
+    * 2/10 along the O-H dissociation to H + O2, 0.8 .. 4.0 A (the decks' wall);
+    * 1/10 H around O2 in random directions, 1.8 .. 4.0 A from its centre;
+    * 1/10 along the H shift between the two O;
+    * the rest along the O-O stretch of HO2 (1.5 .. 2.4 A), towards OH + O, which the
+      metadynamics must learn to be high in energy, not a way out.
+    """
+    rng = np.random.default_rng(seed)
+    ref = reactant_complex("09")
+    o, h = ho2_oh_bond()                  # the O-H bond that breaks
+    other = 1 - o
+    shifted = ref.copy()                    # H mirrored onto the other O
+    mid = 0.5 * (ref.positions[o] + ref.positions[other])
+    axis = ref.positions[other] - ref.positions[o]
+    axis /= np.linalg.norm(axis)
+    v = ref.positions[h] - mid
+    shifted.positions[h] = mid + v - 2 * np.dot(v, axis) * axis
+    n_small = n_large = n_path = 2 * n // 10
+    n_around = n_shift = n // 10
+    n_oo = n - n_small - n_large - n_path - n_around - n_shift
+    images = []
+    for k in range(n_small):
+        a = (ref if k % 2 == 0 else shifted).copy()
+        a.positions += rng.normal(scale=0.08, size=a.positions.shape)
+        images.append(a)
+    for _ in range(n_large):
+        a = ref.copy()
+        a.positions += rng.normal(scale=0.15, size=a.positions.shape)
+        images.append(a)
+    u = ref.positions[h] - ref.positions[o]
+    u /= np.linalg.norm(u)
+    for r in np.linspace(0.8, 4.0, n_path):
+        a = ref.copy()
+        a.positions[h] = a.positions[o] + r * u
+        a.positions += rng.normal(scale=0.03, size=a.positions.shape)
+        images.append(a)
+    o2 = species_geometry("O2").positions
+    for r in rng.uniform(1.8, 4.0, n_around):
+        a = ref.copy()
+        a.positions[[o, other]] = o2 - o2.mean(0) + rng.normal(scale=0.03, size=(2, 3))
+        d = rng.normal(size=3)
+        a.positions[h] = r * d / np.linalg.norm(d)
+        images.append(a)
+    for t in np.linspace(0.0, 1.0, n_shift):
+        a = ref.copy()
+        a.positions[h] = (1 - t) * ref.positions[h] + t * shifted.positions[h]
+        a.positions += rng.normal(scale=0.03, size=a.positions.shape)
+        images.append(a)
+    for r in np.linspace(1.5, 2.4, n_oo):
+        a = ref.copy()
+        a.positions[other] = a.positions[o] + r * axis
+        a.positions += rng.normal(scale=0.03, size=a.positions.shape)
+        images.append(a)
+    return images
+
+
+def reaction_energies_09(model_path, level_calc=None, level_name: str = "") -> dict:
+    """HO2 -> H + O2 energy (kJ/mol, isolated species) for the teacher, the ab initio labels'
+    level (single points at the Table 1 minima, when ``level_calc(species)`` is given), the
+    fine-tuned model (each species relaxed with it) and the data set (wB97X-V/cc-pVTZ)."""
+    def single_point(calc, atoms):
+        atoms = atoms.copy()
+        atoms.calc = calc
+        return atoms.get_potential_energy()
+
+    model = FFPTCalculator.from_checkpoints(model_path, dtype="float64")
+    rows = {"Q-Force teacher (Table 1)": reaction_energy(
+        "09", lambda s: single_point(QForceCalculator(), species_geometry(s)))}
+    if level_calc is not None:
+        rows[f"fine-tuning labels ({level_name})"] = reaction_energy(
+            "09", lambda s: single_point(level_calc(SPECIES[s][0]), species_geometry(s)))
+    rows["fine-tuned model"] = reaction_energy(
+        "09", lambda s: single_point(model, relax(species_geometry(s), model, fmax=0.01,
+                                                  steps=500)))
+    rows["data set (wB97X-V/cc-pVTZ)"] = get_channel("09").reaction_energy_kJ_per_mol
+    return rows
+
+
+
+def per_channel_errors(checkpoint, test: Frames, batch_size: int = 256) -> dict:
+    """Energy (meV) and force (meV/A) MAE of each channel's test frames (``test.extras
+    ['reaction']`` names the channel of every frame)."""
+    from ...model.potential import load_potential
+    from ...training.metrics import error_metrics, predict
+
+    if "reaction" not in (test.extras or {}):
+        raise ValueError("the test frames carry no 'reaction' labels (read them with "
+                         "read_combustion_npz)")
+    model = load_potential(checkpoint)
+    e, f = predict(model, test, batch_size=batch_size)
+    rxn = np.asarray(test.extras["reaction"])
+    out = {}
+    for r in sorted(set(rxn)):
+        sel = np.nonzero(rxn == r)[0]
+        m = error_metrics(test[sel], e[sel], f[sel])
+        out[r] = {"n": len(sel), "energy_mae_meV": 1e3 * m["energy_mae"],
+                  "forces_mae_meV_per_A": 1e3 * m["forces_mae"]}
+    return out
+
+
+def oh_scan(models: dict, dft_cache: Path | None = None, with_dft: bool = True) -> dict:
+    """Channel 09 (HO2 -> H + O2): energy along the O-H distance (0.4 .. 3 A, O-O fixed) of
+    each model (name -> checkpoint), the Q-Force teacher and, with ``with_dft``, PySCF single
+    points at UKS B3LYP/6-31G* (cached in ``dft_cache``), each relative to its value at the
+    reactant's O-H distance r_eq. Returns ``{"r": ..., "r_eq": ..., "curves": {name: E},
+    "dft": (r, E) or None}``."""
+    atoms = reactant_complex("09")
+    o, h = ho2_oh_bond()
+    r0 = float(atoms.get_distance(o, h))
+    r = np.unique(np.concatenate([np.linspace(0.4, 3.0, 53), [r0]]))
+    i0 = int(np.argmin(np.abs(r - r0)))
+    curves = {name: bond_scan(FFPTCalculator.from_checkpoints(ckpt, dtype="float64"), atoms,
+                              o, h, r) for name, ckpt in models.items()}
+    curves["Q-Force teacher"] = teacher_oh_scan(r)
+    dft = None
+    if with_dft:
+        rd = np.unique(np.concatenate([np.linspace(0.5, 3.0, 26), [r0]]))
+        if dft_cache is not None and Path(dft_cache).exists():
+            e = np.array(json.loads(Path(dft_cache).read_text())["energy_eV"])
+        else:
+            from ...abinitio import PySCFCalculator
+            calc = PySCFCalculator(xc="b3lyp", basis="6-31g*", multiplicity=2)
+            e = []
+            for p in bond_scan_geometries(atoms, o, h, rd):
+                a = atoms.copy()
+                a.positions = p
+                a.calc = calc
+                e.append(a.get_potential_energy())
+            e = np.array(e)
+            if dft_cache is not None:
+                Path(dft_cache).write_text(json.dumps({"r_A": rd.tolist(),
+                                                       "energy_eV": e.tolist()}))
+        dft = (rd, e - e[int(np.argmin(np.abs(rd - r0)))])
+    return {"r": r, "r_eq": r0, "curves": {k: v - v[i0] for k, v in curves.items()},
+            "dft": dft}
+
+
+def run_walkers(reaction: str, checkpoint, seeds, steps: int, folder: Path, **settings) -> dict:
+    """Independent well-tempered metadynamics walkers of one channel with one model (each
+    resumable; a finished walker is read back from its ``walker.json``), each walker's FES
+    report, and the mean and standard error over walkers of the unphysical fraction and of
+    F(product) - F(reactant). ``settings``: further :class:`ChannelMetadConfig` fields."""
+    walkers = []
+    for seed in seeds:
+        out = Path(folder) / f"seed{seed}"
+        done_file = out / "walker.json"
+        if done_file.exists():
+            walkers.append(json.loads(done_file.read_text()))
+            continue
+        try:
+            s = run_channel_metadynamics(ChannelMetadConfig(
+                reaction=reaction, model=str(checkpoint), steps=steps, seed=seed,
+                output=str(out), **settings), show_progress=False)
+            rec = {"seed": seed, "steps": s["steps"], "simulated_ps": s["simulated_ps"],
+                   "unphysical_fraction": s["unphysical_fraction"],
+                   "checked_frames": s["checked_frames"], "ns_per_day": s["ns_per_day"],
+                   "crashed": None}
+        except (ValueError, FloatingPointError, RuntimeError) as err:  # MD blew up
+            rec = {"seed": seed, "crashed": str(err)[:300]}
+        if (out / "HILLS").exists():
+            try:
+                rep = channel_fes_report(out, out / "fes")
+                rec["delta_f_kJ_per_mol"] = rep.get("delta_f_product_minus_reactant_kJ_per_mol")
+                rec["delta_f_error_kJ_per_mol"] = rep.get("delta_f_error_kJ_per_mol")
+                rec["delta_f_lower_bound_kJ_per_mol"] = rep.get("delta_f_lower_bound_kJ_per_mol")
+                rec["colvar_frames"] = rep.get("frames")
+                rec["colvar_unphysical_fraction"] = rep.get("unphysical_fraction")
+                rec["fes_notes"] = rep.get("notes")
+            except (ValueError, IndexError, KeyError) as err:  # too few hills or frames
+                rec["fes_error"] = str(err)[:300]
+        done_file.write_text(json.dumps(rec, indent=1))
+        walkers.append(rec)
+        print(f"  rxn {reaction} seed {seed}: {rec}", flush=True)
+    fr = np.array([w.get("unphysical_fraction", np.nan) for w in walkers], float)
+    df = np.array([w["delta_f_kJ_per_mol"] for w in walkers
+                   if w.get("delta_f_kJ_per_mol") is not None], float)
+    return {"walkers": walkers,
+            "n_crashed": sum(1 for w in walkers if w.get("crashed")),
+            "unphysical_fraction_mean": float(np.nanmean(fr)) if np.isfinite(fr).any() else None,
+            "unphysical_fraction_sem": standard_error(fr[np.isfinite(fr)]),
+            "delta_f_mean_kJ_per_mol": float(df.mean()) if len(df) else None,
+            "delta_f_sem_kJ_per_mol": standard_error(df)}
+
+
+def standard_error(x) -> float | None:
+    """Standard error of the mean (None for fewer than two values)."""
+    x = np.asarray(x, float)
+    return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else None
