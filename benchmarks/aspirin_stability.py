@@ -18,47 +18,13 @@ import sys
 from pathlib import Path
 
 import bench_common as bench
-import numpy as np
 
-from ffpt_ase.analysis.plots import pyplot, save_figure, plot_survival
-from ffpt_ase.analysis.scans import angle_scan, bond_scan, energies_of
-from ffpt_ase.calculators import FFPTCalculator
+from ffpt_ase.analysis.plots import plot_survival, pyplot, save_figure
+from ffpt_ase.applications.aspirin import pes_cuts
 from ffpt_ase.data import read_frames
-from ffpt_ase.forcefields.topology import perceive
 from ffpt_ase.simulate.stability import StabilityConfig, run_stability, survival_curve
 
 MODELS = {"scratch": "scratch", "FFPT": "pretrain", "FFPT-FT": "finetune"}
-
-
-def methyl(atoms):
-    """(C, [H, H, H]) of the acetyl methyl group."""
-    topo = perceive(atoms.numbers, atoms.positions)
-    neigh = {i: set() for i in range(len(atoms))}
-    for i, j in topo.bonds:
-        neigh[i].add(j)
-        neigh[j].add(i)
-    for c in np.nonzero(atoms.numbers == 6)[0]:
-        hs = [j for j in neigh[c] if atoms.numbers[j] == 1]
-        if len(hs) == 3:
-            return int(c), hs
-    raise ValueError("no methyl group found")
-
-
-def pes_cuts(start, work):
-    """Energy (eV, relative to each model's energy of ``start``) along the methyl C-H1
-    distance and along the H2-C-H1 angle closing (H1 moved, everything else fixed)."""
-    c, (h1, h2, _) = methyl(start)
-    r0 = start.get_distance(c, h1)
-    theta0 = start.get_angle(h2, c, h1)
-    stretch = np.linspace(r0 - 0.4, r0 + 2.0, 49)
-    angles = np.linspace(theta0, 30.0, 40)
-    curves = {"stretch": {"x": stretch.tolist()}, "angle": {"x": angles.tolist()}}
-    for name, folder in MODELS.items():
-        calc = FFPTCalculator(work / folder / "best.pt", dtype="float64")
-        e_ref = energies_of(calc, start, start.positions[None])[0]
-        curves["stretch"][name] = (bond_scan(calc, start, c, h1, stretch) - e_ref).tolist()
-        curves["angle"][name] = (angle_scan(calc, start, h2, c, h1, angles) - e_ref).tolist()
-    return curves
 
 
 def main():
@@ -114,7 +80,7 @@ def main():
         title=f"aspirin, {args.temperature:g} K Langevin",
     )
 
-    cuts = pes_cuts(start, work)
+    cuts = pes_cuts(start, {name: work / folder / "best.pt" for name, folder in MODELS.items()})
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, key, xlabel in (

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ffpt_ase.analysis.plots import plot_parity
+from ffpt_ase.analysis.plots import plot_learning_curve, plot_parity
 from ffpt_ase.model.potential import load_potential
 from ffpt_ase.training.config import TrainConfig
 from ffpt_ase.training.metrics import error_metrics, predict
@@ -73,7 +73,9 @@ def stage(name: str, work: Path, minutes: float, **config) -> dict:
         return json.loads(summary_file.read_text())
     cfg = TrainConfig(output=str(out), max_time_s=60.0 * minutes, epochs=100000, **config)
     print(f"[{name}] training (budget {minutes:g} min) -> {out}", flush=True)
-    return train(cfg)
+    summary = train(cfg)
+    plot_learning_curve(out / "log.csv", out / "learning_curve.png")
+    return summary
 
 
 def shipped_pretrain(work: Path, name: str) -> dict:
@@ -219,3 +221,31 @@ def write_results(stem: str, result: dict, markdown: str, command: str) -> None:
     (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=1, default=float) + "\n")
     (RESULTS / f"{stem}.md").write_text(markdown + f"\n\nReproduce: `{command}`\n")
     print(markdown, flush=True)
+
+
+# ------------------------------------------------------------------ hydrogen combustion
+# defaults shared by h2combustion.py and temporal_pair_ablation.py
+H2COMBUSTION_MODEL = {"features": 64, "interactions": 3}
+H2COMBUSTION_PRETRAIN_MINUTES = 15
+H2COMBUSTION_PRETRAIN_PER_SPECIES = 12500
+
+
+def h2combustion_pretrain_set(work: Path, n_per_species: int) -> Path:
+    """Rattled Q-Force frames of the 8 species (made once, saved in ``work``)."""
+    from ffpt_ase.applications.h2combustion.workflows import rattled_species_frames
+    path = work / "pretrain_qforce.npz"
+    return path if path.exists() else rattled_species_frames(n_per_species).save(path)
+
+
+def metad_figures(work: Path, reaction: str, names, stem: str) -> None:
+    """Side by side: the F(product) - F(reactant) convergence of every walker of each model
+    (``work/metad_<reaction>_<name>/seed*``), and each model's seed-0 FES."""
+    from ffpt_ase.analysis.plots import plot_convergence_runs
+    runs = {name: {f.parts[-3]: json.loads(f.read_text()) for f in sorted(
+        (work / f"metad_{reaction}_{name}").glob("seed*/fes/convergence.json"))}
+        for name in names}
+    plot_convergence_runs(runs, RESULTS / f"{stem}_convergence.png", title=f"rxn {reaction}")
+    for name in names:
+        src = work / f"metad_{reaction}_{name}" / "seed0" / "fes" / "fes.png"
+        if src.exists():
+            shutil.copy(src, RESULTS / f"{stem}_fes_{name}.png")

@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 
 from ffpt_ase.model.potential import Potential
-from ffpt_ase.simulate.metad import MetadConfig, run_metadynamics
+from ffpt_ase.applications.h2combustion.metad import ChannelMetadConfig as MetadConfig
+from ffpt_ase.applications.h2combustion.metad import run_channel_metadynamics as run_metadynamics
 
 OUT = Path(__file__).parent / "results" / "metad_speed.json"
 

@@ -13,7 +13,7 @@ import platform
 import sys
 from pathlib import Path
 
-from ffpt_ase.benchmark import inference_speed, training_speed
+from ffpt_ase.applications.speed import inference_speed, training_speed
 
 OUT = Path(__file__).parent / "results" / "model_speed.json"
 

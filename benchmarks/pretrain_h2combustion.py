@@ -17,10 +17,10 @@ import argparse
 import json
 from pathlib import Path
 
-from ffpt_ase.data.frames import Frames
+from ffpt_ase.analysis.plots import plot_learning_curve
+from ffpt_ase.applications.h2combustion.workflows import rattled_species_frames
+from ffpt_ase.applications.systems import COMBUSTION_SPECIES
 from ffpt_ase.pretrained import install_pretrained
-from ffpt_ase.sampling import RattleSampler
-from ffpt_ase.applications.systems import COMBUSTION_SPECIES, get_system
 from ffpt_ase.training.config import TrainConfig
 from ffpt_ase.training.trainer import train
 
@@ -42,22 +42,13 @@ def main():
     work.mkdir(parents=True, exist_ok=True)
     data = work / "rattled_table1.npz"
     if not data.exists():
-        sets = []
-        for k, name in enumerate(COMBUSTION_SPECIES):
-            calc, ref, teacher = get_system(name)
-            sets.append(RattleSampler(calc, ref, sigma=0.2, seed=args.seed + k,
-                                      teacher_name=teacher, system_name=name)
-                        .sample(args.per_species, show_progress=False))
-        frames = Frames.concatenate(sets)
-        frames.metadata = {"kind": "rattled", "teacher": "qforce:table1",
-                           "species": list(COMBUSTION_SPECIES), "sigma_angstrom": 0.2,
-                           "seed": args.seed, "per_species": args.per_species}
-        frames.save(data)
+        rattled_species_frames(args.per_species, seed=args.seed, sigma=0.2).save(data)
     cfg = TrainConfig(stage="pretrain", data=str(data), output=str(work / "run"),
                       features=args.features, interactions=args.interactions,
                       epochs=100000, max_time_s=60 * args.minutes, threads=args.threads,
                       seed=args.seed, batch_size=32)
     summary = train(cfg)
+    plot_learning_curve(work / "run" / "log.csv", work / "run" / "learning_curve.png")
     path = install_pretrained(args.name, work / "run" / "best.pt", {
         "teacher": "Q-Force, the paper's Table 1 (ffpt_ase/forcefields/params/qforce_table1.json)",
         "frames": f"{args.per_species} rattled frames (sigma 0.2 A) of each of "

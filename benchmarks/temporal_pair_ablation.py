@@ -27,68 +27,35 @@ import sys
 from pathlib import Path
 
 import bench_common as bench
-import numpy as np
-from h2combustion import (
-    MODEL,
-    PRETRAIN_MINUTES,
-    PRETRAIN_PER_SPECIES,
-    data_files,
-    metad_figures,
-    pretrain_set,
-    run_walkers,
-)
 
-from ffpt_ase.data import Frames, read_combustion_npz
+from ffpt_ase.applications.h2combustion.dataset import time_windows
+from ffpt_ase.applications.h2combustion.workflows import run_walkers
 from ffpt_ase.applications.systems import COMBUSTION_SPECIES
+from ffpt_ase.data import Frames
+from ffpt_ase.model.potential import load_potential
+from ffpt_ase.training.metrics import energy_change_errors, predict
+
+MODEL, PRETRAIN_MINUTES = bench.H2COMBUSTION_MODEL, bench.H2COMBUSTION_PRETRAIN_MINUTES
 
 ARMS = {"energy+forces": "ft_plain", "energy+forces+temporal pairs": "ft_pairs"}
 
 
 def assemble(data: Path, window: int, test_start: int, test_len: int, work: Path):
-    """Training windows (time kept) and test blocks of every AIMD file; IRC test frames."""
+    """Training windows (time kept), test blocks and IRC frames (saved once in ``work``)."""
     paths = {k: work / f"{k}.npz" for k in ("train", "test", "irc")}
     if all(p.exists() for p in paths.values()):
         return {k: Frames.load(p) for k, p in paths.items()}
-    tr, te = [], []
-    for f in data_files(data, kinds=("aimd",)):
-        frames = read_combustion_npz(f)
-        # time offsets keep the files apart: no pair joins the end of one file to the next
-        offset = 0 if not tr else tr[-1].time[-1] + 10
-        part = frames[np.arange(min(window, len(frames)))]
-        part.time = part.time - part.time[0] + offset
-        tr.append(part)
-        block = frames[np.arange(test_start, min(test_start + test_len, len(frames)))]
-        block.time = block.time - block.time[0] + (te[-1].time[-1] + 10 if te else 0)
-        te.append(block)
-    irc = Frames.concatenate([read_combustion_npz(f) for f in data_files(data, kinds=("irc",))])
-    meta = {
-        "teacher": "ab initio",
-        "method": "wB97X-V/cc-pVTZ (h2combustion data set)",
-        "source": str(data),
-    }
-    out = {"train": Frames.concatenate(tr), "test": Frames.concatenate(te), "irc": irc}
-    for k, frames in out.items():
-        frames.metadata = dict(meta)
+    sets = time_windows(data, window, test_start, test_len)
+    for k, frames in sets.items():
         frames.save(paths[k])
-    return out
+    return sets
 
 
 def pair_errors(checkpoint: Path, frames: Frames) -> dict:
     """MAE of the energy change between consecutive frames (t, t+1) of the test blocks (meV)."""
-    import torch
-
-    from ffpt_ase.model.potential import load_potential
-    from ffpt_ase.training.metrics import predict
-
-    e, _ = predict(
-        load_potential(checkpoint, dtype=torch.float32), frames, batch_size=256, forces=False
-    )
-    ok = np.abs(np.diff(frames.time) - 1.0) < 1e-9
-    de_pred, de_ref = np.diff(e)[ok], np.diff(frames.energy)[ok]
-    return {
-        "pairs": int(ok.sum()),
-        "delta_e_mae_meV": 1e3 * float(np.mean(np.abs(de_pred - de_ref))),
-    }
+    e, _ = predict(load_potential(checkpoint), frames, batch_size=256, forces=False)
+    res = energy_change_errors(frames, e)
+    return {"pairs": res["pairs"], "delta_e_mae_meV": 1e3 * res["energy_change_mae"]}
 
 
 def main():
@@ -125,7 +92,8 @@ def main():
             ptwork,
             PRETRAIN_MINUTES,
             stage="pretrain",
-            data=str(pretrain_set(ptwork, PRETRAIN_PER_SPECIES)),
+            data=str(bench.h2combustion_pretrain_set(
+                ptwork, bench.H2COMBUSTION_PRETRAIN_PER_SPECIES)),
             **MODEL,
             threads=args.threads,
             seed=0,
@@ -179,7 +147,7 @@ def main():
             args.metad_steps,
             work / f"metad_09_{folder}",
         )
-    metad_figures(work, "09", tuple(ARMS.values()), "temporal_pairs_metad_09")
+    bench.metad_figures(work, "09", tuple(ARMS.values()), "temporal_pairs_metad_09")
 
     result = {
         "command": command,

@@ -31,83 +31,15 @@ from pathlib import Path
 import bench_common as bench
 import numpy as np
 
-from ffpt_ase.analysis.liquid import diffusion_coefficient, rdf, unwrap
-from ffpt_ase.analysis.plots import label_and_save, pyplot, plot_energy_scan, plot_survival
-from ffpt_ase.analysis.scans import angle_scan
-from ffpt_ase.calculators import FFPTCalculator
-from ffpt_ase.data import Frames, read_deepmd
+from ffpt_ase.analysis.liquid import rdf
+from ffpt_ase.analysis.plots import label_and_save, plot_energy_scan, plot_survival, pyplot
 from ffpt_ase.applications.systems import sample_system
-from ffpt_ase.sampling import relax
+from ffpt_ase.applications.water import (TEST_FOLDER, TRAIN_FOLDERS, liquid_properties,
+                                         monomer_angle_scan)
+from ffpt_ase.data import Frames, read_deepmd
 from ffpt_ase.simulate.stability import StabilityConfig, run_stability, survival_curve
-from ffpt_ase.applications.systems import get_system
 
-TRAIN_FOLDERS = ("data_0", "data_1", "data_2")
-TEST_FOLDER = "data_3"
 EXTRA_FT = "finetune_lr{lr:g}"
-
-
-def monomer_angle_scan(work: Path, models: dict, angles):
-    """Energy (eV, relative to the TIP3P minimum geometry's energy of each model) along the
-    H-O-H angle with both O-H bonds at the TIP3P minimum length."""
-    calc, ref, _ = get_system("water")
-    mono = relax(ref, calc)
-    o = int(np.nonzero(mono.numbers == 8)[0][0])
-    h1, h2 = (int(i) for i in np.nonzero(mono.numbers == 1)[0])
-    theta0 = mono.get_angle(h1, o, h2)  # degrees
-    curves = {
-        "flexible TIP3P": angle_scan(calc, mono, h1, o, h2, angles)
-        - angle_scan(calc, mono, h1, o, h2, [theta0])[0]
-    }
-    for name, folder in models.items():
-        model = FFPTCalculator(work / folder / "best.pt", dtype="float64")
-        curves[name] = (
-            angle_scan(model, mono, h1, o, h2, angles)
-            - angle_scan(model, mono, h1, o, h2, [theta0])[0]
-        )
-    return float(theta0), curves
-
-
-def liquid_properties(folder: Path, summary: dict, skip_ps: float, save_fs: float):
-    """RDF and D from each stable trajectory of a stability run: per-trajectory values, then
-    mean and standard error over trajectories."""
-    from ase.io import Trajectory
-
-    gs, ds, r, msd_curves = [], [], None, []
-    for t in summary["trajectories"]:
-        if t["failed"]:
-            continue
-        with Trajectory(str(folder / f"traj_{t['trajectory']:03d}.traj")) as tr:
-            images = list(tr)
-        images = images[round(skip_ps * 1000.0 / save_fs) :]
-        if len(images) < 10:
-            continue
-        r, g = rdf(images[::4], 8, 8, r_max=6.0, n_bins=120)
-        gs.append(g)
-        oxy = images[0].numbers == 8
-        pos = unwrap(np.array([a.positions[oxy] for a in images]), images[0].cell)
-        d = diffusion_coefficient(pos, save_fs)
-        ds.append(d["D_A2_per_ps"])
-        msd_curves.append((d["t_ps"], d["msd_A2"]))
-    if not gs:
-        return None
-    gs, ds = np.array(gs), np.array(ds)
-    sem = lambda x: (
-        x.std(axis=0, ddof=1) / np.sqrt(len(x)) if len(x) > 1 else np.full_like(x[0], np.nan)
-    )
-    peak = int(np.argmax(gs.mean(axis=0)))
-    return {
-        "n_trajectories": len(gs),
-        "r_A": r.tolist(),
-        "g_OO_mean": gs.mean(axis=0).tolist(),
-        "g_OO_sem": sem(gs).tolist(),
-        "first_peak_r_A": float(r[peak]),
-        "first_peak_height": float(gs.mean(axis=0)[peak]),
-        "first_peak_height_sem": float(sem(gs)[peak]),
-        "D_A2_per_ps_each": ds.tolist(),
-        "D_A2_per_ps_mean": float(ds.mean()),
-        "D_A2_per_ps_sem": float(sem(ds[:, None])[0]),
-        "msd": [(t.tolist(), m.tolist()) for t, m in msd_curves],
-    }
 
 
 def main():
@@ -207,7 +139,8 @@ def main():
 
     angles = np.linspace(60.0, 180.0, 121)
     models = {"FFPT": "pretrain", **{name: folder for name, (folder, _) in trained.items()}}
-    theta0, scan = monomer_angle_scan(work, models, angles)
+    theta0, scan = monomer_angle_scan(
+        {name: work / folder / "best.pt" for name, folder in models.items()}, angles)
     plot_energy_scan(
         {k: (angles, v) for k, v in scan.items()},
         bench.RESULTS / "water_angle_scan.png",

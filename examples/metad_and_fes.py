@@ -10,20 +10,21 @@ Same from the shell:
 
 import sys
 
-from ffpt_ase.analysis.metad_report import fes_report
-from ffpt_ase.simulate.metad import MetadConfig, run_metadynamics
+from ffpt_ase.applications.h2combustion.metad import ChannelMetadConfig, run_channel_metadynamics
+from ffpt_ase.applications.h2combustion.report import channel_fes_report
 
 model = sys.argv[1] if len(sys.argv) > 1 else "demo_output/finetune/best.pt"
 steps = int(sys.argv[2]) if len(sys.argv) > 2 else 20000
 
-# 300 K Langevin, friction 0.2/ps, 0.2 fs steps; the deck is plumed_inputs/rxn09.dat.
-# Running this again continues the run (raise STEPS to extend it).
-summary = run_metadynamics(MetadConfig(reaction="09", model=model, steps=steps, seed=1,
-                                       output="runs/rxn09"))
+# 300 K Langevin, friction 20/ps, 0.2 fs steps; the deck is plumed_inputs/rxn09.dat.
+# Running this again continues the run (raise STEPS to extend it). For your own system use
+# ffpt_ase.simulate.metad.run_metadynamics(MetadConfig(deck=..., start=..., model=...)).
+summary = run_channel_metadynamics(ChannelMetadConfig(reaction="09", model=model, steps=steps,
+                                                      seed=1, output="runs/rxn09"))
 print(f"{summary['simulated_ps']:.2f} ps at {summary['ns_per_day']:.2f} ns/day; "
       f"unphysical frames: {100 * summary['unphysical_fraction']:.1f} %")
 
-report = fes_report("runs/rxn09", "runs/rxn09/fes")
+report = channel_fes_report("runs/rxn09", "runs/rxn09/fes")
 print("Delta F(product - reactant) =",
       report.get("delta_f_product_minus_reactant_kJ_per_mol"), "kJ/mol")
 print("plots:", [f for f in report["files"] if f.endswith(".png")])

@@ -23,7 +23,7 @@ summary = train(TrainConfig(stage="pretrain", data="ho2_pt.npz", output="runs/ho
 print(summary["final"])
 
 atoms = get_system("HO2")[1]
-atoms.calc = FFPTCalculator("runs/ho2_pt/best.pt")
+atoms.calc = FFPTCalculator.from_checkpoints("runs/ho2_pt/best.pt")
 thermalize_momenta(atoms, temperature_K=300, rng=np.random.default_rng(0))
 dyn = Langevin(atoms, timestep=0.5 * units.fs, temperature_K=300,
                friction=2.0 / (1000 * units.fs), fixcm=False, rng=np.random.default_rng(1))

@@ -135,3 +135,27 @@ def test_works_inside_ase_plumed(ckpt, tmp_path, monkeypatch):
     data = np.loadtxt(tmp_path / "COLVAR")
     assert data.shape[0] >= 10
     np.testing.assert_allclose(data[-1, 1], atoms.get_distance(0, 2, mic=False), atol=0.05)
+
+
+def test_built_from_model_objects_with_parameters_and_atomic_energies(ckpt):
+    """NequIP's pattern: the calculator takes a model in memory; from_checkpoints reads
+    files; both give the same numbers, parameters record what it is, and the per-atom
+    energies sum to the energy."""
+    from ffpt_ase.model.potential import load_potential
+    model = load_potential(ckpt)
+    assert model.source == str(ckpt)
+    a, b = ho2(), ho2()
+    a.calc = FFPTCalculator(model, dtype="float64")
+    b.calc = FFPTCalculator.from_checkpoints(ckpt, dtype="float64")
+    assert a.get_potential_energy() == pytest.approx(b.get_potential_energy(), abs=1e-10)
+    np.testing.assert_allclose(a.get_forces(), b.get_forces(), atol=1e-10)
+    params = b.calc.todict()
+    assert params["model"] == [str(ckpt)] and params["dtype"] == "float64"
+    assert params["device"] == "cpu" and params["compile"] is False
+    e_atoms = b.get_potential_energies()
+    assert e_atoms.shape == (3,)
+    assert e_atoms.sum() == pytest.approx(b.get_potential_energy(), abs=1e-9)
+    fresh = FFPTCalculator(Potential([1, 8], 8, 1, 4, 4.0))
+    assert fresh.todict()["model"] == ["in-memory model"]
+    with pytest.raises(TypeError, match="Potential models or checkpoint paths"):
+        FFPTCalculator([object()])

@@ -340,3 +340,63 @@ def test_basins_are_chemistry_with_a_breaking_zone():
               d(1.21, 1.35, 2.3), d(3.0, 0.97, 3.3), d(1.21, 0.3, 1.3)]
     assert ch.classify(np.array(frames)).tolist() == [
         "reactant", "reactant", "product", "transition", "unphysical", "unphysical"]
+
+
+WATER_DECK = """# a user's own system: one water molecule, its O-H1 distance biased
+UNITS LENGTH=A TIME=fs ENERGY=kj/mol
+d: DISTANCE ATOMS=1,2
+metad: METAD ARG=d SIGMA=0.05 HEIGHT=2 PACE=20 TEMP=300 BIASFACTOR=10 FILE=HILLS
+PRINT ARG=d,metad.bias STRIDE=10 FILE=COLVAR
+"""
+
+
+def test_metad_runs_any_system_from_a_deck_and_a_start_file(tiny_model, tmp_path, capsys):
+    """`ffpt-ase metad --deck --start` on a system that is no combustion channel (a water
+    molecule, periodic box kept), then `ffpt-ase fes` on it: the FES without basins."""
+    from ase.io import write
+
+    from ffpt_ase.cli.main import main
+    water = Atoms("OHH", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]],
+                  cell=[12.0, 12.0, 12.0], pbc=True)
+    write(tmp_path / "water.xyz", water)
+    (tmp_path / "water.dat").write_text(WATER_DECK)
+    out = tmp_path / "run"
+    assert main(["metad", "--deck", str(tmp_path / "water.dat"), "--start",
+                 str(tmp_path / "water.xyz"), "--model", str(tiny_model), "--steps", "200",
+                 "--timestep", "0.5", "--friction", "10", "-o", str(out), "--quiet"]) == 0
+    assert "water.xyz with" in capsys.readouterr().out
+    s = json.loads((out / "summary.json").read_text())
+    assert s["steps"] == 200 and "unphysical_fraction" not in s and "reaction" not in s
+    assert len(_rows(out / "HILLS")) == 10          # PACE=20 over 200 steps
+    from ase.io import read
+    last = read(out / "trajectory.traj", index=-1)
+    assert last.pbc.all() and last.cell[0, 0] == pytest.approx(12.0)
+    state = json.loads((out / "state.json").read_text())
+    assert state["config"]["deck"] == str(tmp_path / "water.dat") and state["record"] == {}
+    # continuing the run keeps the cell (resumed from the trajectory)
+    assert main(["metad", "--deck", str(tmp_path / "water.dat"), "--start",
+                 str(tmp_path / "water.xyz"), "--model", str(tiny_model), "--steps", "300",
+                 "--timestep", "0.5", "--friction", "10", "-o", str(out), "--quiet"]) == 0
+    assert len(_rows(out / "HILLS")) == 15
+    capsys.readouterr()
+    assert main(["fes", str(out), "-o", str(tmp_path / "fes")]) == 0
+    printed = capsys.readouterr().out
+    assert "from 15 hills (no basins)" in printed
+    assert (tmp_path / "fes" / "fes_d.dat").exists()
+
+
+def test_metad_without_a_system_says_what_to_give(tiny_model, tmp_path, capsys):
+    from ffpt_ase.cli.main import main
+    assert main(["metad", "--model", str(tiny_model), "--steps", "10", "-o",
+                 str(tmp_path / "x")]) == 2
+    assert "--reaction NN" in capsys.readouterr().err
+
+
+def test_deck_without_units_warns(tiny_model, tmp_path, caplog):
+    from ffpt_ase.simulate.metad import MetadConfig as GenericConfig
+    from ffpt_ase.simulate.metad import run_metadynamics as run_generic
+    (tmp_path / "nm.dat").write_text("d: DISTANCE ATOMS=1,2\nPRINT ARG=d FILE=COLVAR\n")
+    water = Atoms("OHH", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
+    run_generic(GenericConfig(deck=str(tmp_path / "nm.dat"), model=str(tiny_model), steps=5,
+                              output=str(tmp_path / "nm")), atoms=water, show_progress=False)
+    assert any("declares no UNITS" in r.message for r in caplog.records)

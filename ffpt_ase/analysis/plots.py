@@ -19,7 +19,8 @@ def pyplot():
     return plt
 
 
-def label_and_save(fig, ax, path, xlabel=None, ylabel=None, title="", legend=False, dpi=120) -> Path:
+def label_and_save(fig, ax, path, xlabel=None, ylabel=None, title="", legend=False,
+                   dpi=120) -> Path:
     """Label, lay out, save as PNG and close a figure; returns the path."""
     if xlabel:
         ax.set_xlabel(xlabel)
@@ -157,7 +158,24 @@ def plot_convergence(conv: dict, path: str | Path, time_unit: str = "ps",
     ax.errorbar(conv["time"], as_float(conv["delta_f"]), yerr=as_float(conv["error"]),
                 marker="o", capsize=3)
     return label_and_save(fig, ax, path, f"simulation time [{time_unit}]",
-                   "Delta F (product - reactant) [kJ/mol]", title)
+                          "Delta F (product - reactant) [kJ/mol]", title)
+
+
+def plot_convergence_runs(runs: dict, path: str | Path, title: str = "") -> Path:
+    """Side by side, one panel per model: Delta F (kJ/mol) versus time (ps) of each of its
+    runs; ``runs[model][run] = convergence dict`` (``time``, ``delta_f``)."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 4), squeeze=False)
+    for ax, (model, curves) in zip(axes[0], runs.items()):
+        for run, conv in curves.items():
+            ax.plot(conv["time"], [np.nan if x is None else x for x in conv["delta_f"]],
+                    label=run)
+        ax.set_xlabel("simulation time [ps]")
+        ax.set_ylabel("F(product) - F(reactant) [kJ/mol]")
+        ax.set_title(f"{title}, {model}" if title else model)
+        if curves:
+            ax.legend(fontsize=7)
+    return save_figure(fig, path)
 
 
 def plot_survival(curves: dict, path: str | Path, title: str = "") -> Path:
@@ -168,4 +186,4 @@ def plot_survival(curves: dict, path: str | Path, title: str = "") -> Path:
         ax.step(t, s, where="post", label=name)
     ax.set_ylim(-0.02, 1.02)
     return label_and_save(fig, ax, path, "time [ps]", "fraction of stable trajectories", title,
-                   legend=True)
+                          legend=True)

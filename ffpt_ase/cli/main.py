@@ -266,7 +266,13 @@ def _version() -> str:
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults of hand-written options; generated ones carry theirs in the help."""
+    """Shows the defaults of hand-written options (not None or False: nothing to show);
+    generated options carry theirs in the help text already."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -282,7 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("sample", help="rattle a molecule and label the frames with a teacher")
+    def add_command(name, **kw):
+        return sub.add_parser(name, formatter_class=HelpFormatter, **kw)
+
+    p = add_command("sample", help="rattle a molecule and label the frames with a teacher")
     p.add_argument("--system", required=True,
                    help="H, O, H2, O2, OH, H2O, HO2, H2O2, water, aspirin, or a structure file")
     p.add_argument("--teacher", choices=["qforce", "tip3p", "gaff2"], default=None,
@@ -299,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output .npz")
     p.set_defaults(func=_cmd_sample)
 
-    p = sub.add_parser("parametrize", help="make classical force-field parameters")
+    p = add_command("parametrize", help="make classical force-field parameters")
     p.add_argument("kind", choices=["gaff2", "qforce"])
     p.add_argument("molecule", nargs="?", help="gaff2: a known name (aspirin) or structure file")
     p.add_argument("-o", "--output", required=True, help="output folder (gaff2) or JSON (qforce)")
@@ -309,20 +318,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--basis", default="6-31g*", help="qforce: basis set")
     p.set_defaults(func=_cmd_parametrize)
 
-    p = sub.add_parser("data", help="inspect or convert frame files")
+    p = add_command("data", help="inspect or convert frame files")
     p.add_argument("action", choices=["info", "convert"])
     p.add_argument("input", help="file or DeePMD folder (.npz, .xyz/.extxyz, .traj)")
     p.add_argument("output", nargs="?", help="convert: output file (.npz, .xyz, .traj)")
     p.set_defaults(func=_cmd_data)
 
-    p = sub.add_parser("train", help="train a NewtonNet potential (scratch, pretrain, finetune)",
-                       formatter_class=HelpFormatter)
+    p = add_command("train", help="train a NewtonNet potential (scratch, pretrain, finetune)")
     add_arguments(p, TrainConfig)
     p.add_argument("--config", default=None, help="TOML file with [train] keys (flags override)")
     p.add_argument("--overwrite", action="store_true", help="delete the run folder first")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("evaluate", help="energy/force errors of a model on a data set")
+    p = add_command("evaluate", help="energy/force errors of a model on a data set")
     p.add_argument("model")
     p.add_argument("data")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -332,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("bench", help="speed of the model (random weights, no data needed)")
+    p = add_command("bench", help="speed of the model (random weights, no data needed)")
     p.add_argument("what", choices=["speed", "train"])
     p.add_argument("--system", default="aspirin")
     p.add_argument("--features", type=int, default=128)
@@ -345,14 +353,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench)
 
-    p = sub.add_parser("metad", help="well-tempered metadynamics (PLUMED): a combustion "
-                       "channel (--reaction NN) or any system (--deck FILE --start FILE)",
-                       formatter_class=HelpFormatter)
+    p = add_command("metad", help="well-tempered metadynamics (PLUMED): a combustion "
+                       "channel (--reaction NN) or any system (--deck FILE --start FILE)")
     add_arguments(p, ChannelMetadConfig, required=("model", "steps", "output"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_metad)
 
-    p = sub.add_parser("fes", help="free-energy surface, reweighting and convergence")
+    p = add_command("fes", help="free-energy surface, reweighting and convergence")
     p.add_argument("source", help="metadynamics run folder or HILLS file")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--temperature", type=float, default=None,
@@ -364,17 +371,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--colvar", default=None, help="COLVAR file (default: next to HILLS)")
     p.set_defaults(func=_cmd_fes)
 
-    p = sub.add_parser("stability", help="time to failure of K Langevin trajectories",
-                       formatter_class=HelpFormatter)
+    p = add_command("stability", help="time to failure of K Langevin trajectories")
     add_arguments(p, StabilityConfig, required=("model", "system", "output"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_stability)
 
-    p = sub.add_parser("pretrained", help="list the shipped pre-trained models "
+    p = add_command("pretrained", help="list the shipped pre-trained models "
                                           "(use them as --init pretrained:NAME)")
     p.set_defaults(func=_cmd_pretrained)
 
-    p = sub.add_parser("demo", help="run the pipeline on the embedded default (no data needed)")
+    p = add_command("demo", help="run the pipeline on the embedded default (no data needed)")
     p.add_argument("-o", "--output", default="demo_output")
     p.add_argument("--n", type=int, default=None, help="rattled frames per species")
     p.add_argument("--seed", type=int, default=0)

@@ -5,8 +5,8 @@
 Sci. Data 9, 215 (2022)), the reactant fragments with their bonds, the product fragments,
 the two coordination-number collective variables as 0-based atom pairs, and the length of
 each CV pair in the data set's reactant and product geometries (which sets its switching
-function, see :mod:`~ffpt_ase.applications.h2combustion.decks`), and the reaction energy between the isolated
-species at the data set's level (the demo prints it beside the teacher's and the model's).
+function, see :mod:`~ffpt_ase.applications.h2combustion.decks`), and the reaction energy
+between the isolated species at the data set's level (the demo prints it beside the teacher's and the model's).
 It was derived
 from the data set's README table (reaction, multiplicity, CV atom labels such as ``O2-H1``)
 and the atom order and bonding of its ``geometries/{reactant,product}_NN.xyz`` files (in
@@ -118,7 +118,7 @@ class Channel:
 
 @lru_cache(maxsize=1)
 def _table() -> dict:
-    text = resources.files("ffpt_ase.applications.h2combustion").joinpath("channels.json").read_text()
+    text = resources.files(__package__).joinpath("channels.json").read_text()
     return json.loads(text)["channels"]
 
 
