@@ -215,3 +215,21 @@ def _basins(basins, col, logw, walls, kT, temperature, reweight_walls, notes, ou
         written.append(plot_convergence(conv, out / "convergence.png",
                                         title=f"{basins.title}: F({b}) - F({a})".lstrip(": ")))
     return res
+
+
+def delta_f_line(s: dict) -> str:
+    """One line on Delta F, the basins and the unphysical fraction of a fes_report summary."""
+    if "frames" not in s:
+        return f"FES at {s['temperature_K']:g} K from {s['n_hills']} hills (no basins)"
+    df, err = s["delta_f_product_minus_reactant_kJ_per_mol"], s["delta_f_error_kJ_per_mol"]
+    value = "not estimable" if df is None else f"{df:.1f}" + (
+        f" +- {err:.1f} kJ/mol" if err is not None else " kJ/mol (no error bar)")
+    if df is None and s.get("delta_f_lower_bound_kJ_per_mol") is not None:
+        value = (f"> ~{s['delta_f_lower_bound_kJ_per_mol']:.0f} kJ/mol (product not reached; "
+                 "the depth the hills filled)")
+    frames = ", ".join(f"{n} {'between' if k == 'transition' else k}"
+                       for k, n in s["frames"].items())
+    excluded = f" ({100 * s['unphysical_fraction']:.1f} % unphysical, excluded)" \
+        if "unphysical_fraction" in s else ""
+    return (f"Delta F (product - reactant) at {s['temperature_K']:g} K: {value}; frames: "
+            f"{frames}{excluded}")

@@ -50,6 +50,7 @@ def _say(msg):
 def run_demo(output: str | Path = "demo_output", n_per_species: int | None = None,
              seed: int = 0, data: str | None = None, quick: bool = False,
              pretrain_minutes: float | None = None):
+    from ..analysis.metad_report import delta_f_line
     from ..applications.h2combustion.report import channel_fes_report
     from ..training.config import TrainConfig
     from ..training.trainer import train
@@ -160,7 +161,6 @@ def run_demo(output: str | Path = "demo_output", n_per_species: int | None = Non
     # 6. free energy ----------------------------------------------------------------------
     _say("[6/6] free-energy surface from the hills, reweighting, convergence")
     s_fes = channel_fes_report(out / "metad_rxn09", out / "fes_rxn09")
-    from .main import delta_f_line
     _say(f"      {delta_f_line(s_fes)}")
     for note in s_fes["notes"]:
         _say(f"      note: {note}")

@@ -181,7 +181,7 @@ def _cmd_metad(args):
 
 
 def _cmd_fes(args):
-    from ..analysis.metad_report import fes_report, run_settings
+    from ..analysis.metad_report import delta_f_line, fes_report, run_settings
 
     source = Path(args.source)
     reaction = args.reaction or run_settings(source if source.is_dir() else
@@ -199,22 +199,6 @@ def _cmd_fes(args):
     for f in s["files"]:
         print(f"  {f}")
     return 0
-
-
-def delta_f_line(s: dict) -> str:
-    """One line on Delta F, the basins and the unphysical fraction of a fes_report summary."""
-    if "frames" not in s:
-        return f"FES at {s['temperature_K']:g} K from {s['n_hills']} hills (no basins)"
-    df, err = s["delta_f_product_minus_reactant_kJ_per_mol"], s["delta_f_error_kJ_per_mol"]
-    value = "not estimable" if df is None else f"{df:.1f}" + (
-        f" +- {err:.1f} kJ/mol" if err is not None else " kJ/mol (no error bar)")
-    if df is None and s.get("delta_f_lower_bound_kJ_per_mol") is not None:
-        value = (f"> ~{s['delta_f_lower_bound_kJ_per_mol']:.0f} kJ/mol (product not reached; "
-                 "the depth the hills filled)")
-    fr = s["frames"]
-    return (f"Delta F (product - reactant) at {s['temperature_K']:g} K: {value}; frames: "
-            f"{fr['reactant']} reactant, {fr['product']} product, {fr['transition']} between, "
-            f"{fr['unphysical']} unphysical ({100 * s['unphysical_fraction']:.1f} %, excluded)")
 
 
 def _cmd_stability(args):
