@@ -163,3 +163,16 @@ def test_real_water_deepmd(data_dir):
     one = read_deepmd(data_dir / "water_bulk" / "data_1")
     assert len(one) == 160
     assert (fr.numbers == 8).sum() == 64
+
+
+def test_consecutive_pairs_need_one_time_step_and_the_same_atoms():
+    """The pairs both the temporal-pair loss and the energy-change error use: a time gap or a
+    change of atoms ends a trajectory."""
+    pos = np.zeros((5, 2, 3))
+    numbers = np.array([[1, 8], [1, 8], [1, 8], [8, 8], [8, 8]])
+    fr = Frames(positions=pos, numbers=numbers, energy=np.zeros(5), forces=np.zeros((5, 2, 3)),
+                time=np.array([0.0, 1.0, 3.0, 4.0, 5.0]))
+    assert fr.consecutive_pairs().tolist() == [True, False, False, True]
+    fr.time = None
+    with pytest.raises(ValueError, match="time-ordered"):
+        fr.consecutive_pairs()

@@ -138,6 +138,17 @@ class Frames:
             extras={k: v[index] for k, v in self.extras.items()},
             metadata=dict(self.metadata))
 
+    def consecutive_pairs(self) -> np.ndarray:
+        """Mask (frames - 1,): frame t and t + 1 are one time step apart (``time`` differs by
+        exactly 1) and hold the same atoms in the same order. The pairs of time-ordered data
+        that the temporal-pair loss trains on and energy-change errors are scored on."""
+        if self.time is None:
+            raise ValueError("consecutive frames need time-ordered data (a 'time' array), e.g. "
+                             "AIMD trajectories; this data set has none")
+        num = self.numbers_per_frame
+        same = (num[1:] == num[:-1]).all(axis=1)
+        return (np.abs(np.diff(self.time) - 1.0) < 1e-9) & same
+
     def nonfinite_frames(self) -> np.ndarray:
         """Indices of frames with a non-finite position, energy or force."""
         bad = ~np.isfinite(self.positions).all(axis=(1, 2))

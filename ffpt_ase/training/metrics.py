@@ -48,12 +48,12 @@ def error_metrics(frames, energy_pred, forces_pred) -> dict:
 
 
 def energy_change_errors(frames, energy_pred) -> dict:
-    """Error of the energy change between consecutive frames (t, t + 1) of time-ordered
-    frames (``frames.time`` one step apart): ``pairs`` and ``energy_change_mae`` (eV). The
+    """Error of the energy change between consecutive frames (t, t + 1)
+    (:meth:`Frames.consecutive_pairs`): ``pairs`` and ``energy_change_mae`` (eV). The
     quantity the temporal-pair loss targets; insensitive to a constant energy offset."""
-    if frames.time is None or frames.energy is None:
-        raise ValueError("energy changes need time-ordered frames with energies")
-    ok = np.abs(np.diff(frames.time) - 1.0) < 1e-9
+    if frames.energy is None:
+        raise ValueError("energy changes need frames with energies")
+    ok = frames.consecutive_pairs()
     if not ok.any():
         raise ValueError("no consecutive frames (t, t + 1) in the set")
     de_pred, de_ref = np.diff(energy_pred)[ok], np.diff(frames.energy)[ok]

@@ -152,18 +152,11 @@ def split_frames(frames: Frames, cfg: TrainConfig, folder: Path):
 
 
 def pair_starts(frames: Frames, train_idx: np.ndarray) -> np.ndarray:
-    """First frames t of consecutive training pairs (t, t+1): time step 1, same atoms."""
-    t = frames.time
-    if t is None:
-        raise ValueError("temporal pairs need time-ordered data (a 'time' array), e.g. "
-                         "AIMD trajectories; this data set has none")
+    """First frames t of consecutive training pairs (t, t+1) (:meth:`Frames.consecutive_pairs`,
+    both frames in the training split)."""
     in_train = np.zeros(len(frames), bool)
     in_train[train_idx] = True
-    same = np.ones(len(t) - 1, bool)
-    if frames.numbers.ndim == 2:
-        same = (frames.numbers[1:] == frames.numbers[:-1]).all(axis=1)
-    ok = (np.diff(t) > 0) & (np.abs(np.diff(t) - 1) < 1e-9) & same & \
-        in_train[:-1] & in_train[1:]
+    ok = frames.consecutive_pairs() & in_train[:-1] & in_train[1:]
     starts = np.nonzero(ok)[0]
     if len(starts) == 0:
         raise ValueError("no consecutive training-frame pairs (t, t+1) in the data")
