@@ -176,3 +176,17 @@ def test_consecutive_pairs_need_one_time_step_and_the_same_atoms():
     fr.time = None
     with pytest.raises(ValueError, match="time-ordered"):
         fr.consecutive_pairs()
+
+
+def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
+    from ffpt_ase.files import atomic_path
+    target = tmp_path / "state.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash while writing")
+    assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new" and list(tmp_path.iterdir()) == [target]

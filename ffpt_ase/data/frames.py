@@ -32,6 +32,8 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from ..files import atomic_path
+
 FORMAT_VERSION = 1
 
 
@@ -253,9 +255,8 @@ class Frames:
         for k, v in self.extras.items():
             arrays[f"extra__{k}"] = np.asarray(v)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, **arrays)
-        tmp.replace(path)  # never leave a half-written file under the final name
+        with atomic_path(path, ".tmp.npz") as tmp:   # np.savez appends .npz otherwise
+            np.savez(tmp, **arrays)
         return path
 
     @classmethod

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms, units
 
+from ..files import atomic_path
 from ..progress import progress
 from ..runtime import set_threads
 from ..settings import redefault, setting
@@ -294,15 +295,14 @@ def run_metadynamics(cfg: MetadConfig, atoms: Atoms | None = None, calc=None,
 
         def checkpoint():
             traj.write(atoms)
-            tmp = state_file.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps({
-                "steps_done": steps_done + dyn.nsteps, "restarts": n_restarts,
-                "event_counts": counts,
-                "observers": {o.name: o.state_dict() for o in observers},
-                "record": record,
-                "config": {k: (str(v) if k == "model" else v) for k, v in asdict(cfg).items()}},
-                indent=1))
-            tmp.replace(state_file)
+            with atomic_path(state_file) as tmp:
+                tmp.write_text(json.dumps({
+                    "steps_done": steps_done + dyn.nsteps, "restarts": n_restarts,
+                    "event_counts": counts,
+                    "observers": {o.name: o.state_dict() for o in observers},
+                    "record": record,
+                    "config": {k: (str(v) if k == "model" else v)
+                               for k, v in asdict(cfg).items()}}, indent=1))
 
         def check():
             nonlocal stopped_early

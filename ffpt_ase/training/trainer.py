@@ -36,6 +36,7 @@ from ..data.frames import Frames
 from ..data.graphs import batch_from_frames
 from ..data.readers import read_frames
 from ..model.potential import CheckpointError, Potential, load_checkpoint
+from ..files import atomic_path
 from ..progress import progress
 from ..runtime import set_threads, torch_dtype
 from .config import TrainConfig
@@ -80,9 +81,8 @@ class CheckpointHandler:
 
     def save(self, name: str, contents: dict) -> Path:
         path = self.folder / name
-        tmp = path.with_name(name + ".tmp")
-        torch.save(contents, tmp)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            torch.save(contents, tmp)
         return path
 
     def load(self, name: str) -> dict | None:

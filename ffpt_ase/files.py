@@ -1,0 +1,20 @@
+"""Writing files so that a crash never leaves a half-written one under the final name."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | Path, suffix: str = ".tmp"):
+    """Yield a temporary path beside ``path`` (its name + ``suffix``); when the block ends
+    without an error the temporary file replaces ``path`` by a rename, so readers see the old
+    file or the new one, never a partial one; after an error it is removed."""
+    path = Path(path)
+    tmp = path.with_name(path.name + suffix)
+    try:
+        yield tmp
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
