@@ -75,10 +75,16 @@ def json_safe(x):
     return x
 
 
-def run_settings(folder: str | Path) -> dict:
+def run_folder(source: str | Path) -> Path:
+    """The run folder of a source: the folder itself, or the one holding a HILLS file."""
+    source = Path(source)
+    return source if source.is_dir() else source.parent
+
+
+def run_settings(source: str | Path) -> dict:
     """The settings a metadynamics run recorded in its ``state.json`` (``config`` merged with
-    ``record``), or {} when there is none."""
-    path = Path(folder) / "state.json"
+    ``record``), or {} when there is none; ``source`` is the run folder or its HILLS file."""
+    path = run_folder(source) / "state.json"
     if not path.exists():
         return {}
     try:
@@ -101,14 +107,14 @@ def fes_report(source: str | Path, output: str | Path, temperature: float | None
     source = Path(source)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    folder = source if source.is_dir() else source.parent
+    folder = run_folder(source)
     hills_file = source / "HILLS" if source.is_dir() else source
     if colvar is None and (folder / "COLVAR").exists():
         colvar = folder / "COLVAR"
     if not hills_file.exists():
         raise FileNotFoundError(f"no HILLS file at {hills_file} (give a metadynamics run "
                                 "folder or a HILLS file)")
-    run_cfg = run_settings(folder)
+    run_cfg = run_settings(source)
     notes = []
     run_t = run_cfg.get("temperature_K")
     if temperature is None:

@@ -155,10 +155,12 @@ def _cmd_bench(args):
 
 
 def _cmd_metad(args):
+    from ..settings import from_sources
+
     if getattr(args, "reaction", None):
         from ..applications.h2combustion.metad import (ChannelMetadConfig,
                                                         run_channel_metadynamics)
-        cfg = ChannelMetadConfig(**_fields_given(ChannelMetadConfig, args))
+        cfg = from_sources(ChannelMetadConfig, args=args)
         s = run_channel_metadynamics(cfg, show_progress=not args.quiet)
         what = f"rxn {s['reaction']} ({s['equation']})"
     else:
@@ -166,7 +168,7 @@ def _cmd_metad(args):
         if not getattr(args, "deck", None) or not getattr(args, "start", None):
             raise ValueError("give a combustion channel (--reaction NN) or your own system "
                              "(--deck FILE --start FILE)")
-        cfg = MetadConfig(**_fields_given(MetadConfig, args))
+        cfg = from_sources(MetadConfig, args=args)
         s = run_metadynamics(cfg, show_progress=not args.quiet)
         what = f"{cfg.start} with {cfg.deck}"
     line = (f"{what}: {s['steps']} steps = {s['simulated_ps']:.3f} ps, "
@@ -184,8 +186,7 @@ def _cmd_fes(args):
     from ..analysis.metad_report import delta_f_line, fes_report, run_settings
 
     source = Path(args.source)
-    reaction = args.reaction or run_settings(source if source.is_dir() else
-                                             source.parent).get("reaction")
+    reaction = args.reaction or run_settings(source).get("reaction")
     kw = dict(temperature=args.temperature, bins=args.bins, colvar=args.colvar,
               reweight_walls=args.reweight_walls)
     if reaction:
@@ -204,9 +205,10 @@ def _cmd_fes(args):
 def _cmd_stability(args):
     from ..analysis.plots import plot_survival
     from ..applications.systems import start_structure
+    from ..settings import from_sources
     from ..simulate.stability import StabilityConfig, run_stability
 
-    cfg = StabilityConfig(**_fields_given(StabilityConfig, args))
+    cfg = from_sources(StabilityConfig, args=args)
     s = run_stability(cfg, start=start_structure(cfg.system), show_progress=not args.quiet)
     curve = s["survival"]
     plot_survival({"model": (curve["time_ps"], curve["fraction_surviving"])},
@@ -216,13 +218,6 @@ def _cmd_stability(args):
           + (f"; median time to failure {ttf['median']:.3f} ps" if s["n_failed"] else "")
           + f"; wrote {cfg.output}/summary.json and survival.png")
     return 0
-
-
-def _fields_given(cls, args) -> dict:
-    """The options of ``args`` that are fields of the settings dataclass ``cls``."""
-    import dataclasses
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in vars(args).items() if k in names}
 
 
 def _cmd_pretrained(args):
@@ -338,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_bench)
 
     p = add_command("metad", help="well-tempered metadynamics (PLUMED): a combustion "
-                       "channel (--reaction NN) or any system (--deck FILE --start FILE)")
+                                  "channel (--reaction NN) or any system (--deck FILE --start "
+                                  "FILE)")
     add_arguments(p, ChannelMetadConfig, required=("model", "steps", "output"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_metad)
@@ -361,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_stability)
 
     p = add_command("pretrained", help="list the shipped pre-trained models "
-                                          "(use them as --init pretrained:NAME)")
+                                       "(use them as --init pretrained:NAME)")
     p.set_defaults(func=_cmd_pretrained)
 
     p = add_command("demo", help="run the pipeline on the embedded default (no data needed)")

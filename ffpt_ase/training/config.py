@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..runtime import DTYPE_NAMES
 from ..settings import RunSettings, from_sources, redefault, setting
 
 STAGES = ("scratch", "pretrain", "finetune")
@@ -61,8 +62,8 @@ class TrainConfig(RunSettings):
         if self.stage == "finetune" and not self.init:
             raise ValueError("the finetune stage starts from a pre-trained checkpoint: give "
                              "--init runs/pt/best.pt")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        if self.dtype not in DTYPE_NAMES:
+            raise ValueError(f"dtype must be one of {DTYPE_NAMES}, got {self.dtype!r}")
         if self.max_time_s is not None and not self.max_time_s > 0:
             raise ValueError(f"max_time_s must be > 0 s, got {self.max_time_s}")
         if not 0 < self.val_fraction < 1:

@@ -56,7 +56,7 @@ def channel_fes_report(source: str | Path, output: str | Path, reaction: str | N
     ``state.json``); ``kwargs`` as for :func:`~ffpt_ase.analysis.metad_report.fes_report`."""
     source = Path(source)
     if reaction is None:
-        reaction = run_settings(source if source.is_dir() else source.parent).get("reaction")
+        reaction = run_settings(source).get("reaction")
     if not reaction:
         raise ValueError(f"{source} records no combustion channel: give it (--reaction NN)")
     cid = get_channel(reaction).id
