@@ -232,9 +232,12 @@ H2COMBUSTION_PRETRAIN_PER_SPECIES = 12500
 
 def h2combustion_pretrain_set(work: Path, n_per_species: int) -> Path:
     """Rattled Q-Force frames of the 8 species (made once, saved in ``work``)."""
-    from ffpt_ase.applications.h2combustion.workflows import rattled_species_frames
+    from ffpt_ase.applications.h2combustion.workflows import (rattled_species_frames,
+                                                              rattled_species_sets)
     path = work / "pretrain_qforce.npz"
-    return path if path.exists() else rattled_species_frames(n_per_species).save(path)
+    if path.exists():
+        return path
+    return rattled_species_frames(rattled_species_sets(n_per_species)).save(path)
 
 
 def metad_figures(work: Path, reaction: str, names, stem: str) -> None:

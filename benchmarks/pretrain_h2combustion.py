@@ -18,7 +18,8 @@ import json
 from pathlib import Path
 
 from ffpt_ase.analysis.plots import plot_learning_curve
-from ffpt_ase.applications.h2combustion.workflows import rattled_species_frames
+from ffpt_ase.applications.h2combustion.workflows import (rattled_species_frames,
+                                                          rattled_species_sets)
 from ffpt_ase.applications.systems import COMBUSTION_SPECIES
 from ffpt_ase.pretrained import install_pretrained
 from ffpt_ase.training.config import TrainConfig
@@ -42,7 +43,7 @@ def main():
     work.mkdir(parents=True, exist_ok=True)
     data = work / "rattled_table1.npz"
     if not data.exists():
-        rattled_species_frames(args.per_species, seed=args.seed, sigma=0.2).save(data)
+        rattled_species_frames(rattled_species_sets(args.per_species, seed=args.seed)).save(data)
     cfg = TrainConfig(stage="pretrain", data=str(data), output=str(work / "run"),
                       features=args.features, interactions=args.interactions,
                       epochs=100000, max_time_s=60 * args.minutes, threads=args.threads,

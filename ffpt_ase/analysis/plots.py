@@ -149,13 +149,17 @@ def plot_fes_1d(curves: dict, path: str | Path, xlabel: str, title: str = "") ->
     return label_and_save(fig, ax, path, xlabel, "free energy [kJ/mol]", title, legend=True)
 
 
+def _none_as_nan(values) -> np.ndarray:
+    """A float array of JSON values, None (not estimable) as NaN (not drawn)."""
+    return np.array([np.nan if x is None else x for x in values], float)
+
+
 def plot_convergence(conv: dict, path: str | Path, time_unit: str = "ps",
                      title: str = "") -> Path:
     """Delta F (kJ/mol) between basins versus simulation time with block error bars."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    as_float = lambda v: np.array([np.nan if x is None else x for x in v], float)  # noqa: E731
-    ax.errorbar(conv["time"], as_float(conv["delta_f"]), yerr=as_float(conv["error"]),
+    ax.errorbar(conv["time"], _none_as_nan(conv["delta_f"]), yerr=_none_as_nan(conv["error"]),
                 marker="o", capsize=3)
     return label_and_save(fig, ax, path, f"simulation time [{time_unit}]",
                           "Delta F (product - reactant) [kJ/mol]", title)
@@ -168,8 +172,7 @@ def plot_convergence_runs(runs: dict, path: str | Path, title: str = "") -> Path
     fig, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 4), squeeze=False)
     for ax, (model, curves) in zip(axes[0], runs.items()):
         for run, conv in curves.items():
-            ax.plot(conv["time"], [np.nan if x is None else x for x in conv["delta_f"]],
-                    label=run)
+            ax.plot(conv["time"], _none_as_nan(conv["delta_f"]), label=run)
         ax.set_xlabel("simulation time [ps]")
         ax.set_ylabel("F(product) - F(reactant) [kJ/mol]")
         ax.set_title(f"{title}, {model}" if title else model)

@@ -24,6 +24,7 @@ from ..data.frames import Frames
 from ..forcefields.qforce import QForceCalculator, QForceParameters
 from ..forcefields.tip3p import FlexibleTIP3PCalculator, water_monomer
 from ..sampling import RattleSampler, relax
+from ..simulate.stability import load_structure
 
 COMBUSTION_SPECIES = ("H", "O", "H2", "O2", "OH", "H2O", "HO2", "H2O2")
 TEACHERS = ("qforce", "tip3p", "gaff2")
@@ -100,9 +101,7 @@ def sample_system(system: str, n: int, teacher: str | None = None, sigma: float 
 
 def start_structure(system: str) -> Atoms:
     """A structure file's first frame, or a built-in system relaxed with its teacher."""
-    path = Path(system)
-    if path.exists():
-        from ase.io import read
-        return read(path, index=0)
+    if Path(system).exists():
+        return load_structure(system)
     calc, ref, _ = get_system(system)
     return relax(ref, calc)

@@ -70,7 +70,7 @@ def run_demo(output: str | Path = "demo_output", n_per_species: int | None = Non
     # 1. teachers -----------------------------------------------------------------------
     _say(f"[1/6] Q-Force teacher: {p['n_rattled']} rattled frames per species (sigma 0.2 A)")
     sets = rattled_species_sets(p["n_rattled"], seed=seed)
-    pt = rattled_species_frames(p["n_rattled"], seed=seed, sets=sets)
+    pt = rattled_species_frames(sets)
     pt_file = pt.save(out / "pretrain_qforce.npz")
     plot_frame_statistics({k: sets[k] for k in ("H2", "OH", "H2O", "HO2", "H2O2")},
                           out / "pretrain_labels.png")

@@ -239,7 +239,8 @@ def run_trajectory(atoms: Atoms, calc, cfg: StabilityConfig, index: int,
         bad = criteria.check(atoms, e, f)
         if bad is None and rdf_criterion is not None:
             bad = rdf_criterion.add(atoms, dyn.nsteps * dt * 1e-3)
-        if result["new_bond"] is None and bad is None:
+        # with count_new_bonds, check() has just looked for a new bond (none, or it failed)
+        if result["new_bond"] is None and bad is None and not criteria.count_new_bonds:
             new = criteria.new_bond(atoms)
             if new is not None:
                 result["new_bond"] = {"time_ps": dyn.nsteps * dt * 1e-3,
@@ -322,8 +323,9 @@ def run_stability(cfg: StabilityConfig, calc=None, start: Atoms | None = None,
             fh.write(json.dumps(r) + "\n")
         done[k] = r
         bar.update(1)
-        log.info("trajectory %d: %s", k, f"failed ({r['reason']}) at {r['time_to_failure_ps']:.3f} ps"
-                 if r["failed"] else f"stable for {r['simulated_ps']:.3f} ps")
+        log.info("trajectory %d: %s", k,
+                 f"failed ({r['reason']}) at {r['time_to_failure_ps']:.3f} ps" if r["failed"]
+                 else f"stable for {r['simulated_ps']:.3f} ps")
     bar.close()
     results = [done[k] for k in sorted(done) if k < cfg.trajectories]
     ttf = np.array([r["time_to_failure_ps"] for r in results if r["failed"]])

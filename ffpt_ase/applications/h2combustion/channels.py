@@ -6,13 +6,13 @@ Sci. Data 9, 215 (2022)), the reactant fragments with their bonds, the product f
 the two coordination-number collective variables as 0-based atom pairs, and the length of
 each CV pair in the data set's reactant and product geometries (which sets its switching
 function, see :mod:`~ffpt_ase.applications.h2combustion.decks`), and the reaction energy
-between the isolated species at the data set's level (the demo prints it beside the teacher's and the model's).
-It was derived
-from the data set's README table (reaction, multiplicity, CV atom labels such as ``O2-H1``)
-and the atom order and bonding of its ``geometries/{reactant,product}_NN.xyz`` files (in
-several channels the file called 'reactant' holds the products of the reaction as named;
-the table is oriented as the reaction is named). ``tests/test_channels.py`` re-derives it from
-the data when the data are present.
+between the isolated species at the data set's level (the demo prints it beside the
+teacher's and the model's). It was derived from the data set's README table (reaction,
+multiplicity, CV atom labels such as ``O2-H1``) and the atom order and bonding of its
+``geometries/{reactant,product}_NN.xyz`` files (in several channels the file called
+'reactant' holds the products of the reaction as named; the table is oriented as the
+reaction is named). ``tests/test_metadynamics.py`` checks it against the data when the data
+are present.
 
 :func:`reactant_complex` builds a starting geometry without any external data: each
 reactant species is taken from the Q-Force parameter file's reference geometries, mapped
@@ -138,7 +138,8 @@ def get_channel(cid: str | int) -> Channel:
                    symbols=tuple(c["symbols"]), reactants=frag(c["reactants"]["fragments"]),
                    reactant_bonds=tuple(tuple(b) for b in c["reactants"]["bonds"]),
                    products=frag(c["products"]),
-                   product_bonds=tuple(tuple(b) for b in c["product_bonds"]), cv1=tuple(tuple(p) for p in c["cv1"]),
+                   product_bonds=tuple(tuple(b) for b in c["product_bonds"]),
+                   cv1=tuple(tuple(p) for p in c["cv1"]),
                    cv2=tuple(tuple(p) for p in c["cv2"]), cv_labels=tuple(c["cv_labels"]),
                    cv_pair_lengths={tuple(map(int, k.split("-"))): tuple(v)
                                     for k, v in c.get("cv_pair_lengths", {}).items()},

@@ -36,16 +36,16 @@ def rattled_species_sets(n_per_species: int, seed: int = 0, sigma: float = 0.2) 
     return sets
 
 
-def rattled_species_frames(n_per_species: int, seed: int = 0, sigma: float = 0.2,
-                           sets: dict | None = None) -> Frames:
-    """The pre-training data: :func:`rattled_species_sets` (or the ``sets`` given) in one
-    frame set with its provenance."""
-    sets = sets if sets is not None else rattled_species_sets(n_per_species, seed, sigma)
-    frames = Frames.concatenate([sets[name] for name in COMBUSTION_SPECIES])
+def rattled_species_frames(sets: dict) -> Frames:
+    """The pre-training data: the species' frame sets of :func:`rattled_species_sets` in one
+    frame set, with the provenance their own metadata record."""
+    parts = [sets[name] for name in COMBUSTION_SPECIES]
+    frames = Frames.concatenate(parts)
     frames.metadata = {"kind": "rattled", "teacher": "qforce", "parameters": "table1",
-                       "sigma_angstrom": sigma, "species": list(COMBUSTION_SPECIES),
-                       "seeds": [seed, seed + len(COMBUSTION_SPECIES) - 1],
-                       "per_species": n_per_species}
+                       "sigma_angstrom": parts[0].metadata["sigma_angstrom"],
+                       "species": list(COMBUSTION_SPECIES),
+                       "seeds": [p.metadata["seed"] for p in parts],
+                       "per_species": [len(p) for p in parts]}
     return frames
 
 
