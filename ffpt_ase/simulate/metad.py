@@ -30,7 +30,6 @@ model), with 20/ps it stayed at 308-371 K over 5 ps. The default is therefore 20
 reports 1-ps mean kinetic temperatures in ``summary.json`` and warns above 1.5x the target.
 """
 
-
 from __future__ import annotations
 
 import json
@@ -153,7 +152,6 @@ def metad_height_kjmol(lines) -> float | None:
     if unit not in _ENERGY_UNITS_KJMOL:
         raise ValueError(f"unknown PLUMED energy unit {unit!r}")
     return height * _ENERGY_UNITS_KJMOL[unit]
-
 
 
 def ns_per_day(steps: int, timestep_fs: float, wall_s: float) -> float:

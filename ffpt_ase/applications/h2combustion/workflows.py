@@ -148,7 +148,6 @@ def reaction_energies_09(model_path, level_calc=None, level_name: str = "") -> d
     return rows
 
 
-
 def per_channel_errors(checkpoint, test: Frames, batch_size: int = 256) -> dict:
     """Energy (meV) and force (meV/A) MAE of each channel's test frames (``test.extras
     ['reaction']`` names the channel of every frame)."""
