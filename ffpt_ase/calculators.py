@@ -102,6 +102,19 @@ class FFPTCalculator(Calculator):
         paths = [paths] if _is_path(paths) else list(paths)
         return cls([load_potential(p) for p in paths], **kwargs)
 
+    def fingerprint(self) -> str:
+        """``sha256:...`` of the models' architectures and weights (as float64), the same
+        for the same models whatever their files' names or the calculator's dtype."""
+        from .runfolder import bytes_digest
+        parts = []
+        for m in self.models:
+            parts.append(repr(sorted(m.config.items())).encode())
+            for name, tensor in m.state_dict().items():
+                t = tensor.detach().cpu()
+                parts += [name.encode(), (t.double() if t.is_floating_point() else t)
+                          .contiguous().numpy().tobytes()]
+        return bytes_digest(*parts)
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms

@@ -12,7 +12,6 @@ whatever the batch size, and an interrupted run resumes from its last finished b
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from ase.optimize import BFGS
 
 from .data.frames import Frames
 from .progress import progress
+from .runfolder import calculator_digest, describe_changes
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,9 @@ class RattleSampler:
     def metadata(self, n: int) -> dict:
         return {
             "kind": "rattled", "teacher": self.teacher_name or type(self.teacher).__name__,
-            "teacher_source": str(getattr(getattr(self.teacher, "parameters", None), "source", "")
+            "teacher_source": str(getattr(getattr(self.teacher, "table", None), "source", "")
                                   or getattr(self.teacher, "system_file", "")),
+            "teacher_fingerprint": calculator_digest(self.teacher),
             "system": self.system_name, "sigma_angstrom": self.sigma, "seed": self.seed,
             "n_requested": n, "block": BLOCK, "relaxed_reference": self.relax,
             "reference_positions_angstrom": self.x0.round(8).tolist(),
@@ -145,8 +146,9 @@ class RattleSampler:
 
     @staticmethod
     def _key(meta):
-        return {k: meta[k] for k in ("teacher", "system", "sigma_angstrom", "seed", "block",
-                                     "reference_positions_angstrom")}
+        return {k: meta.get(k) for k in ("teacher", "teacher_fingerprint", "system",
+                                         "sigma_angstrom", "seed", "block",
+                                         "reference_positions_angstrom")}
 
     def _save_checkpoint(self, path, meta, next_block, pos, e, f):
         Frames(positions=np.concatenate(pos), numbers=self.numbers, energy=np.concatenate(e),
@@ -155,10 +157,11 @@ class RattleSampler:
 
     def _resume(self, path, meta):
         ck = Frames.load(path)
-        if self._key(ck.metadata) != self._key(meta):
-            raise ValueError(f"checkpoint {path} belongs to another sampling run "
-                             f"({json.dumps(self._key(ck.metadata))[:200]}...); remove it or "
-                             f"use another output name")
+        changes = describe_changes(self._key(ck.metadata), self._key(meta))
+        if changes:
+            raise ValueError(f"checkpoint {path} belongs to another sampling run ("
+                             f"{'; '.join(c[:120] for c in changes)}); rerun with the same "
+                             f"settings, or use --start-over (moves the checkpoint aside)")
         start = int(ck.metadata["checkpoint_next_block"])
         log.info("resuming from %s: %d blocks already labelled", path, start)
         return start, [ck.positions], [ck.energy], [ck.forces]

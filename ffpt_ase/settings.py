@@ -21,11 +21,21 @@ from dataclasses import dataclass
 from .runtime import DTYPE_NAMES
 
 
+#: what a setting is to a run folder (:mod:`ffpt_ase.runfolder`): part of the run's
+#: fingerprint ("setting"), an input file whose content is fingerprinted ("input"), or free to
+#: change when a run resumes ("free": it extends or schedules the run, e.g. epochs, threads)
+ROLES = ("setting", "input", "free")
+
+
 def setting(default=None, help: str = "", unit: str | None = None, flag: str | None = None,
-            choices=None, nargs=None, cli: bool = True, default_factory=None):
-    """A dataclass field with what the command line and the TOML file need to know."""
+            choices=None, nargs=None, cli: bool = True, default_factory=None,
+            role: str = "setting"):
+    """A dataclass field with what the command line, the TOML file and the run folder need
+    to know."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     meta = {"help": help, "unit": unit, "flag": flag, "choices": choices, "nargs": nargs,
-            "cli": cli}
+            "cli": cli, "role": role}
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -41,11 +51,19 @@ def redefault(cls, name: str, default):
 class RunSettings:
     """What every run has: an output folder, a seed, the model precision, torch threads."""
 
-    output: str = setting("runs/out", "output folder", flag="-o/--output")
+    output: str = setting("runs/out", "output folder", flag="-o/--output", role="free")
     seed: int = setting(0, "random seed")
     dtype: str = setting("float32", "model precision", choices=DTYPE_NAMES)
     threads: int | None = setting(1, "torch threads (one is often fastest on a shared "
-                                     "machine; 0 leaves torch's choice)")
+                                     "machine; 0 leaves torch's choice)", role="free")
+
+    def by_role(self) -> dict:
+        """``{"setting": {...}, "input": {...}, "free": {...}}``: the field values grouped by
+        their role for the run folder's fingerprint."""
+        out = {role: {} for role in ROLES}
+        for f in dataclasses.fields(self):
+            out[f.metadata.get("role", "setting")][f.name] = getattr(self, f.name)
+        return out
 
 
 _TYPES = {"int": int, "float": float, "str": str}

@@ -39,3 +39,22 @@ def random_rotation(rng):
     if np.linalg.det(q) < 0:
         q[:, 0] *= -1
     return q
+
+
+class SimulatedCrash(BaseException):
+    """A crash at a write point (BaseException: no handler of the package catches it)."""
+
+
+def crash_at_write(monkeypatch, k):
+    """Make the ``k``-th write of any run folder crash right after it; returns the list of
+    write points passed (names)."""
+    from ffpt_ase.runfolder import RunFolder
+    seen = []
+
+    def after_write(self, name):
+        seen.append(name)
+        if len(seen) == k:
+            raise SimulatedCrash(name)
+
+    monkeypatch.setattr(RunFolder, "after_write", after_write)
+    return seen

@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ffpt_ase"
 #: bottom to top; a module belongs to the longest prefix listed
 LAYERS = [
     ("utilities", ["ffpt_ase.files", "ffpt_ase.progress", "ffpt_ase.runtime",
-                   "ffpt_ase.settings", "ffpt_ase.pretrained", "ffpt_ase.models"]),
+                   "ffpt_ase.runfolder", "ffpt_ase.settings", "ffpt_ase.pretrained",
+                   "ffpt_ase.models"]),
     ("data", ["ffpt_ase.data"]),
     ("models and teachers", ["ffpt_ase.model", "ffpt_ase.forcefields", "ffpt_ase.abinitio"]),
     ("calculator, sampling, training", ["ffpt_ase.calculators", "ffpt_ase.sampling",

@@ -1,11 +1,13 @@
 """Channels, PLUMED decks and the metadynamics driver (ASE + PLUMED, tiny random model)."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
 from ase import Atoms
+from conftest import SimulatedCrash, crash_at_write
 
 from ffpt_ase.forcefields.topology import perceive
 from ffpt_ase.applications.h2combustion.channels import channel_ids, get_channel, reactant_complex
@@ -291,16 +293,70 @@ def test_stop_on_unphysical(tmp_path):
     assert state["steps_done"] == s["steps"]
 
 
-def test_fresh_run_does_not_inherit_old_event_counts(tmp_path):
-    """Without a trajectory to resume from, a run starts from scratch: its event counts must
-    not include those of an earlier run recorded in the folder's state.json."""
+def test_start_over_moves_the_old_run_aside(tmp_path):
+    """A fresh start is asked for and moves the old run aside: its event counts are not
+    inherited, and nothing of the old run is lost."""
     cfg = MetadConfig(reaction="09", steps=5000, output=str(tmp_path / "s"),
                       stop_on_event=True)
     first = run_metadynamics(cfg, calc=_Collapse(), show_progress=False)
-    (tmp_path / "s" / "trajectory.traj").unlink()
-    second = run_metadynamics(cfg, calc=_Collapse(), show_progress=False)
+    again = run_metadynamics(cfg, calc=_Collapse(), show_progress=False)
+    assert again == first  # a stopped run is complete: rerunning it changes nothing
+    second = run_metadynamics(cfg, calc=_Collapse(), show_progress=False, start_over=True)
     assert second["checked_frames"] == first["checked_frames"] > 0
     assert second["unphysical_fraction"] == first["unphysical_fraction"]
+    old = tmp_path / "s.old-1"
+    assert json.loads((old / "summary.json").read_text()) == first
+    assert (old / "HILLS").exists() and (old / "events.jsonl").read_text().strip()
+
+
+def metad_result(folder):
+    from ase.io import read
+    traj = read(folder / "trajectory.traj", index=":")
+    return {"hills": np.loadtxt(folder / "HILLS", comments="#"),
+            "colvar": np.loadtxt(folder / "COLVAR", comments="#"),
+            "frames": np.array([a.positions for a in traj]),
+            "momenta": np.array([a.get_momenta() for a in traj]),
+            "events": (folder / "events.jsonl").read_text() if (folder / "events.jsonl").exists()
+            else "",
+            "summary": {k: v for k, v in json.loads((folder / "summary.json").read_text()).items()
+                        if k not in ("wall_s_this_run", "ns_per_day", "output", "files")}}
+
+
+def assert_same_metad(a, b):
+    for key in ("hills", "colvar", "frames", "momenta"):
+        assert a[key].shape == b[key].shape, key
+        np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-7, err_msg=key)
+    assert a["events"] == b["events"]
+    assert a["summary"].keys() == b["summary"].keys()
+    for k in a["summary"]:
+        assert a["summary"][k] == pytest.approx(b["summary"][k], abs=1e-7), k
+
+
+def test_a_metad_run_killed_at_any_write_point_resumes_to_the_same_result(
+        tiny_model, tmp_path, monkeypatch):
+    """Fault injection: crash after each write of the run folder (run.json, plumed.dat, each
+    trajectory frame, state.json, event, summary), rerun, and compare with the run that was
+    never interrupted: HILLS, COLVAR, trajectory, events and summary agree."""
+    def cfg(out):
+        return MetadConfig(reaction="09", model=tiny_model, steps=240, seed=3, output=str(out),
+                           traj_interval=60, check_interval=20)
+    run_metadynamics(cfg(tmp_path / "ref"), show_progress=False)
+    ref = metad_result(tmp_path / "ref")
+    seen = crash_at_write(monkeypatch, 0)
+    run_metadynamics(cfg(tmp_path / "count"), show_progress=False)
+    n_points = len(seen)
+    assert n_points >= 12 and {"state.json", "trajectory.traj", "summary.json"} <= set(seen)
+    for k in range(1, n_points + 1):
+        out = tmp_path / f"crash{k}"
+        crash_at_write(monkeypatch, k)
+        with pytest.raises(SimulatedCrash):
+            run_metadynamics(cfg(out), show_progress=False)
+        monkeypatch.undo()
+        run_metadynamics(cfg(out), show_progress=False)
+        try:
+            assert_same_metad(metad_result(out), ref)
+        except AssertionError as err:
+            raise AssertionError(f"crash after write {k} ({seen[k - 1]}): {err}") from None
 
 
 def test_temperature_monitor_reports_window_means_and_overheating(caplog):
@@ -392,11 +448,79 @@ def test_metad_without_a_system_says_what_to_give(tiny_model, tmp_path, capsys):
     assert "--reaction NN" in capsys.readouterr().err
 
 
-def test_deck_without_units_warns(tiny_model, tmp_path, caplog):
+def test_deck_without_units_is_refused_before_anything_runs(tiny_model, tmp_path):
+    """A deck without UNITS would be read in nm and ps: refused, no run folder made."""
     from ffpt_ase.simulate.metad import MetadConfig as GenericConfig
     from ffpt_ase.simulate.metad import run_metadynamics as run_generic
     (tmp_path / "nm.dat").write_text("d: DISTANCE ATOMS=1,2\nPRINT ARG=d FILE=COLVAR\n")
     water = Atoms("OHH", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
-    run_generic(GenericConfig(deck=str(tmp_path / "nm.dat"), model=str(tiny_model), steps=5,
-                              output=str(tmp_path / "nm")), atoms=water, show_progress=False)
-    assert any("declares no UNITS" in r.message for r in caplog.records)
+    with pytest.raises(ValueError, match="declares no UNITS"):
+        run_generic(GenericConfig(deck=str(tmp_path / "nm.dat"), model=str(tiny_model),
+                                  steps=5, output=str(tmp_path / "nm")), atoms=water,
+                    show_progress=False)
+    assert not (tmp_path / "nm").exists()
+
+
+
+def test_metad_killed_by_the_os_resumes_to_the_same_result(tiny_model, tmp_path):
+    """`kill -9` of a running `ffpt-ase metad` (no handler runs, PLUMED's buffers are lost):
+    the rerun continues from the last checkpoint to the uninterrupted run's result."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def argv(out):
+        return ["metad", "--reaction", "09", "--model", str(tiny_model), "--steps", "1500",
+                "--seed", "4", "--traj-interval", "100", "-o", str(out), "--quiet"]
+    from ffpt_ase.cli.main import main
+    assert main(argv(tmp_path / "ref")) == 0
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "ffpt_ase.cli.main", *argv(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    state = out / "state.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if state.exists() and json.loads(state.read_text())["steps_done"] >= 300:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = json.loads(state.read_text())["steps_done"]
+    assert 300 <= done < 1500, done
+    assert main(argv(out)) == 0
+    assert_same_metad(metad_result(out), metad_result(tmp_path / "ref"))
+
+
+def test_metad_refuses_a_busy_folder_and_changed_settings(tiny_model, tmp_path):
+    from ffpt_ase.runfolder import RunFolderError
+    out = tmp_path / "run"
+    base = dict(reaction="09", model=tiny_model, steps=100, seed=1, output=str(out))
+    run_metadynamics(MetadConfig(**base), show_progress=False)
+    import fcntl
+    import os
+    fd = os.open(out / ".lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(RunFolderError, match="in use by another process"):
+            run_metadynamics(MetadConfig(**{**base, "steps": 200}), show_progress=False)
+    finally:
+        os.close(fd)
+    for change, message in ((dict(temperature_K=500.0), "temperature_K: 300.0 -> 500.0"),
+                            (dict(timestep_fs=0.5), "timestep_fs: 0.2 -> 0.5"),
+                            (dict(reaction="10"), "reaction: '09' -> '10'"),
+                            (dict(seed=2), "seed: 1 -> 2")):
+        with pytest.raises(RunFolderError, match=re.escape(message)):
+            run_metadynamics(MetadConfig(**{**base, **change}), show_progress=False)
+    other = tmp_path / "other.pt"
+    from ffpt_ase.model.potential import Potential
+    torch.manual_seed(1)
+    torch.save(Potential([1, 8], n_features=8, n_interactions=1, n_basis=6).checkpoint(
+        stage="test"), other)
+    with pytest.raises(RunFolderError, match=r"inputs\.model \(content changed"):
+        run_metadynamics(MetadConfig(**{**base, "model": other}), show_progress=False)
+    # more steps is a continuation, not a change
+    assert run_metadynamics(MetadConfig(**{**base, "steps": 200}),
+                            show_progress=False)["steps"] == 200

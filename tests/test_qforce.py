@@ -42,7 +42,7 @@ def test_default_teacher_is_the_papers_table_1(data_dir):
     assert sp["HO"]["bonds"]["H-O"]["D"] == 441.538052
     assert [t["k"] for t in sp["H2O2"]["dihedrals"]["H-O-O-H"]] == \
         [5.9853054, -3.0246061, -2.185907, 0.650878]
-    assert QForceCalculator().parameters.source == str(default_parameter_path())
+    assert QForceCalculator().table.source == str(default_parameter_path())
 
 
 def test_self_fitted_set_stays_available_by_name():
@@ -205,7 +205,7 @@ def test_topology_is_fixed_after_first_geometry():
     h = int(np.nonzero(atoms.numbers == 1)[0][0])
     atoms.positions[h] += [0, 0, 8.0]
     e_far = atoms.get_potential_energy()
-    d_oh = calc.parameters.species["HO2"]["bonds"]["H-O"][0]
+    d_oh = calc.table.species["HO2"]["bonds"]["H-O"][0]
     assert e_far > e0 + 0.9 * d_oh
     assert len(calc.topology.bonds) == 2
 

@@ -40,7 +40,7 @@ def test_force_constants_recovered_from_teacher_hessian(species):
             fm = calc.evaluate_batch(m[None])[1][0]
             hess[3 * a + k] = -(fp - fm).reshape(-1) / (2 * h)
     kinds, k_fit = fit_force_constants(atoms, 0.5 * (hess + hess.T))
-    table = calc.parameters.species[species]
+    table = calc.table.species[species]
     for (kind, label, _), k in zip(kinds, k_fit):
         expected = table[kind][label][1] if kind == "bonds" else table[kind][label][0]
         assert k == pytest.approx(expected, rel=1e-4), (kind, label)

@@ -113,3 +113,15 @@ def test_angle_scan_of_water_follows_the_tip3p_angle_term():
     e = angle_scan(calc, mono, h1, o, h2, angles)
     expected = KTHETA_CHARMM * (np.radians(angles) - THETA0) ** 2
     np.testing.assert_allclose(e - e[1], expected - expected[1], atol=1e-9)
+
+
+def test_settings_are_a_plain_ase_dictionary(teacher):
+    """ASE's contract: ``parameters`` holds the settings and ``todict()`` gives them as
+    plain JSON-able values (run fingerprints and ASE's own file writers rely on it)."""
+    import json
+    name, calc, ref, x0 = teacher
+    settings = calc.todict()
+    assert isinstance(settings, dict)
+    json.dumps(settings, default=str)
+    if name in ("H2", "O2", "OH", "H2O", "HO2", "H2O2"):
+        assert settings["parameters"].endswith(".json")  # the Q-Force table's source

@@ -77,6 +77,92 @@ def test_resume_after_interrupt_equals_uninterrupted(ho2, tmp_path, monkeypatch)
         assert float(a["val_loss"]) == pytest.approx(float(b["val_loss"]), rel=1e-5)
 
 
+def training_result(folder):
+    """What a finished training run left: models, history without wall times, summary."""
+    import json
+    last, best = load_checkpoint(folder / "last.pt"), load_checkpoint(folder / "best.pt")
+    log = [{k: v for k, v in r.items() if k != "time_s"} for r in rows(folder / "log.csv")]
+    summary = json.loads((folder / "summary.json").read_text())
+    summary.pop("output")
+    summary["final"].pop("time_s")
+    return {"last": last["model_state"], "best": best["model_state"],
+            "best_epoch": best["epoch"], "log": log, "summary": summary}
+
+
+def assert_same_training(a, b):
+    assert a["best_epoch"] == b["best_epoch"] and a["log"] == b["log"]
+    assert a["summary"] == b["summary"]
+    for key in ("last", "best"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), (key, name)
+
+
+def test_a_training_run_killed_at_any_write_point_resumes_to_the_same_result(
+        ho2, tmp_path, monkeypatch):
+    """Fault injection: crash after each write of the run folder (run.json, split.npz,
+    config.json, and per epoch last.pt, best.pt, log.csv, then summary.json), rerun, and
+    compare with the uninterrupted run: the same weights, best epoch, log and summary."""
+    from conftest import SimulatedCrash, crash_at_write
+    cfg = dict(stage="scratch", data=str(ho2), epochs=3, seed=2, **TINY)
+    train(TrainConfig(output=str(tmp_path / "ref"), **cfg))
+    ref = training_result(tmp_path / "ref")
+    seen = crash_at_write(monkeypatch, 0)
+    train(TrainConfig(output=str(tmp_path / "count"), **cfg))
+    assert seen[:3] == ["run.json", "split.npz", "config.json"] and seen[-1] == "summary.json"
+    assert seen.count("last.pt") == 3 and seen.count("log.csv") == 3
+    n_points = len(seen)
+    for k in range(1, n_points + 1):
+        out = tmp_path / f"crash{k}"
+        crash_at_write(monkeypatch, k)
+        with pytest.raises(SimulatedCrash):
+            train(TrainConfig(output=str(out), **cfg))
+        monkeypatch.undo()
+        train(TrainConfig(output=str(out), **cfg))
+        assert_same_training(training_result(out), ref)
+
+
+def test_a_rerun_with_changed_settings_or_data_is_refused(ho2, tmp_path):
+    import re
+    from ffpt_ase.runfolder import RunFolderError
+    out = tmp_path / "run"
+    base = dict(stage="scratch", data=str(ho2), epochs=2, output=str(out), **TINY)
+    first = train(TrainConfig(**base))
+    for change, message in ((dict(lr=1e-2), "settings.lr: 0.001 -> 0.01"),
+                            (dict(w_forces=5.0), "settings.w_forces: 20.0 -> 5.0"),
+                            (dict(batch_size=8), "settings.batch_size: 16 -> 8"),
+                            (dict(seed=1), "settings.seed: 0 -> 1")):
+        with pytest.raises(RunFolderError, match=re.escape(message)):
+            train(TrainConfig(**{**base, **change}))
+    other = tmp_path / "other.npz"
+    sample_system("HO2", 240, sigma=0.1, seed=1, show_progress=False).save(other)
+    with pytest.raises(RunFolderError, match=r"inputs\.data \(content changed"):
+        train(TrainConfig(**{**base, "data": str(other)}))
+    # the same frames written again (another file) are the same data
+    copy = tmp_path / "copy.npz"
+    Frames.load(ho2).save(copy)
+    assert train(TrainConfig(**{**base, "data": str(copy)}))["epochs"] == first["epochs"]
+    # more epochs extend the run; rerunning a finished run changes nothing
+    assert train(TrainConfig(**{**base, "epochs": 3}))["epochs"] == 3
+    assert len(rows(out / "log.csv")) == 3
+    assert train(TrainConfig(**{**base, "epochs": 3}))["epochs"] == 3
+    # start over: the old run is moved aside, not deleted
+    again = train(TrainConfig(**base), start_over=True)
+    assert again["epochs"] == 2 and len(rows(tmp_path / "run.old-1" / "log.csv")) == 3
+
+
+def test_a_folder_that_is_not_a_run_is_never_touched(ho2, tmp_path):
+    from ffpt_ase.runfolder import RunFolderError
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious")
+    for start_over in (False, True):
+        with pytest.raises(RunFolderError, match="not an ffpt-ase run folder"):
+            train(TrainConfig(stage="scratch", data=str(ho2), epochs=1, output=str(mine),
+                              **TINY), start_over=start_over)
+    assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
+    assert (mine / "thesis.tex").read_text() == "precious"
+
+
 def test_finetune_refits_reference_energies_and_checks_checkpoint(ho2, tmp_path):
     pt = tmp_path / "pt"
     train(TrainConfig(stage="pretrain", data=str(ho2), output=str(pt), epochs=1, **TINY))

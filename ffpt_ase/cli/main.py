@@ -33,15 +33,30 @@ def _cmd_sample(args):
     from ..applications.systems import get_system
     from ..sampling import RattleSampler
 
+    from ..data import write_frames
+    from ..runfolder import file_lock, move_aside_file
+
+    if args.n < 1 or args.batch_size < 1:
+        raise ValueError(f"--n and --batch-size must be >= 1 (got {args.n}, {args.batch_size})")
+    out = Path(args.output)
+    if out.suffix.lower() not in (".npz", ".xyz", ".extxyz", ".traj"):
+        raise ValueError(f"-o {out}: use a .npz (native), .xyz/.extxyz or .traj file name")
+    if out.is_dir():
+        raise ValueError(f"-o {out} is a folder; give a file name such as {out}/pt.npz")
     calc, ref, teacher = get_system(args.system, args.teacher, args.parameters)
     sampler = RattleSampler(calc, ref, sigma=args.sigma, seed=args.seed, teacher_name=teacher,
                             system_name=args.system)
-    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = out.with_name(out.stem + ".partial.npz")
-    frames = sampler.sample(args.n, batch_size=args.batch_size, show_progress=not args.quiet,
-                            checkpoint=checkpoint)
-    frames.save(out)
-    checkpoint.unlink(missing_ok=True)
+    lock = out.with_name(f".{out.name}.lock")
+    with file_lock(lock, str(out)):
+        if args.start_over:
+            move_aside_file(checkpoint)
+        frames = sampler.sample(args.n, batch_size=args.batch_size,
+                                show_progress=not args.quiet, checkpoint=checkpoint)
+        write_frames(frames, out)
+        checkpoint.unlink(missing_ok=True)
+    lock.unlink(missing_ok=True)
     print(f"wrote {len(frames)} frames of {args.system} ({teacher} labels, sigma "
           f"{args.sigma} A, seed {args.seed}) to {out} "
           f"[{frames.metadata['frames_per_second']:.0f} frames/s]")
@@ -93,12 +108,9 @@ def _cmd_train(args):
     from ..training.config import TrainConfig
     from ..training.trainer import train
 
-    if args.overwrite and getattr(args, "output", None):
-        import shutil
-        shutil.rmtree(args.output, ignore_errors=True)
     cfg = TrainConfig.from_sources(args.config, args=args)
     try:
-        summary = train(cfg)
+        summary = train(cfg, start_over=args.start_over)
     finally:
         if (cfg.output_dir / "log.csv").exists():
             plot_learning_curve(cfg.output_dir / "log.csv", cfg.output_dir / "learning_curve.png")
@@ -161,7 +173,8 @@ def _cmd_metad(args):
         from ..applications.h2combustion.metad import (ChannelMetadConfig,
                                                         run_channel_metadynamics)
         cfg = from_sources(ChannelMetadConfig, args=args)
-        s = run_channel_metadynamics(cfg, show_progress=not args.quiet)
+        s = run_channel_metadynamics(cfg, show_progress=not args.quiet,
+                                     start_over=args.start_over)
         what = f"rxn {s['reaction']} ({s['equation']})"
     else:
         from ..simulate.metad import MetadConfig, run_metadynamics
@@ -169,7 +182,7 @@ def _cmd_metad(args):
             raise ValueError("give a combustion channel (--reaction NN) or your own system "
                              "(--deck FILE --start FILE)")
         cfg = from_sources(MetadConfig, args=args)
-        s = run_metadynamics(cfg, show_progress=not args.quiet)
+        s = run_metadynamics(cfg, show_progress=not args.quiet, start_over=args.start_over)
         what = f"{cfg.start} with {cfg.deck}"
     line = (f"{what}: {s['steps']} steps = {s['simulated_ps']:.3f} ps, "
             f"{s['ns_per_day']:.2f} ns/day; hottest 1-ps mean "
@@ -209,7 +222,8 @@ def _cmd_stability(args):
     from ..simulate.stability import StabilityConfig, run_stability
 
     cfg = from_sources(StabilityConfig, args=args)
-    s = run_stability(cfg, start=start_structure(cfg.system), show_progress=not args.quiet)
+    s = run_stability(cfg, start=start_structure(cfg.system), show_progress=not args.quiet,
+                      start_over=args.start_over)
     curve = s["survival"]
     plot_survival({"model": (curve["time_ps"], curve["fraction_surviving"])},
                   Path(cfg.output) / "survival.png")
@@ -242,6 +256,11 @@ def _cmd_demo(args):
 def _version() -> str:
     from .. import __version__
     return __version__
+
+
+START_OVER_HELP = ("move an earlier run in the output folder aside (to NAME.old-N) and start "
+                   "again; without it the same command resumes, and changed settings are "
+                   "refused")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -284,7 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=10000, help="frames labelled per batch")
     p.add_argument("--plot", action="store_true", help="also write a PNG of the label statistics")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("-o", "--output", required=True, help="output .npz")
+    p.add_argument("--start-over", action="store_true",
+                   help="move an interrupted run's checkpoint (OUT.partial.npz) aside and "
+                        "start again")
+    p.add_argument("-o", "--output", required=True,
+                   help="output file (.npz native; .xyz/.extxyz or .traj also work); an "
+                        "interrupted run resumes from OUT.partial.npz")
     p.set_defaults(func=_cmd_sample)
 
     p = add_command("parametrize", help="make classical force-field parameters")
@@ -306,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_command("train", help="train a NewtonNet potential (scratch, pretrain, finetune)")
     add_arguments(p, TrainConfig)
     p.add_argument("--config", default=None, help="TOML file with [train] keys (flags override)")
-    p.add_argument("--overwrite", action="store_true", help="delete the run folder first")
+    p.add_argument("--start-over", action="store_true", help=START_OVER_HELP)
     p.set_defaults(func=_cmd_train)
 
     p = add_command("evaluate", help="energy/force errors of a model on a data set")
@@ -337,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "FILE)")
     add_arguments(p, ChannelMetadConfig, required=("model", "steps", "output"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--start-over", action="store_true", help=START_OVER_HELP)
     p.set_defaults(func=_cmd_metad)
 
     p = add_command("fes", help="free-energy surface, reweighting and convergence")
@@ -354,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_command("stability", help="time to failure of K Langevin trajectories")
     add_arguments(p, StabilityConfig, required=("model", "system", "output"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--start-over", action="store_true", help=START_OVER_HELP)
     p.set_defaults(func=_cmd_stability)
 
     p = add_command("pretrained", help="list the shipped pre-trained models "
@@ -374,16 +400,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: commands whose output folder (or file) keeps a checkpoint to resume from
+RESUMABLE = ("sample", "train", "metad", "stability", "demo")
+
+
 def main(argv=None) -> int:
+    """Run one command. Expected failures (bad input, missing or damaged files, permissions,
+    a full disk, a run folder in use or changed, a diverging model, Ctrl-C) end with one line
+    on stderr and a non-zero exit code; anything else also ends in one line, with the
+    traceback under ``-v``."""
+    import zipfile
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    where = getattr(args, "output", None) or "its output"
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, KeyError, RuntimeError, ImportError) as err:
-        # RuntimeError covers PlumedNotAvailable (missing kernel, with install advice)
-        print(f"ffpt-ase {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        advice = (f"; run the same command again to continue from the last checkpoint in "
+                  f"{where}" if args.command in RESUMABLE else "")
+        print(f"ffpt-ase {args.command}: interrupted{advice}", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, KeyError, RuntimeError, ImportError, ArithmeticError,
+            EOFError, zipfile.BadZipFile) as err:
+        # RuntimeError covers PlumedNotAvailable (missing kernel, with install advice);
+        # ArithmeticError a diverging model (FloatingPointError); OSError permissions and
+        # full disks
+        if args.verbose:
+            logging.exception("details")
+        print(f"ffpt-ase {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except Exception as err:  # a defect: still one line, the traceback with -v
+        if args.verbose:
+            logging.exception("details")
+        print(f"ffpt-ase {args.command}: internal error: {type(err).__name__}: "
+              f"{_one_line(err)} (rerun with -v for the traceback, and please report it)",
+              file=sys.stderr)
+        return 1
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err) if not isinstance(err, KeyError) or not err.args else str(err.args[0])
+    if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
+        text = f"{text}: {err.filename}"
+    return " ".join(text.split()) or type(err).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,6 +25,7 @@ unless :meth:`Frames.to_atoms` is called.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,12 +42,21 @@ class DataFormatError(ValueError):
     """A data file is malformed or not in the expected format."""
 
 
+@contextmanager
 def open_npz(path: str | Path):
-    """``np.load`` of an ``.npz`` archive (no pickles) with a clear error if unreadable."""
+    """``np.load`` of an ``.npz`` archive (no pickles) as a context: a file that is no
+    archive, a truncated or corrupted one gives a :class:`DataFormatError` naming it,
+    whether the damage shows on opening or on reading an array."""
+    import zipfile
+    import zlib
     try:
-        return np.load(Path(path), allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise DataFormatError(f"{path}: not a readable .npz file ({err})") from err
+        with np.load(Path(path), allow_pickle=False) as data:
+            yield data
+    except DataFormatError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise DataFormatError(f"{path}: not a readable .npz file, or a damaged one "
+                              f"({type(err).__name__}: {err})") from err
 
 
 @dataclass
@@ -243,6 +253,17 @@ class Frames:
             metadata={"concatenated_from": [p.metadata for p in parts]})
 
     # -- disk -----------------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """``sha256:...`` of the frames' content (atoms, positions, cells, labels, times),
+        the same however and whenever the file was written."""
+        from ..runfolder import bytes_digest
+        parts = [np.ascontiguousarray(a).tobytes() for a in
+                 (self.numbers, self.positions, self.cell, self.pbc)]
+        for name in ("energy", "forces", "time"):
+            value = getattr(self, name)
+            parts.append(b"" if value is None else np.ascontiguousarray(value).tobytes())
+        return bytes_digest(*parts)
+
     def save(self, path: str | Path) -> Path:
         """Write the ``.npz`` format described in the module docstring."""
         path = Path(path)

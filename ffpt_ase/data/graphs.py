@@ -93,6 +93,11 @@ def build_batch(positions, numbers, elements, cutoff, cell=None, pbc=None, energ
     B, N = pos.shape[:2]
     num = np.broadcast_to(np.asarray(numbers), (B, N))
     real = num > 0
+    bad = real & ~np.isfinite(pos).all(axis=-1)
+    if bad.any():  # a NaN distance is never < cutoff: the atom would silently lose its edges
+        f, a = np.argwhere(bad)[0]
+        raise ValueError(f"non-finite coordinates (NaN or inf) in {int(bad.any(1).sum())} "
+                         f"frame(s), first: frame {f}, atom {a}")
     node_id = np.cumsum(real.reshape(-1)).reshape(B, N) - 1
     pbc = np.zeros(3, bool) if pbc is None else np.asarray(pbc, bool)
     cell = np.zeros((B, 3, 3)) if cell is None else np.broadcast_to(np.asarray(cell, float),

@@ -119,8 +119,9 @@ def _deepmd_system(folder: Path) -> Frames:
             f = np.load(s / "force.npy")
             e = np.load(s / "energy.npy")
             b = np.load(s / "box.npy")
-        except OSError as err:
-            raise DataFormatError(f"{s}: missing coord/force/energy/box .npy ({err})") from err
+        except (OSError, ValueError, EOFError) as err:
+            raise DataFormatError(f"{s}: missing, damaged or pickled coord/force/energy/box "
+                                  f".npy ({err})") from err
         nf = len(c)
         if c.shape != (nf, 3 * n) or f.shape != (nf, 3 * n) or e.shape[0] != nf or b.shape != (nf, 9):
             raise DataFormatError(f"{s}: shapes coord{c.shape} force{f.shape} energy{e.shape} "

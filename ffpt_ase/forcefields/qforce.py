@@ -147,7 +147,8 @@ class QForceCalculator(BondedForceField):
     Parameters
     ----------
     parameters:
-        :class:`QForceParameters`, the name of a shipped set (``'table1'``, the paper's
+        :class:`QForceParameters` (kept as ``table``; ``parameters`` and ``todict()`` hold
+        its source, as ASE calculators hold their settings), the name of a shipped set (``'table1'``, the paper's
         Table 1, is the default; ``'selffit-b3lyp'``) or a path to a JSON parameter file.
     bonds:
         Optional explicit bond list ``[(i, j), ...]`` (0-based); otherwise bonds are perceived
@@ -158,10 +159,22 @@ class QForceCalculator(BondedForceField):
         super().__init__(**kwargs)
         if not isinstance(parameters, QForceParameters):
             parameters = QForceParameters.load(parameters)
-        self.parameters = parameters
+        #: the parameter table (``parameters`` stays ASE's settings dictionary)
+        self.table = parameters
+        self.parameters.update(parameters=parameters.source, bond_scale=bond_scale,
+                               bonds=None if bonds is None else [list(map(int, b))
+                                                                 for b in bonds])
         self._bonds = None if bonds is None else np.asarray(bonds, int)
         self.bond_scale = bond_scale
         self.topology: Topology | None = None
+
+    def fingerprint(self) -> str:
+        """``sha256:...`` of the parameter table's content and the topology settings (the
+        same table read from another path gives the same fingerprint)."""
+        from ..runfolder import bytes_digest
+        return bytes_digest(b"QForceCalculator", json.dumps(
+            {"species": self.table.species, "bond_scale": self.bond_scale,
+             "bonds": self.parameters.get("bonds")}, sort_keys=True, default=str).encode())
 
     def _setup(self, atoms: Atoms) -> None:
         numbers = atoms.get_atomic_numbers()
@@ -170,7 +183,7 @@ class QForceCalculator(BondedForceField):
         else:
             topo = build(numbers, self._bonds)
         sym = topo.symbols
-        params = self.parameters
+        params = self.table
         owner = topo.fragment_of_atom()
         formulas = topo.fragment_formulas()
         elements = {el for entry in params.species.values()

@@ -16,7 +16,7 @@ class MDSettings(RunSettings):
     """What every MD driver needs: the model, the thermostat and the time step."""
 
     model: object = setting(None, "model checkpoint(s) (several: a committee; also "
-                                  "pretrained:NAME)", nargs="+")
+                                  "pretrained:NAME)", nargs="+", role="input")
     temperature_K: float = setting(300.0, "temperature", unit="K", flag="--temperature")
     timestep_fs: float = setting(0.5, "time step", unit="fs", flag="--timestep")
     friction_per_ps: float = setting(2.0, "Langevin friction", unit="1/ps", flag="--friction")
@@ -37,3 +37,16 @@ def langevin(atoms, timestep_fs: float, temperature_K: float, friction_per_ps: f
     from ase.md.langevin import Langevin
     return Langevin(atoms, timestep=timestep_fs * units.fs, temperature_K=temperature_K,
                     friction=friction_per_ps / (1000.0 * units.fs), fixcm=False, rng=rng)
+
+
+def check_start(atoms, calc) -> None:
+    """Refuse a start structure the model cannot run: non-finite positions, or elements
+    the calculator does not know (evaluated once, so its own error names them)."""
+    if not np.all(np.isfinite(atoms.positions)):
+        raise ValueError("the start structure has non-finite positions (NaN or inf)")
+    probe = atoms.copy()
+    probe.calc = calc
+    energy = probe.get_potential_energy()
+    if not np.isfinite(energy):
+        raise ValueError(f"the model gives a non-finite energy ({energy}) for the start "
+                         "structure")

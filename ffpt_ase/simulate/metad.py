@@ -11,13 +11,17 @@ with its channels' decks and monitor). The output folder gets
     events.jsonl         the observers' events, one JSON line each, written as they happen
     plumed.log, plumed.dat, summary.json
 
-Running it again on the same folder continues from the last trajectory frame: HILLS and
-COLVAR rows written after that point are dropped, PLUMED restarts (RESTART semantics:
-it reads the hills so far and appends), and the step counter continues.
+The folder is a :class:`~ffpt_ase.runfolder.RunFolder` (locked while the run lasts,
+fingerprinted in ``run.json``). Running the same command again continues from the last
+checkpoint, the same as if the run had never stopped: HILLS, COLVAR, trajectory and events
+are cut back to it, PLUMED restarts (RESTART semantics: it reads the hills so far and
+appends) and the dynamics continue from the saved atoms, momenta, biased forces and
+thermostat random state. A deck with ``PACE=1`` loses the one hill of the first step after
+a restart (PLUMED deposits none on the first step of a run).
 
 **Units.** ASE's PLUMED wrapper hands PLUMED energies in kJ/mol, lengths in nm and times in
-ps unless the deck declares ``UNITS``; a deck without ``UNITS LENGTH=A`` is read in nm, and
-the driver warns.
+ps unless the deck declares ``UNITS``; a deck without a ``UNITS`` line is refused (say
+``UNITS LENGTH=nm`` to mean PLUMED's defaults).
 
 **The thermostat must carry away what the hills deposit.** Each hill adds up to 5 kJ/mol
 of potential energy every 100 steps (20 fs), which the dynamics turns into heat. A gas-phase
@@ -80,26 +84,34 @@ def deck_lines(path: Path, output: Path) -> list:
     return [re.sub(r"FILE=(\S+)", fix, line) for line in lines if line]
 
 
-def truncate_plumed_file(path: Path, t_cut: float, keep_at_cut: bool = False) -> int:
-    """Drop data rows written after ``t_cut`` (time = first column); returns how many.
+def truncate_plumed_file(path: Path, t_cut: float, keep_at_cut: bool = False,
+                         tolerance: float = 1e-6) -> int:
+    """Drop data rows written after ``t_cut`` (time = first column, ``tolerance`` in the
+    same unit) and a torn last row (a crash while PLUMED wrote it); returns how many.
 
-    On restart from a checkpoint at step n, PLUMED evaluates step n again. It PRINTs on that
-    step (so COLVAR rows at t_cut must go: ``keep_at_cut=False``) but METAD never deposits a
-    hill on the first step of a run (so the HILLS row at t_cut must stay: ``keep_at_cut=True``).
+    A resumed run continues after its checkpoint at ``t_cut``, whose rows (the COLVAR row
+    and the hill deposited at that step) the interrupted run wrote already:
+    ``keep_at_cut=True`` keeps them.
     """
     if not path.exists():
         return 0
     keep, dropped = [], 0
-    limit = t_cut + 1e-6 if keep_at_cut else t_cut - 1e-6
+    limit = t_cut + tolerance if keep_at_cut else t_cut - tolerance
     for line in path.read_text().splitlines(keepends=True):
         if line.startswith("#") or not line.strip():
             keep.append(line)
             continue
-        if float(line.split()[0]) < limit:
+        try:
+            time_value = float(line.split()[0])
+        except ValueError:
+            time_value = None
+        if line.endswith("\n") and time_value is not None and time_value < limit:
             keep.append(line)
         else:
             dropped += 1
-    path.write_text("".join(keep))
+    if dropped:
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(keep))
     return dropped
 
 
@@ -168,16 +180,19 @@ def declares_units(lines) -> bool:
 class MetadConfig(MDSettings):
     """Settings of a metadynamics run (flags of ``ffpt-ase metad``)."""
 
-    deck: str | None = setting(None, "PLUMED input file")
-    start: str | None = setting(None, "start structure file (its last frame)")
-    steps: int = setting(10000, "MD steps in all (a resumed run continues to this count)")
+    deck: str | None = setting(None, "PLUMED input file", role="input")
+    start: str | None = setting(None, "start structure file (its last frame)", role="input")
+    steps: int = setting(10000, "MD steps in all (a resumed run continues to this count)",
+                         role="free")
     output: str = redefault(MDSettings, "output", "runs/metad")
     friction_per_ps: float = redefault(MDSettings, "friction_per_ps", 20.0)  # 0.2/ps overheats
     timestep_fs: float = redefault(MDSettings, "timestep_fs", 0.2)
     traj_interval: int = setting(100, "steps between saved frames (the restart points)")
     check_interval: int = setting(10, "steps between observer checks")
-    stop_on_event: bool = setting(False, "stop at the first event an observer reports")
-    compile: bool = setting(False, "torch.compile the network (about a minute once)")
+    stop_on_event: bool = setting(False, "stop at the first event an observer reports",
+                                  role="free")
+    compile: bool = setting(False, "torch.compile the network (about a minute once)",
+                            role="free")
 
     def __post_init__(self):
         if not self.temperature_K > 0 or not self.timestep_fs > 0 or self.steps < 0 \
@@ -200,7 +215,7 @@ def read_start(path: str | Path) -> Atoms:
 
 def run_metadynamics(cfg: MetadConfig, atoms: Atoms | None = None, calc=None,
                      observers=(), record: dict | None = None,
-                     show_progress: bool = True) -> dict:
+                     show_progress: bool = True, start_over: bool = False) -> dict:
     """Run (or continue) well-tempered metadynamics; returns the summary dictionary.
 
     ``atoms``: the start of a fresh run (default: ``cfg.start``); ``calc``: the ML
@@ -208,152 +223,253 @@ def run_metadynamics(cfg: MetadConfig, atoms: Atoms | None = None, calc=None,
     :class:`~ffpt_ase.simulate.observers.Observer` objects called every ``check_interval``
     steps (a temperature monitor is always added); ``record``: facts about the run (e.g. the
     application and reaction) stored in ``state.json`` and the summary.
+
+    The output is a :class:`~ffpt_ase.runfolder.RunFolder`: running again resumes (the
+    settings, deck, start structure and model must be the same; ``steps`` may grow), and
+    ``start_over`` moves an old run aside first. ``state.json`` is the commit point of each
+    checkpoint: it holds the atoms, their momenta, the biased forces, the thermostat's random
+    state and the observers' counters, so a resumed run continues exactly where the
+    uninterrupted one would have been (its HILLS, COLVAR, trajectory and events are cut back
+    to that point).
     """
     from ase.calculators.plumed import Plumed
-    from ase.io import Trajectory
     from ase.md.velocitydistribution import thermalize_momenta
+
+    from ..runfolder import RunFolder, atoms_digest, calculator_digest, file_digest
+    from .md import check_start
 
     if cfg.deck is None:
         raise ValueError("give a PLUMED deck (--deck FILE)")
     deck = Path(cfg.deck)
-    if not deck.exists():
+    if not deck.is_file():
         raise FileNotFoundError(f"PLUMED deck not found: {deck}")
     require_plumed()
     set_threads(cfg.threads)
     out = Path(cfg.output).resolve()
-    out.mkdir(parents=True, exist_ok=True)
     lines = set_metad_temperature(deck_lines(deck, out), cfg.temperature_K, deck)
     if not declares_units(lines):
-        log.warning("%s declares no UNITS: PLUMED reads its lengths in nm, energies in kJ/mol "
-                    "and times in ps (add e.g. `UNITS LENGTH=A ENERGY=kj/mol TIME=fs`)", deck)
-    (out / "plumed.dat").write_text("\n".join(lines) + "\n")
+        raise ValueError(f"{deck} declares no UNITS: PLUMED would read its lengths in nm, "
+                         "energies in kJ/mol and times in ps; say so with a UNITS line (e.g. "
+                         "`UNITS LENGTH=A ENERGY=kj/mol TIME=fs`, or `UNITS LENGTH=nm` for "
+                         "PLUMED's defaults)")
+    fs_per_unit = deck_time_unit_fs(lines)
+    if not any(line.split()[0].upper() == "FLUSH" for line in lines):
+        # PLUMED's files reach the disk at every checkpoint, so a killed run loses no row
+        # that its restart point needs
+        lines.append(f"FLUSH STRIDE={cfg.traj_interval}")
     height = metad_height_kjmol(lines)
     if calc is None:
         if cfg.model is None:
             raise ValueError("give a model checkpoint (--model) or a calculator")
         from ..calculators import FFPTCalculator
         calc = FFPTCalculator.from_checkpoints(cfg.model, dtype=cfg.dtype, compile=cfg.compile)
+    if atoms is None:
+        if cfg.start is None:
+            raise ValueError("give a start structure (--start FILE)")
+        atoms = read_start(cfg.start)
+    check_start(atoms, calc)
     thermometer = TemperatureMonitor(cfg.temperature_K)
     observers = [thermometer, *observers]
     names = [o.name for o in observers]
     if len(set(names)) != len(names):
         raise ValueError(f"observers need distinct names, got {names}")
+    record = dict(record or {})
+    roles = cfg.by_role()
+    run = RunFolder(out, "metad", settings={**roles["setting"], "record": record},
+                    inputs={"deck": file_digest(deck), "start": atoms_digest(atoms),
+                            "model": calculator_digest(calc)},
+                    free=roles["free"], start_over=start_over)
+    with run:
+        return _metad_in_folder(run, cfg, lines, fs_per_unit, height, atoms, calc,
+                                observers, record, show_progress, thermalize_momenta, Plumed)
 
-    state_file, traj_file = out / "state.json", out / "trajectory.traj"
+
+def deck_time_unit_fs(lines) -> float:
+    """Femtoseconds per time unit of a deck (its ``UNITS TIME=``; PLUMED's default: ps)."""
+    unit = "ps"
+    for line in lines:
+        words = line.split()
+        if words and words[0].upper() == "UNITS":
+            unit = next((w.split("=", 1)[1] for w in words[1:] if w.upper().startswith("TIME=")),
+                        unit)
+    table = {"fs": 1.0, "ps": 1000.0, "ns": 1.0e6}
+    if unit.lower() in table:
+        return table[unit.lower()]
+    try:
+        return float(unit) * 1000.0  # PLUMED: a number is that many ps
+    except ValueError:
+        raise ValueError(f"unknown PLUMED time unit TIME={unit}") from None
+
+
+def _metad_in_folder(run, cfg, lines, fs_per_unit, height, atoms, calc, observers, record,
+                     show_progress, thermalize_momenta, Plumed) -> dict:
+    """The body of :func:`run_metadynamics`, inside its locked run folder."""
+    from ase.io import Trajectory
+
+    out = run.path
+    run.write_text("plumed.dat", "\n".join(lines) + "\n")
+    state_name, traj_file, events_name = "state.json", out / "trajectory.traj", "events.jsonl"
     dt = cfg.timestep_fs
-    state = json.loads(state_file.read_text()) if state_file.exists() else None
-    resuming = bool(state and state["steps_done"] > 0 and traj_file.exists())
-    if resuming:
-        with Trajectory(str(traj_file)) as tr:
-            last = tr[-1]
-        atoms = Atoms(last.numbers, positions=last.positions, momenta=last.get_momenta(),
-                      cell=last.cell, pbc=last.pbc)
-        steps_done = int(state["steps_done"])
-        for name, keep in (("HILLS", True), ("COLVAR", False)):
-            dropped = truncate_plumed_file(out / name, steps_done * dt, keep_at_cut=keep)
-            if dropped:
-                log.info("restart: dropped %d %s rows after step %d", dropped, name, steps_done)
-        n_restarts = int(state.get("restarts", 0)) + 1
-        saved = state.get("observers", {})
-        for o in observers:
-            if o.name in saved:
-                o.load_state_dict(saved[o.name])
-        log.info("resuming %s at step %d", out, steps_done)
-    else:
-        if atoms is None:
-            if cfg.start is None:
-                raise ValueError("give a start structure (--start FILE)")
-            atoms = read_start(cfg.start)
+    state = run.read_json(state_name)
+    if state is None:  # a fresh run (or one that never reached its first checkpoint)
         atoms = atoms.copy()
-        steps_done, n_restarts = 0, 0
         thermalize_momenta(atoms, temperature_K=cfg.temperature_K,
                            rng=np.random.default_rng([cfg.seed, 0]))
-        for name in ("HILLS", "COLVAR", "events.jsonl"):
+        steps_done, wall_done, cached = 0, 0.0, None
+        rng = np.random.default_rng([cfg.seed, 1])
+        counts = {"events": 0, "frames_with_events": 0}
+        for name in ("HILLS", "COLVAR", events_name, "trajectory.traj"):
             (out / name).unlink(missing_ok=True)
-    if not np.all(np.isfinite(atoms.positions)):
-        raise ValueError("the start structure has non-finite positions")
+        n_frames = 0
+    else:
+        steps_done, wall_done = int(state["steps_done"]), float(state.get("wall_s", 0.0))
+        atoms = Atoms(atoms.numbers, positions=state["positions"], momenta=state["momenta"],
+                      cell=atoms.cell, pbc=atoms.pbc)
+        cached = {"energy": state["energy"], "forces": np.array(state["forces"])}
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["rng"]
+        counts = dict(state["event_counts"])
+        for o in observers:
+            if o.name in state["observers"]:
+                o.load_state_dict(state["observers"][o.name])
+        n_frames = int(state["trajectory_frames"])
+        _cut_back(run, steps_done, dt / fs_per_unit, n_frames, events_name)
     remaining = cfg.steps - steps_done
-    record = dict(record or {})
-    events_file = out / "events.jsonl"
-    counts = {"events": 0, "frames_with_events": 0}
-    if resuming:
-        counts.update(state.get("event_counts", {}))
-    stopped_early = None
+    complete = state is not None and (
+        remaining <= 0 or bool(cfg.stop_on_event and state.get("stopped_on")))
+    if complete and (out / "summary.json").exists():
+        log.info("%s is complete (%d steps); nothing to do", out, steps_done)
+        return json.loads((out / "summary.json").read_text())
+    stopped_early = state.get("stopped_on") if complete else None
     t0 = time.perf_counter()
     timestep = dt * units.fs
     with Plumed(calc, lines, timestep, atoms=atoms, kT=units.kB * cfg.temperature_K,
-                log=str(out / "plumed.log"), restart=resuming) as pcalc:
-        pcalc.istep = steps_done
+                log=str(out / "plumed.log"), restart=state is not None) as pcalc:
         atoms.calc = pcalc
-        dyn = langevin(atoms, dt, cfg.temperature_K, cfg.friction_per_ps,
-                       np.random.default_rng([cfg.seed, 1 + n_restarts]))
-        traj = Trajectory(str(traj_file), "a" if resuming else "w", atoms)
+        pcalc.istep = steps_done
+        if cached is not None:
+            # the biased forces at the restart point as the uninterrupted run had them
+            # (PLUMED would otherwise count the restart point's hill twice)
+            pcalc.atoms = atoms.copy()
+            pcalc.results = dict(cached)
+            pcalc.istep = steps_done + 1
+        dyn = langevin(atoms, dt, cfg.temperature_K, cfg.friction_per_ps, rng)
+        dyn.nsteps = steps_done  # observers and checkpoints run at absolute step counts
+        traj = Trajectory(str(traj_file), "a" if n_frames else "w", atoms)
         bar = progress(total=cfg.steps, initial=steps_done, unit="step",
                        desc=record.get("label", "metad"), disable=not show_progress)
 
         def checkpoint():
+            nonlocal n_frames
             traj.write(atoms)
-            with atomic_path(state_file) as tmp:
-                tmp.write_text(json.dumps({
-                    "steps_done": steps_done + dyn.nsteps, "restarts": n_restarts,
-                    "event_counts": counts,
-                    "observers": {o.name: o.state_dict() for o in observers},
-                    "record": record,
-                    "config": {k: (str(v) if k == "model" else v)
-                               for k, v in asdict(cfg).items()}}, indent=1))
+            n_frames += 1
+            run.after_write("trajectory.traj")
+            run.write_json(state_name, {
+                "steps_done": dyn.nsteps, "trajectory_frames": n_frames,
+                "wall_s": round(wall_done + time.perf_counter() - t0, 3),
+                "positions": atoms.positions.tolist(), "momenta": atoms.get_momenta().tolist(),
+                "energy": float(pcalc.results["energy"]),
+                "forces": np.asarray(pcalc.results["forces"]).tolist(),
+                "rng": dyn.rng.bit_generator.state, "event_counts": counts,
+                "stopped_on": stopped_early,
+                "observers": {o.name: o.state_dict() for o in observers},
+                "record": record,
+                "config": {k: (str(v) if k == "model" else v) for k, v in asdict(cfg).items()}})
 
         def check():
             nonlocal stopped_early
-            step = steps_done + dyn.nsteps
+            step = dyn.nsteps
             events = []
             for o in observers:
                 events += o.observe(atoms, step, step * dt * 1e-3)
             if events:
                 counts["events"] += len(events)
                 counts["frames_with_events"] += 1
-                with open(events_file, "a") as fh:
-                    for e in events:
-                        fh.write(json.dumps(e) + "\n")
+                for e in events:
+                    run.append_line(events_name, json.dumps({"step": step, **e}))
                 if cfg.stop_on_event:
                     stopped_early = events[0]
                     raise StopRun
 
         def tick():
-            fields = {"ns_per_day": f"{ns_per_day(dyn.nsteps, dt, time.perf_counter() - t0):.2f}"}
+            rate = ns_per_day(dyn.nsteps - steps_done, dt, time.perf_counter() - t0)
+            fields = {"ns_per_day": f"{rate:.2f}"}
             for o in observers:
                 fields.update(o.progress_fields())
             bar.set_postfix(refresh=False, **fields)
-            bar.update(steps_done + dyn.nsteps - bar.n)  # ASE also calls at step 0
+            bar.update(dyn.nsteps - bar.n)
 
-        dyn.attach(check, interval=cfg.check_interval)
-        dyn.attach(tick, interval=cfg.check_interval)
-        dyn.attach(checkpoint, interval=cfg.traj_interval)
-        interrupted = True
+        def at_new_steps(function):
+            # ASE calls observers before the first step of a run at step 0; a run resumed
+            # at step 0 saw that step already
+            def call():
+                if state is None or dyn.nsteps > steps_done:
+                    function()
+            return call
+
+        dyn.attach(at_new_steps(check), interval=cfg.check_interval)
+        dyn.attach(at_new_steps(tick), interval=cfg.check_interval)
+        dyn.attach(at_new_steps(checkpoint), interval=cfg.traj_interval)
+        finished = False
         try:
-            if remaining > 0:
-                dyn.run(remaining)
-            interrupted = False
+            if not complete:  # (a fresh run of 0 steps still checkpoints its step 0)
+                dyn.run(max(remaining, 0))
+            finished = True
         except StopRun:
-            interrupted = False
+            finished = True
             log.warning("stopped on an event: %s", stopped_early)
         finally:
             bar.close()
             # after a clean end (or a requested stop) record the final point; after Ctrl-C
             # or a crash the last regular checkpoint stays the restart point
-            if not interrupted and dyn.nsteps % cfg.traj_interval:
+            if finished and dyn.nsteps > steps_done and dyn.nsteps % cfg.traj_interval:
                 checkpoint()
             traj.close()
     elapsed = time.perf_counter() - t0
-    done = steps_done + dyn.nsteps
+    done = dyn.nsteps
     summary = {**record, "steps": done,
                "simulated_ps": done * dt * 1e-3, "wall_s_this_run": round(elapsed, 2),
-               "ns_per_day": ns_per_day(dyn.nsteps, dt, elapsed),
-               "hill_height_kJ_per_mol": height, "deck": str(deck),
+               "ns_per_day": ns_per_day(done - steps_done, dt, elapsed),
+               "hill_height_kJ_per_mol": height, "deck": str(cfg.deck),
                "friction_per_ps": cfg.friction_per_ps, **counts,
                "stopped_on": stopped_early, "output": str(out),
                "files": {k: str(out / k) for k in ("HILLS", "COLVAR", "trajectory.traj",
                                                      "events.jsonl")}}
     for o in observers:
         summary.update(o.summary())
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    run.write_json("summary.json", summary)
     return summary
+
+
+def _cut_back(run, steps_done: int, dt_deck: float, n_frames: int, events_name: str) -> None:
+    """Cut a run folder's files back to its last checkpoint (step ``steps_done``): PLUMED
+    rows after it (their time is in the deck's unit, ``dt_deck`` per step), trajectory
+    frames after the ``n_frames``-th, events after the step."""
+    from ase.io import Trajectory
+    t_cut = steps_done * dt_deck
+    for name in ("HILLS", "COLVAR"):
+        dropped = truncate_plumed_file(run.path / name, t_cut, keep_at_cut=True,
+                                       tolerance=0.25 * dt_deck)
+        if dropped:
+            log.info("restart: dropped %d %s rows after step %d", dropped, name, steps_done)
+    traj_file = run.path / "trajectory.traj"
+    if not traj_file.exists():
+        raise ValueError(f"{traj_file} is missing but its state.json counts {n_frames} "
+                         f"frames: the run folder was changed; use --start-over")
+    with Trajectory(str(traj_file)) as tr:
+        have = len(tr)
+        if have < n_frames:
+            raise ValueError(f"{traj_file} has {have} frames, its state.json counts "
+                             f"{n_frames}: the run folder was changed; use --start-over")
+        frames = [tr[k] for k in range(n_frames)] if have > n_frames else None
+    if frames is not None:  # a crash between the trajectory write and its state
+        with run.atomic("trajectory.traj") as tmp:
+            with Trajectory(str(tmp), "w") as tw:
+                for f in frames:
+                    tw.write(f)
+        log.info("restart: dropped %d trajectory frames after step %d", have - n_frames,
+                 steps_done)
+    events = run.read_lines(events_name)
+    kept = [e for e in events if e.get("step", 0) <= steps_done]
+    if len(kept) < len(events):
+        run.write_text(events_name, "".join(json.dumps(e) + "\n" for e in kept))

@@ -19,7 +19,9 @@ enough", TMLR 2023):
   al.'s criterion is the bond-length one.
 
 A failed trajectory stops; the others continue. Results are appended to
-``trajectories.jsonl`` as each trajectory ends, so a rerun skips finished ones. The summary
+``trajectories.jsonl`` as each trajectory ends, so a rerun skips finished ones (the output
+is a :class:`~ffpt_ase.runfolder.RunFolder`: locked, fingerprinted, refused when the model
+or a setting changed). The summary
 (``summary.json``) has time-to-failure statistics and the survival curve (``survival.png``).
 Frames can be saved (``save_interval``) for liquid analysis (RDF, diffusion).
 """
@@ -169,20 +171,20 @@ class StabilityConfig(MDSettings):
     """Settings of a stability run (flags of ``ffpt-ase stability``)."""
 
     system: str = setting(None, "structure file (the command line also takes a built-in "
-                                "system name)")
+                                "system name)", role="input")
     output: str = redefault(MDSettings, "output", "runs/stability")
-    trajectories: int = setting(8, "independent trajectories")
+    trajectories: int = setting(8, "independent trajectories", role="free")
     time_ps: float = setting(10.0, "simulated time per trajectory", unit="ps")
     check_interval: int = setting(20, "steps between criterion checks")
     save_interval: int = setting(0, "steps between saved frames (0: none)")
     reference_frames: str | None = setting(
         None, "frames (same atoms) whose mean bond lengths are the reference (default: the "
-              "start structure's)")
+              "start structure's)", role="input")
     count_new_bonds: bool = setting(False, "a bond that forms counts as a failure (default: "
                                            "only recorded)")
     rdf_reference: str | None = setting(
         None, "liquids: frames whose g(r) is the reference; a 1-ps window whose g(r) "
-              "deviates more than rdf_max_error is a failure")
+              "deviates more than rdf_max_error is a failure", role="input")
     rdf_elements: tuple = setting((8, 8), "atomic numbers of the RDF pair", cli=False)
     rdf_max_error: float = setting(0.1, "mean |g(r) - g_ref(r)| allowed per 1-ps window")
 
@@ -278,15 +280,21 @@ def survival_curve(results: list, time_ps: float, n_points: int = 200):
 
 
 def run_stability(cfg: StabilityConfig, calc=None, start: Atoms | None = None,
-                  show_progress: bool = True) -> dict:
+                  show_progress: bool = True, start_over: bool = False) -> dict:
     """Run (or complete) the K trajectories and write the summary; returns it.
 
     ``start``: the structure every trajectory starts from and the bond reference (default:
     the structure file ``cfg.system``); ``calc``: the ML calculator (default: ``cfg.model``).
     The survival curve is in the summary (``survival``); plotting is the caller's.
+
+    The output is a :class:`~ffpt_ase.runfolder.RunFolder`: a rerun skips the finished
+    trajectories (each is seeded by its index, so the result is the one an uninterrupted run
+    gives); another model, start structure or setting is refused, more ``trajectories``
+    extend the run, ``start_over`` moves an old run aside.
     """
-    out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
+    from ..runfolder import RunFolder, atoms_digest, calculator_digest, file_digest
+    from .md import check_start
+
     set_threads(cfg.threads)
     if calc is None:
         if cfg.model is None:
@@ -294,43 +302,60 @@ def run_stability(cfg: StabilityConfig, calc=None, start: Atoms | None = None,
         from ..calculators import FFPTCalculator
         calc = FFPTCalculator.from_checkpoints(cfg.model, dtype=cfg.dtype)
     reference = start.copy() if start is not None else load_structure(cfg.system)
+    check_start(reference, calc)
     frames = None
     if cfg.reference_frames:
-        from ase.io import read
-        frames = read(cfg.reference_frames, index=":")
+        frames = read_frames_file(cfg.reference_frames)
     criteria = StabilityCriteria(reference, reference_frames=frames,
                                  count_new_bonds=cfg.count_new_bonds)
     rdf_criterion = None
     if cfg.rdf_reference:
-        from ase.io import read
-        rdf_criterion = RDFCriterion(read(cfg.rdf_reference, index=":"), cfg.rdf_elements,
+        rdf_criterion = RDFCriterion(read_frames_file(cfg.rdf_reference), cfg.rdf_elements,
                                      max_error=cfg.rdf_max_error)
-    results_file = out / "trajectories.jsonl"
-    done = {}
-    if results_file.exists():
-        for line in results_file.read_text().splitlines():
-            r = json.loads(line)
-            done[r["trajectory"]] = r
-    bar = progress(total=cfg.trajectories, initial=len(done), unit="traj",
-                   desc="stability", disable=not show_progress)
-    for k in range(cfg.trajectories):
-        if k in done:
-            continue
-        r = run_trajectory(reference, calc, cfg, k, criteria,
-                           out / f"traj_{k:03d}.traj" if cfg.save_interval else None,
-                           rdf_criterion)
-        with open(results_file, "a") as fh:
-            fh.write(json.dumps(r) + "\n")
-        done[k] = r
-        bar.update(1)
-        log.info("trajectory %d: %s", k,
-                 f"failed ({r['reason']}) at {r['time_to_failure_ps']:.3f} ps" if r["failed"]
-                 else f"stable for {r['simulated_ps']:.3f} ps")
-    bar.close()
-    results = [done[k] for k in sorted(done) if k < cfg.trajectories]
+    roles = cfg.by_role()
+    inputs = {"model": calculator_digest(calc), "start": atoms_digest(reference)}
+    for name in ("reference_frames", "rdf_reference"):
+        if getattr(cfg, name):
+            inputs[name] = file_digest(getattr(cfg, name))
+    with RunFolder(cfg.output, "stability", settings=roles["setting"], inputs=inputs,
+                   free={**roles["free"], "system": cfg.system, "model": cfg.model},
+                   start_over=start_over) as run:
+        done = {r["trajectory"]: r for r in run.read_lines("trajectories.jsonl")}
+        bar = progress(total=cfg.trajectories, initial=len([k for k in done
+                                                            if k < cfg.trajectories]),
+                       unit="traj", desc="stability", disable=not show_progress)
+        for k in range(cfg.trajectories):
+            if k in done:
+                continue
+            r = run_trajectory(reference, calc, cfg, k, criteria,
+                               run.path / f"traj_{k:03d}.traj" if cfg.save_interval else None,
+                               rdf_criterion)
+            run.append_line("trajectories.jsonl", json.dumps(r))
+            done[k] = r
+            bar.update(1)
+            log.info("trajectory %d: %s", k,
+                     f"failed ({r['reason']}) at {r['time_to_failure_ps']:.3f} ps"
+                     if r["failed"] else f"stable for {r['simulated_ps']:.3f} ps")
+        bar.close()
+        summary = stability_summary(cfg, [done[k] for k in sorted(done)
+                                          if k < cfg.trajectories], criteria)
+        run.write_json("summary.json", summary)
+    return summary
+
+
+def read_frames_file(path) -> list:
+    """All frames of a structure file (any ASE format)."""
+    from ase.io import read
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"frames file not found: {path}")
+    return read(path, index=":")
+
+
+def stability_summary(cfg: StabilityConfig, results: list, criteria: StabilityCriteria) -> dict:
+    """Time-to-failure statistics and the survival curve of finished trajectories."""
     ttf = np.array([r["time_to_failure_ps"] for r in results if r["failed"]])
     t, surv = survival_curve(results, cfg.time_ps)
-    summary = {
+    return {
         "config": {k: (str(v) if k == "model" else v) for k, v in asdict(cfg).items()},
         "n_trajectories": len(results), "n_failed": int(len(ttf)),
         "fraction_stable": float(1 - len(ttf) / max(len(results), 1)),
@@ -347,5 +372,3 @@ def run_stability(cfg: StabilityConfig, calc=None, start: Atoms | None = None,
         "survival": {"time_ps": t.tolist(), "fraction_surviving": surv.tolist()},
         "trajectories": results,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    return summary

@@ -25,10 +25,10 @@ class TrainConfig(RunSettings):
 
     stage: str = setting("scratch", "training stage (sets the default learning rate)",
                          choices=STAGES)
-    data: str = setting("", "frames (.npz, .xyz, .traj, DeePMD folder)")
+    data: str = setting("", "frames (.npz, .xyz, .traj, DeePMD folder)", role="input")
     output: str = redefault(RunSettings, "output", "runs/model")
     init: str | None = setting(None, "checkpoint to start from (finetune; also "
-                                     "pretrained:NAME)")
+                                     "pretrained:NAME)", role="input")
     # model (ignored for finetune, where the checkpoint's architecture is used)
     features: int = setting(128, "NewtonNet feature width")
     interactions: int = setting(3, "message-passing layers")
@@ -37,13 +37,14 @@ class TrainConfig(RunSettings):
     # optimisation
     lr: float | None = setting(None, "start learning rate (default: 1e-3 scratch, 1e-4 "
                                      "pretrain and finetune)")
-    epochs: int = setting(1000, "maximum epochs")
+    epochs: int = setting(1000, "maximum epochs", role="free")
     batch_size: int = setting(32, "frames per optimizer step")
     lr_factor: float = setting(0.7, "ReduceLROnPlateau factor")
     lr_patience: int = setting(50, "ReduceLROnPlateau patience", unit="epochs")
     min_lr_ratio: float = setting(0.01, "stop when the learning rate falls to this fraction "
                                         "of its start")
-    max_time_s: float | None = setting(None, "wall-time budget", unit="s", flag="--max-time")
+    max_time_s: float | None = setting(None, "wall-time budget", unit="s", flag="--max-time",
+                                       role="free")
     w_energy: float = setting(1.0, "energy loss weight")
     w_forces: float = setting(20.0, "force loss weight")
     temporal_pairs: bool = setting(False, "add the temporal-pair loss (time-ordered data "
@@ -54,7 +55,7 @@ class TrainConfig(RunSettings):
     n_val: int | None = setting(None, "validation frames (default: val_fraction of them)")
     val_fraction: float = setting(0.05, "validation fraction when n_val is not given")
     # bookkeeping
-    explicit: list = setting(default_factory=list, cli=False)  # fields set by the user
+    explicit: list = setting(default_factory=list, cli=False, role="free")  # fields set by the user
 
     def __post_init__(self):
         if self.stage not in STAGES:

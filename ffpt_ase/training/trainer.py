@@ -1,12 +1,15 @@
 """Training stages (scratch, pretrain, finetune) with checkpoints that survive interrupts.
 
-Output folder of a run::
+Output folder of a run (a :class:`~ffpt_ase.runfolder.RunFolder`)::
 
-    config.json      resolved configuration
+    run.json         the run's fingerprint: settings and data/initial-model digests
+    config.json      resolved configuration, normalization, data metadata
     split.npz        train/validation frame indices (seeded; reused on resume)
     log.csv          one row per epoch: losses, energy/force MAE and RMSE, learning rate
-    last.pt          model + optimizer + scheduler + history after the last finished epoch
-    best.pt          the model with the lowest validation loss so far
+    last.pt          model + optimizer + scheduler + history + the best model so far, after
+                     the last finished epoch: the commit point of each epoch
+    best.pt          the model with the lowest validation loss so far (rebuilt from last.pt
+                     on resume if a crash came between the two writes)
     summary.json     epochs, stop reason, final validation errors
 
 (The command line also draws ``learning_curve.png`` from ``log.csv``.)
@@ -16,7 +19,10 @@ loss, optimizer, scheduler and a :class:`CheckpointHandler`; :func:`train` is th
 wrapper that builds them from a :class:`TrainConfig`.
 
 Running the same command again resumes from ``last.pt``: finished epochs are never redone,
-and each epoch's shuffling is seeded by (seed, epoch) so a resumed run sees the same batches.
+and each epoch's shuffling is seeded by (seed, epoch) so a resumed run reproduces the
+uninterrupted one. A run with other data, another initial model or other settings (the
+learning rate, loss weights, batch size, ...) is refused; ``epochs`` and ``max_time_s`` may
+change (to extend a run); ``start_over=True`` moves the old run aside.
 """
 
 from __future__ import annotations
@@ -32,11 +38,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.frames import Frames
+from ..data.frames import Frames, open_npz
 from ..data.graphs import batch_from_frames
 from ..data.readers import read_frames
 from ..model.potential import CheckpointError, Potential, load_checkpoint
-from ..files import atomic_path
+from ..runfolder import RunFolder, file_digest
 from ..progress import progress
 from ..runtime import set_threads, torch_dtype
 from .config import TrainConfig
@@ -72,22 +78,25 @@ class TrainingData:
 
 
 class CheckpointHandler:
-    """The files of a run folder: checkpoints written atomically (a temporary file, then a
-    rename), read back with :func:`load_checkpoint` (``weights_only=True``)."""
+    """The files of a training stage's :class:`~ffpt_ase.runfolder.RunFolder`: checkpoints
+    and logs written atomically, checkpoints read back with :func:`load_checkpoint`
+    (``weights_only=True``)."""
 
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+    def __init__(self, run: RunFolder):
+        self.run = run
+        self.folder = run.path
 
     def save(self, name: str, contents: dict) -> Path:
-        path = self.folder / name
-        with atomic_path(path) as tmp:
+        with self.run.atomic(name) as tmp:
             torch.save(contents, tmp)
-        return path
+        return self.folder / name
 
     def load(self, name: str) -> dict | None:
         path = self.folder / name
         return load_checkpoint(path) if path.exists() else None
+
+    def write_text(self, name: str, text: str) -> Path:
+        return self.run.write_text(name, text)
 
 
 def check_training_frames(frames: Frames) -> None:
@@ -131,15 +140,15 @@ def build_model(cfg: TrainConfig, frames: Frames):
     return Potential.from_checkpoint(ckpt), ckpt.get("stage")
 
 
-def split_frames(frames: Frames, cfg: TrainConfig, folder: Path):
+def split_frames(frames: Frames, cfg: TrainConfig, checkpoints: CheckpointHandler):
     """Seeded train/validation indices, saved as ``split.npz`` and reused on resume."""
-    path = Path(folder) / "split.npz"
+    path = checkpoints.folder / "split.npz"
     if path.exists():
-        d = np.load(path)
-        if int(d["n_frames"]) != len(frames):
-            raise ValueError(f"{path} was made for {int(d['n_frames'])} frames, the data have "
-                             f"{len(frames)}; use a new output folder")
-        return d["train"], d["val"]
+        with open_npz(path) as d:
+            if int(d["n_frames"]) != len(frames):
+                raise ValueError(f"{path} was made for {int(d['n_frames'])} frames, the data "
+                                 f"have {len(frames)}; use --start-over")
+            return d["train"], d["val"]
     n = len(frames)
     perm = np.random.default_rng(cfg.seed).permutation(n)
     n_val = cfg.n_val if cfg.n_val is not None else max(1, int(round(cfg.val_fraction * n)))
@@ -147,7 +156,8 @@ def split_frames(frames: Frames, cfg: TrainConfig, folder: Path):
     if n_val + n_train > n or n_train < 1 or n_val < 1:
         raise ValueError(f"cannot take {n_train} training + {n_val} validation frames from {n}")
     val, train = np.sort(perm[:n_val]), np.sort(perm[n_val:n_val + n_train])
-    np.savez(path, train=train, val=val, n_frames=n, seed=cfg.seed)
+    with checkpoints.run.atomic("split.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, train=train, val=val, n_frames=n, seed=cfg.seed)
     return train, val
 
 
@@ -182,6 +192,13 @@ class Trainer:
         self.train_idx, self.val_idx, self.pairs = data.train_idx, data.val_idx, data.pair_starts
         self.init_stage = init_stage
 
+    def __enter__(self) -> "Trainer":
+        return self
+
+    def __exit__(self, *exc):
+        self.checkpoints.run.__exit__(*exc)  # releases the run folder's lock
+        return False
+
     # ------------------------------------------------------------------ running
     def run(self) -> dict:
         cfg, opt, sched = self.cfg, self.opt, self.sched
@@ -190,7 +207,7 @@ class Trainer:
         if start_epoch == 0:
             norm = self._start_normalization()
             log.info("normalization for the %s stage: %s", cfg.stage, norm)
-            (self.out / "config.json").write_text(json.dumps(
+            self.checkpoints.write_text("config.json", json.dumps(
                 {**cfg.to_dict(), "init_stage": self.init_stage, "normalization": norm,
                  "data_metadata": self.frames.metadata}, indent=2, default=str))
         t_start = time.perf_counter() - (history[-1]["time_s"] if history else 0.0)
@@ -199,8 +216,12 @@ class Trainer:
                        desc=f"{cfg.stage}")
         try:
             for epoch in range(start_epoch, cfg.epochs):
+                # the stop conditions of the state so far (a resumed run may have met them)
+                if history and opt.param_groups[0]["lr"] <= min_lr * (1 + 1e-9):
+                    stop_reason = "learning rate reached 1% of its start"
+                    break
                 if cfg.max_time_s and history and history[-1]["time_s"] >= cfg.max_time_s:
-                    stop_reason = "max wall time"  # a resumed run whose budget is spent
+                    stop_reason = "max wall time"
                     break
                 train_loss = self._train_epoch(epoch)
                 val = self._validate()
@@ -213,12 +234,15 @@ class Trainer:
                        "val_forces_mae": val.get("forces_mae"),
                        "val_forces_rmse": val.get("forces_rmse")}
                 history.append(row)
-                improved = val["loss"] < best
-                best = min(best, val["loss"])
-                self._write_log(history)
+                if val["loss"] < best or self.best is None:
+                    best = val["loss"]
+                    self.best = self._contents(epoch + 1, best, history, training_state=False)
+                # last.pt (holding the best model too) is the commit point; best.pt and
+                # log.csv follow from it and are rebuilt from it on resume
                 self.checkpoints.save("last.pt", self._contents(epoch + 1, best, history))
-                if improved:
-                    self.checkpoints.save("best.pt", self._contents(epoch + 1, best, history))
+                if self.best["epoch"] == epoch + 1:
+                    self.checkpoints.save("best.pt", self.best)
+                self._write_log(history)
                 if cfg.max_time_s:  # a time-budgeted run: the ETA is the budget's, not epochs'
                     per_epoch = row["time_s"] / (epoch + 1)
                     bar.total = min(cfg.epochs, max(epoch + 1, int(cfg.max_time_s / per_epoch)))
@@ -227,18 +251,17 @@ class Trainer:
                                 val_E_MAE=f"{row['val_energy_mae']:.4f}", lr=f"{row['lr']:.1e}",
                                 refresh=False)
                 bar.update(1)
-                if opt.param_groups[0]["lr"] <= min_lr * (1 + 1e-9):
+            else:
+                if history and opt.param_groups[0]["lr"] <= min_lr * (1 + 1e-9):
                     stop_reason = "learning rate reached 1% of its start"
-                    break
-                if cfg.max_time_s and row["time_s"] >= cfg.max_time_s:
+                elif cfg.max_time_s and history and history[-1]["time_s"] >= cfg.max_time_s:
                     stop_reason = "max wall time"
-                    break
         finally:
             bar.close()
         summary = {"stage": cfg.stage, "epochs": len(history), "stop_reason": stop_reason,
                    "best_val_loss": best, "output": str(self.out),
                    "final": history[-1] if history else None}
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        self.checkpoints.write_text("summary.json", json.dumps(summary, indent=2, default=str))
         return summary
 
     def _start_normalization(self) -> dict:
@@ -313,40 +336,57 @@ class Trainer:
         e, f = predict(self.model, val, batch_size=max(self.cfg.batch_size, 64), dtype=self.dtype)
         metrics = error_metrics(val, e, f)
         metrics["loss"] = self.loss.from_metrics(metrics)
+        if not math.isfinite(metrics["loss"]):
+            raise FloatingPointError(f"non-finite validation loss ({metrics['loss']}) in the "
+                                     f"{self.cfg.stage} stage: the model diverged")
         return metrics
 
     # ------------------------------------------------------------------ persistence
-    def _contents(self, epoch, best, history) -> dict:
-        """What a checkpoint holds: the model, optimizer, scheduler and history."""
+    def _contents(self, epoch, best, history, training_state=True) -> dict:
+        """What a checkpoint holds: the model and history; with ``training_state`` (for
+        ``last.pt``) also the optimizer, the scheduler and the best model so far."""
+        extra = {}
+        if training_state:
+            extra = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                     "best": self.best}
         return self.model.checkpoint(
-            stage=self.cfg.stage, epoch=epoch, best_val_loss=best, history=history,
-            optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(),
+            stage=self.cfg.stage, epoch=epoch, best_val_loss=best, history=list(history),
             train_config=self.cfg.to_dict(), init_stage=self.init_stage,
-            data_source=self.frames.metadata.get("source", self.cfg.data))
+            data_source=self.frames.metadata.get("source", self.cfg.data), **extra)
 
     def _resume(self):
         ckpt = self.checkpoints.load("last.pt")
         if ckpt is None:
+            self.best = None
             return 0, float("inf"), []
         path = self.out / "last.pt"
-        if ckpt.get("stage") != self.cfg.stage:
-            raise CheckpointError(f"{path} belongs to a {ckpt.get('stage')} run, not "
-                                  f"{self.cfg.stage}; use another output folder")
-        if ckpt["config"] != self.model.config:
-            raise CheckpointError(f"{path} holds a model of another architecture "
-                                  f"({ckpt['config']}); use another output folder")
+        if ckpt.get("stage") != self.cfg.stage or ckpt["config"] != self.model.config \
+                or "best" not in ckpt:
+            raise CheckpointError(f"{path} does not belong to this run (stage "
+                                  f"{ckpt.get('stage')}, model {ckpt['config']}); use "
+                                  f"--start-over")
         self.model.load_state_dict(ckpt["model_state"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.sched.load_state_dict(ckpt["scheduler"])
+        self.best = ckpt["best"]
+        history = list(ckpt["history"])
+        # a crash after last.pt may have left best.pt and log.csv one epoch behind
+        on_disk = self.checkpoints.load("best.pt")
+        if on_disk is None or on_disk.get("epoch") != self.best["epoch"]:
+            self.checkpoints.save("best.pt", self.best)
+            log.info("rebuilt %s (epoch %d) from last.pt", self.out / "best.pt",
+                     self.best["epoch"])
+        self._write_log(history)
         log.info("resuming %s from %s after epoch %d", self.cfg.stage, path, ckpt["epoch"])
-        return int(ckpt["epoch"]), float(ckpt["best_val_loss"]), list(ckpt["history"])
+        return int(ckpt["epoch"]), float(ckpt["best_val_loss"]), history
 
     def _write_log(self, history):
-        with open(self.out / "log.csv", "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
-            w.writeheader()
-            for row in history:
-                w.writerow(row)
+        import io
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=LOG_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(history)
+        self.checkpoints.write_text("log.csv", buffer.getvalue())
 
 
 def make_optimizer(model: Potential, cfg: TrainConfig):
@@ -359,24 +399,47 @@ def make_optimizer(model: Potential, cfg: TrainConfig):
     return opt, sched
 
 
-def prepare(config: TrainConfig, frames: Frames | None = None) -> Trainer:
+def training_run_folder(config: TrainConfig, frames: Frames,
+                        start_over: bool = False) -> RunFolder:
+    """The stage's :class:`~ffpt_ase.runfolder.RunFolder` (not yet opened): fingerprinted by
+    the settings that decide the result, the data's content and the initial model file."""
+    roles = config.by_role()
+    inputs = {"data": frames.fingerprint()}
+    if config.init:
+        inputs["init"] = file_digest(config.init)
+    return RunFolder(config.output_dir, "train", settings=roles["setting"], inputs=inputs,
+                     free={**roles["free"], "data": config.data, "init": config.init},
+                     start_over=start_over)
+
+
+def prepare(config: TrainConfig, frames: Frames | None = None,
+            start_over: bool = False) -> Trainer:
     """The :class:`Trainer` of a configuration: reads and checks the data, seeds the weight
-    initialisation, builds the model, split, loss, optimizer, scheduler and checkpoints."""
+    initialisation, builds the model, opens (locks) the run folder, makes the split, loss,
+    optimizer, scheduler and checkpoints. Use it as a context manager (``with prepare(cfg)
+    as trainer: trainer.run()``) so the run folder is closed at the end."""
     set_threads(config.threads)
     frames = frames if frames is not None else read_frames(config.data)
     check_training_frames(frames)
     torch.manual_seed(config.seed)  # weight initialisation is part of the seeded run
     model, init_stage = build_model(config, frames)
     model = model.to(torch_dtype(config.dtype))
-    checkpoints = CheckpointHandler(config.output_dir)
-    train_idx, val_idx = split_frames(frames, config, checkpoints.folder)
-    pairs = pair_starts(frames, train_idx) if config.temporal_pairs else None
-    optimizer, scheduler = make_optimizer(model, config)
+    run = training_run_folder(config, frames, start_over).__enter__()
+    try:
+        checkpoints = CheckpointHandler(run)
+        train_idx, val_idx = split_frames(frames, config, checkpoints)
+        pairs = pair_starts(frames, train_idx) if config.temporal_pairs else None
+        optimizer, scheduler = make_optimizer(model, config)
+    except BaseException:
+        run.__exit__(None, None, None)
+        raise
     return Trainer(config, model, TrainingData(frames, train_idx, val_idx, pairs),
                    TrainingLoss(config.w_energy, config.w_forces, config.w_temporal),
                    optimizer, scheduler, checkpoints, init_stage)
 
 
-def train(config: TrainConfig, frames: Frames | None = None) -> dict:
-    """Run a training stage; returns the summary (also written to ``summary.json``)."""
-    return prepare(config, frames).run()
+def train(config: TrainConfig, frames: Frames | None = None, start_over: bool = False) -> dict:
+    """Run (or resume) a training stage; returns the summary (also in ``summary.json``).
+    ``start_over`` moves an earlier run in the output folder aside first."""
+    with prepare(config, frames, start_over) as trainer:
+        return trainer.run()

@@ -102,8 +102,9 @@ def channel_start(cfg: ChannelMetadConfig, channel) -> Atoms:
 
 
 def run_channel_metadynamics(cfg: ChannelMetadConfig, calc=None,
-                             show_progress: bool = True) -> dict:
-    """Well-tempered metadynamics of one channel (generic driver, module docstring)."""
+                             show_progress: bool = True, start_over: bool = False) -> dict:
+    """Well-tempered metadynamics of one channel (generic driver, module docstring);
+    ``start_over`` moves an earlier run in the output folder aside."""
     channel = get_channel(cfg.reaction)
     run = replace(cfg, deck=cfg.deck or str(shipped_deck(channel.id)))
     if Path(run.deck).exists():
@@ -116,4 +117,4 @@ def run_channel_metadynamics(cfg: ChannelMetadConfig, calc=None,
         observers=[UnphysicalMonitor(channel)],
         record={"application": "h2combustion", "reaction": channel.id,
                 "equation": channel.reaction, "label": f"metad rxn{channel.id}"},
-        show_progress=show_progress)
+        show_progress=show_progress, start_over=start_over)
