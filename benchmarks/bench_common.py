@@ -64,13 +64,10 @@ def announce() -> str:
 
 
 def stage(name: str, work: Path, minutes: float, **config) -> dict:
-    """Train one stage into ``work/name`` within a wall-time budget (minutes); a finished
-    stage (summary.json present) is skipped, an interrupted one resumes from last.pt."""
+    """Train one stage into ``work/name`` within a wall-time budget (minutes). The stage's
+    run folder does the bookkeeping: an interrupted stage resumes from last.pt, a finished
+    one returns its summary at once, changed settings are refused."""
     out = work / name
-    summary_file = out / "summary.json"
-    if summary_file.exists():
-        print(f"[{name}] already finished: {summary_file}", flush=True)
-        return json.loads(summary_file.read_text())
     cfg = TrainConfig(output=str(out), max_time_s=60.0 * minutes, epochs=100000, **config)
     print(f"[{name}] training (budget {minutes:g} min) -> {out}", flush=True)
     summary = train(cfg)

@@ -46,7 +46,8 @@ class PySCFCalculator(Calculator):
                  charge: int = 0, unrestricted: bool | None = None, conv_tol: float = 1e-9,
                  max_memory_mb: int = 4000, **kwargs):
         _require_pyscf()
-        super().__init__(**kwargs)
+        super().__init__(xc=xc, basis=basis, multiplicity=int(multiplicity),
+                         charge=int(charge), **kwargs)
         self.xc, self.basis = xc, basis
         self.multiplicity, self.charge = int(multiplicity), int(charge)
         self.unrestricted = self.multiplicity > 1 if unrestricted is None else unrestricted
@@ -132,16 +133,28 @@ def label_frames(images, calc: PySCFCalculator, checkpoint=None, show_progress: 
     from .data.frames import Frames
     from .progress import progress
 
+    from .runfolder import atoms_digest, bytes_digest, describe_changes
+
     images = list(images)
+    if not images:
+        raise ValueError("no frames to label")
     done_pos, done_e, done_f, start = [], [], [], 0
-    ck = Path(checkpoint) if checkpoint else None
-    if ck is not None and ck.exists():
-        prev = Frames.load(ck)
-        start = int(prev.metadata.get("next_index", len(prev)))
-        done_pos, done_e, done_f = list(prev.positions), list(prev.energy), list(prev.forces)
     meta = {"teacher": "ab initio", "method": f"{calc.xc}/{calc.basis}",
             "code": "PySCF", "multiplicity": calc.multiplicity, "charge": calc.charge,
             **(metadata or {})}
+    # what a checkpoint must match to be continued: the level of theory and the frames
+    key = {"method": meta["method"], "multiplicity": calc.multiplicity, "charge": calc.charge,
+           "frames": bytes_digest(*(atoms_digest(a).encode() for a in images))}
+    ck = Path(checkpoint) if checkpoint else None
+    if ck is not None and ck.exists():
+        prev = Frames.load(ck)
+        changes = describe_changes(prev.metadata.get("checkpoint_key", {}), key)
+        if changes:
+            raise ValueError(f"checkpoint {ck} holds labels of other frames or another level "
+                             f"of theory ({'; '.join(changes)}); move it aside or use "
+                             f"another checkpoint name")
+        start = int(prev.metadata.get("next_index", len(prev)))
+        done_pos, done_e, done_f = list(prev.positions), list(prev.energy), list(prev.forces)
     failed = 0
     with progress(total=len(images), initial=start, unit="frame", desc="PySCF labels",
                   disable=not show_progress) as bar:
@@ -161,7 +174,8 @@ def label_frames(images, calc: PySCFCalculator, checkpoint=None, show_progress: 
             if ck is not None and done_pos:
                 Frames(positions=np.array(done_pos), numbers=images[0].numbers,
                        energy=np.array(done_e), forces=np.array(done_f),
-                       metadata={**meta, "next_index": k + 1, "scf_failures": failed}).save(ck)
+                       metadata={**meta, "next_index": k + 1, "scf_failures": failed,
+                                 "checkpoint_key": key}).save(ck)
     if not done_pos:
         raise RuntimeError("no frame could be labelled (all SCF calculations failed)")
     meta.update(scf_failures=failed)

@@ -18,3 +18,14 @@ def atomic_path(path: str | Path, suffix: str = ".tmp"):
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def make_folder(path: str | Path) -> Path:
+    """Create the folder ``path`` (and its parents); a file in the way is a ValueError that
+    names it, not an OS error about some parent."""
+    path = Path(path)
+    for parent in [path, *path.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"cannot make the folder {path}: {parent} is a file")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -32,7 +32,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from .files import atomic_path
+from .files import atomic_path, make_folder
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
@@ -202,7 +202,7 @@ class RunFolder:
         if self.path.exists() and not self.path.is_dir():
             raise RunFolderError(f"{self.path} is a file, not a run folder")
         self._refuse_foreign()  # before the lock file is made in a folder that is not ours
-        self.path.mkdir(parents=True, exist_ok=True)
+        make_folder(self.path)
         self._lock = file_lock(self.path / LOCK_FILE, str(self.path))
         self._lock.__enter__()
         try:

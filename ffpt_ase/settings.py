@@ -57,6 +57,15 @@ class RunSettings:
     threads: int | None = setting(1, "torch threads (one is often fastest on a shared "
                                      "machine; 0 leaves torch's choice)", role="free")
 
+    def __post_init__(self):
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.threads is not None and self.threads < 0:
+            raise ValueError(f"threads must be >= 1 (or 0 for torch's default), got "
+                             f"{self.threads}")
+        if not str(self.output).strip():
+            raise ValueError("the output folder name is empty")
+
     def by_role(self) -> dict:
         """``{"setting": {...}, "input": {...}, "free": {...}}``: the field values grouped by
         their role for the run folder's fingerprint."""

@@ -141,3 +141,25 @@ def test_fes_and_demo_refuse_bad_input_in_one_line(tmp_path, capsys):
     assert main(["demo", "-o", str(tmp_path / "d"), "--quick", "--pretrain-minutes", "-1"]) == 2
     err = capsys.readouterr().err
     assert "--pretrain-minutes must be > 0" in err and "Traceback" not in err
+
+
+def test_start_over_applies_to_the_output_of_a_config_file(tmp_path, capsys):
+    """`-o` from --config: --start-over moves that run aside (it used to be ignored and the
+    old run resumed); without it the changed run is refused in one line."""
+    data = tmp_path / "pt.npz"
+    assert main(["sample", "--system", "HO2", "--n", "60", "-o", str(data), "--quiet"]) == 0
+    run = tmp_path / "runs" / "pt"
+    toml = tmp_path / "train.toml"
+    toml.write_text(f'[train]\nstage = "scratch"\ndata = "{data}"\noutput = "{run}"\n'
+                    f'epochs = 1\nfeatures = 8\ninteractions = 1\nbasis = 4\n')
+    assert main(["train", "--config", str(toml)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--config", str(toml), "--lr", "0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "settings.lr: 0.001 -> 0.01" in err and len(err.strip().splitlines()) == 1
+    assert main(["train", "--config", str(toml), "--lr", "0.01", "--start-over"]) == 0
+    old = tmp_path / "runs" / "pt.old-1"
+    assert (old / "best.pt").exists() and (run / "best.pt").exists()
+    import json
+    assert json.loads((run / "run.json").read_text())["settings"]["lr"] == 0.01
+    assert json.loads((old / "run.json").read_text())["settings"]["lr"] == 0.001

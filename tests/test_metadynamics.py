@@ -332,27 +332,35 @@ def assert_same_metad(a, b):
         assert a["summary"][k] == pytest.approx(b["summary"][k], abs=1e-7), k
 
 
+@pytest.mark.parametrize("model", ["network", "collapsing"])
 def test_a_metad_run_killed_at_any_write_point_resumes_to_the_same_result(
-        tiny_model, tmp_path, monkeypatch):
+        model, tiny_model, tmp_path, monkeypatch):
     """Fault injection: crash after each write of the run folder (run.json, plumed.dat, each
     trajectory frame, state.json, event, summary), rerun, and compare with the run that was
-    never interrupted: HILLS, COLVAR, trajectory, events and summary agree."""
-    def cfg(out):
-        return MetadConfig(reaction="09", model=tiny_model, steps=240, seed=3, output=str(out),
-                           traj_interval=60, check_interval=20)
-    run_metadynamics(cfg(tmp_path / "ref"), show_progress=False)
+    never interrupted: HILLS, COLVAR, trajectory, events and summary agree. The collapsing
+    potential makes an event at every check, so events of a discarded segment would show."""
+    calc = (lambda: None) if model == "network" else _Collapse
+    steps = 240 if model == "network" else 120
+
+    def run(out):
+        cfg = MetadConfig(reaction="09", model=tiny_model, steps=steps, seed=3,
+                          output=str(out), traj_interval=60, check_interval=20)
+        return run_metadynamics(cfg, calc=calc(), show_progress=False)
+    run(tmp_path / "ref")
     ref = metad_result(tmp_path / "ref")
     seen = crash_at_write(monkeypatch, 0)
-    run_metadynamics(cfg(tmp_path / "count"), show_progress=False)
+    run(tmp_path / "count")
     n_points = len(seen)
     assert n_points >= 12 and {"state.json", "trajectory.traj", "summary.json"} <= set(seen)
+    if model == "collapsing":
+        assert seen.count("events.jsonl") >= 4 and ref["events"]
     for k in range(1, n_points + 1):
         out = tmp_path / f"crash{k}"
         crash_at_write(monkeypatch, k)
         with pytest.raises(SimulatedCrash):
-            run_metadynamics(cfg(out), show_progress=False)
+            run(out)
         monkeypatch.undo()
-        run_metadynamics(cfg(out), show_progress=False)
+        run(out)
         try:
             assert_same_metad(metad_result(out), ref)
         except AssertionError as err:
@@ -524,3 +532,7 @@ def test_metad_refuses_a_busy_folder_and_changed_settings(tiny_model, tmp_path):
     # more steps is a continuation, not a change
     assert run_metadynamics(MetadConfig(**{**base, "steps": 200}),
                             show_progress=False)["steps"] == 200
+    # rerunning a finished run changes no file (it used to drop the last COLVAR row)
+    files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    run_metadynamics(MetadConfig(**{**base, "steps": 200}), show_progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == files

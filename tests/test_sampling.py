@@ -104,3 +104,25 @@ def test_unknown_system_and_wrong_teacher():
         sample_system("HO3", 10)
     with pytest.raises(ValueError, match="uses the 'qforce' teacher"):
         sample_system("HO2", 10, teacher="tip3p")
+
+
+def test_ab_initio_labels_resume_only_for_the_same_frames_and_method(tmp_path):
+    """A labelling checkpoint is continued only by the same frames at the same level of
+    theory; anything else is refused instead of mixing labels."""
+    pytest.importorskip("pyscf", reason="PySCF not installed (extra 'abinitio')")
+    from ase import Atoms
+
+    from ffpt_ase.abinitio import PySCFCalculator, label_frames
+    h2 = [Atoms("H2", positions=[[0, 0, 0], [0, 0, d]]) for d in (0.70, 0.75)]
+    ck = tmp_path / "labels.partial.npz"
+    first = label_frames(h2, PySCFCalculator(xc="b3lyp", basis="sto-3g"), checkpoint=ck,
+                         show_progress=False)
+    again = label_frames(h2, PySCFCalculator(xc="b3lyp", basis="sto-3g"), checkpoint=ck,
+                         show_progress=False)  # everything is in the checkpoint already
+    np.testing.assert_array_equal(again.energy, first.energy)
+    with pytest.raises(ValueError, match="other frames or another level of theory"):
+        label_frames(h2[::-1], PySCFCalculator(xc="b3lyp", basis="sto-3g"), checkpoint=ck,
+                     show_progress=False)
+    with pytest.raises(ValueError, match=r"method: 'b3lyp/sto-3g' -> 'b3lyp/6-31g'"):
+        label_frames(h2, PySCFCalculator(xc="b3lyp", basis="6-31g"), checkpoint=ck,
+                     show_progress=False)

@@ -34,19 +34,20 @@ def _cmd_sample(args):
     from ..sampling import RattleSampler
 
     from ..data import write_frames
+    from ..files import make_folder
     from ..runfolder import file_lock, move_aside_file
 
     if args.n < 1 or args.batch_size < 1:
         raise ValueError(f"--n and --batch-size must be >= 1 (got {args.n}, {args.batch_size})")
     out = Path(args.output)
-    if out.suffix.lower() not in (".npz", ".xyz", ".extxyz", ".traj"):
-        raise ValueError(f"-o {out}: use a .npz (native), .xyz/.extxyz or .traj file name")
     if out.is_dir():
         raise ValueError(f"-o {out} is a folder; give a file name such as {out}/pt.npz")
+    if out.suffix.lower() not in (".npz", ".xyz", ".extxyz", ".traj"):
+        raise ValueError(f"-o {out}: use a .npz (native), .xyz/.extxyz or .traj file name")
     calc, ref, teacher = get_system(args.system, args.teacher, args.parameters)
     sampler = RattleSampler(calc, ref, sigma=args.sigma, seed=args.seed, teacher_name=teacher,
                             system_name=args.system)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent)
     checkpoint = out.with_name(out.stem + ".partial.npz")
     lock = out.with_name(f".{out.name}.lock")
     with file_lock(lock, str(out)):
@@ -73,17 +74,18 @@ def _cmd_parametrize(args):
     if args.kind == "gaff2":
         from ..forcefields.gaff2 import parametrize_gaff2
         if not args.molecule:
-            raise SystemExit("parametrize gaff2 needs a molecule name or structure file")
+            raise ValueError("parametrize gaff2 needs a molecule name or structure file")
         name = args.name or Path(args.molecule).stem + "_gaff2"
         paths = parametrize_gaff2(args.molecule, args.output, name=name, net_charge=args.charge)
         for kind, p in paths.items():
             print(f"{kind:7s} {p}")
         return 0
+    from ..files import make_folder
     from ..forcefields.qforce_fit import write_parameters
     out = Path(args.output)
     if out.is_dir() or not out.suffix:
         out = out / "qforce_parameters.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent)
     write_parameters(out, xc=args.xc, basis=args.basis)
     print(f"wrote {out}")
     return 0
@@ -96,7 +98,7 @@ def _cmd_data(args):
         print(read_frames(args.input).summary())
         return 0
     if not args.output:
-        raise SystemExit("data convert needs IN and OUT")
+        raise ValueError("data convert needs IN and OUT")
     frames = read_frames(args.input)
     write_frames(frames, args.output)
     print(f"wrote {len(frames)} frames to {args.output}")
@@ -156,6 +158,10 @@ def _cmd_bench(args):
 
     from ..applications.speed import inference_speed, training_speed
 
+    for name in ("features", "interactions", "calls", "batch_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got "
+                             f"{getattr(args, name)}")
     kw = dict(system=args.system, features=args.features, interactions=args.interactions,
               dtype=args.dtype, threads=args.threads)
     if args.what == "speed":
@@ -198,6 +204,10 @@ def _cmd_metad(args):
 def _cmd_fes(args):
     from ..analysis.metad_report import delta_f_line, fes_report, run_settings
 
+    if args.bins < 2:
+        raise ValueError(f"--bins must be >= 2, got {args.bins}")
+    if args.temperature is not None and not args.temperature > 0:
+        raise ValueError(f"--temperature must be > 0 K, got {args.temperature}")
     source = Path(args.source)
     reaction = args.reaction or run_settings(source).get("reaction")
     kw = dict(temperature=args.temperature, bins=args.bins, colvar=args.colvar,
@@ -248,6 +258,8 @@ def _cmd_pretrained(args):
 
 def _cmd_demo(args):
     from .demo import run_demo
+    if args.n is not None and args.n < 1:
+        raise ValueError(f"--n must be >= 1 rattled frames per species, got {args.n}")
     run_demo(args.output, n_per_species=args.n, seed=args.seed, data=args.data,
              quick=args.quick, pretrain_minutes=args.pretrain_minutes)
     return 0
@@ -261,6 +273,13 @@ def _version() -> str:
 START_OVER_HELP = ("move an earlier run in the output folder aside (to NAME.old-N) and start "
                    "again; without it the same command resumes, and changed settings are "
                    "refused")
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors in one line (what is wrong, and where to read more), exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -279,15 +298,16 @@ def build_parser() -> argparse.ArgumentParser:
     from ..simulate.stability import StabilityConfig
     from ..training.config import TrainConfig
 
-    parser = argparse.ArgumentParser(
-        prog="ffpt-ase", description="Force-field pre-training and fine-tuning of MLIPs "
+    parser = Parser(
+        prog="ffpt-ase", allow_abbrev=False, description="Force-field pre-training and fine-tuning of MLIPs "
         "(units: eV, Angstrom, fs)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add_command(name, **kw):
-        return sub.add_parser(name, formatter_class=HelpFormatter, **kw)
+        # no abbreviations: --lr must never quietly mean --lr-factor
+        return sub.add_parser(name, formatter_class=HelpFormatter, allow_abbrev=False, **kw)
 
     p = add_command("sample", help="rattle a molecule and label the frames with a teacher")
     p.add_argument("--system", required=True,

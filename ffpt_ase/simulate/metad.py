@@ -195,6 +195,7 @@ class MetadConfig(MDSettings):
                             role="free")
 
     def __post_init__(self):
+        super().__post_init__()
         if not self.temperature_K > 0 or not self.timestep_fs > 0 or self.steps < 0 \
                 or not self.friction_per_ps >= 0 or self.traj_interval < 1 \
                 or self.check_interval < 1:

@@ -189,6 +189,7 @@ class StabilityConfig(MDSettings):
     rdf_max_error: float = setting(0.1, "mean |g(r) - g_ref(r)| allowed per 1-ps window")
 
     def __post_init__(self):
+        super().__post_init__()
         checks = {"trajectories": self.trajectories >= 1, "time_ps": self.time_ps > 0,
                   "temperature_K": self.temperature_K > 0, "timestep_fs": self.timestep_fs > 0,
                   "friction_per_ps": self.friction_per_ps >= 0,

@@ -9,6 +9,7 @@ Stages and their default learning rates: ``scratch`` 1e-3, ``pretrain`` 1e-4, ``
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,7 @@ class TrainConfig(RunSettings):
     explicit: list = setting(default_factory=list, cli=False, role="free")  # fields set by the user
 
     def __post_init__(self):
+        super().__post_init__()
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
         if self.stage == "finetune" and not self.init:
@@ -73,9 +75,23 @@ class TrainConfig(RunSettings):
             self.lr = STAGE_LR[self.stage]
         for name in ("batch_size", "epochs", "features", "interactions", "basis"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
-        if self.cutoff <= 0:
-            raise ValueError("cutoff must be positive (Angstrom)")
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("n_train", "n_val"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 when given, got {getattr(self, name)}")
+        checks = {"cutoff": (self.cutoff > 0, "> 0 A"), "lr": (self.lr > 0, "> 0"),
+                  "lr_factor": (0 < self.lr_factor < 1, "between 0 and 1"),
+                  "lr_patience": (self.lr_patience >= 0, ">= 0 epochs"),
+                  "min_lr_ratio": (0 < self.min_lr_ratio <= 1, "in (0, 1]"),
+                  "w_energy": (self.w_energy >= 0, ">= 0"),
+                  "w_forces": (self.w_forces >= 0, ">= 0"),
+                  "w_temporal": (self.w_temporal >= 0, ">= 0")}
+        for name, (ok, rule) in checks.items():
+            if not ok or not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be {rule}, got {getattr(self, name)}")
+        if self.w_energy == 0 and self.w_forces == 0:
+            raise ValueError("w_energy and w_forces are both 0: nothing to train on")
+
 
     @classmethod
     def from_sources(cls, file: str | None = None, args=None, **overrides) -> "TrainConfig":

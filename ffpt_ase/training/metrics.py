@@ -32,7 +32,16 @@ def predict(model, frames, batch_size: int = 64, dtype=torch.float32, forces: bo
 
 
 def error_metrics(frames, energy_pred, forces_pred) -> dict:
-    """MAE/RMSE of total energy, energy per atom and force components."""
+    """MAE/RMSE of total energy, energy per atom and force components. Frames without
+    reference labels, or predictions that are not finite, are an error (never a silent
+    number)."""
+    if frames.energy is None and frames.forces is None:
+        raise ValueError("the frames have no reference energies or forces to compare with")
+    if not np.all(np.isfinite(energy_pred)) or (
+            forces_pred is not None and not np.all(np.isfinite(forces_pred))):
+        raise FloatingPointError("the model predicts non-finite energies or forces for "
+                                 f"{int((~np.isfinite(energy_pred)).sum())} of {len(frames)} "
+                                 "frames")
     out = {"n_frames": int(len(frames))}
     n_atoms = frames.n_atoms
     if frames.energy is not None:

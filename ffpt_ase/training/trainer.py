@@ -419,6 +419,9 @@ def prepare(config: TrainConfig, frames: Frames | None = None,
     optimizer, scheduler and checkpoints. Use it as a context manager (``with prepare(cfg)
     as trainer: trainer.run()``) so the run folder is closed at the end."""
     set_threads(config.threads)
+    if frames is None and not config.data:
+        raise ValueError("give the training data (--data FILE, or data = ... in the TOML "
+                         "file)")
     frames = frames if frames is not None else read_frames(config.data)
     check_training_frames(frames)
     torch.manual_seed(config.seed)  # weight initialisation is part of the seeded run

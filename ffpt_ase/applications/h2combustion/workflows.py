@@ -15,6 +15,7 @@ import numpy as np
 from ...analysis.scans import bond_scan, bond_scan_geometries
 from ...calculators import FFPTCalculator
 from ...data import Frames
+from ...files import atomic_path
 from ...forcefields.qforce import QForceCalculator
 from ...forcefields.qforce_fit import SPECIES
 from ...sampling import RattleSampler, relax
@@ -239,7 +240,8 @@ def run_walkers(reaction: str, checkpoint, seeds, steps: int, folder: Path, **se
                 rec["fes_notes"] = rep.get("notes")
             except (ValueError, IndexError, KeyError) as err:  # too few hills or frames
                 rec["fes_error"] = str(err)[:300]
-        done_file.write_text(json.dumps(rec, indent=1))
+        with atomic_path(done_file) as tmp:
+            tmp.write_text(json.dumps(rec, indent=1))
         walkers.append(rec)
         print(f"  rxn {reaction} seed {seed}: {rec}", flush=True)
     fr = np.array([w.get("unphysical_fraction", np.nan) for w in walkers], float)
