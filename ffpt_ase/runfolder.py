@@ -151,12 +151,7 @@ def move_aside(path: Path) -> Path | None:
         raise RunFolderError(f"{path} is not an ffpt-ase run folder (no {RUN_FILE}); it is "
                              f"left untouched: choose another output folder")
     with file_lock(path / LOCK_FILE, str(path)):
-        n = 1
-        while path.with_name(f"{path.name}.old-{n}").exists():
-            n += 1
-        target = path.with_name(f"{path.name}.old-{n}")
-        path.rename(target)
-    return target
+        return _rename_to_free(path, lambda n: f"{path.name}.old-{n}")
 
 
 def move_aside_file(path: Path) -> Path | None:
@@ -165,10 +160,15 @@ def move_aside_file(path: Path) -> Path | None:
     path = Path(path)
     if not path.exists():
         return None
+    return _rename_to_free(path, lambda n: f"{path.stem}.old-{n}{path.suffix}")
+
+
+def _rename_to_free(path: Path, name_of) -> Path:
+    """Rename ``path`` to ``name_of(n)`` beside it, for the first n = 1, 2, ... not taken."""
     n = 1
-    while path.with_name(f"{path.stem}.old-{n}{path.suffix}").exists():
+    while path.with_name(name_of(n)).exists():
         n += 1
-    target = path.with_name(f"{path.stem}.old-{n}{path.suffix}")
+    target = path.with_name(name_of(n))
     path.rename(target)
     return target
 

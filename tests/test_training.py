@@ -296,3 +296,14 @@ def test_progress_in_a_log_is_rate_limited(ho2, tmp_path, capsys):
                       **TINY))
     err = capsys.readouterr().err
     assert "pretrain" in err and err.count("\r") <= 4
+
+
+def test_moved_aside_names_count_up(tmp_path):
+    from ffpt_ase.runfolder import RunFolder, move_aside, move_aside_file
+    for k in (1, 2):
+        with RunFolder(tmp_path / "run", "test", {"k": 0}):
+            pass
+        assert move_aside(tmp_path / "run") == tmp_path / f"run.old-{k}"
+    assert move_aside(tmp_path / "run") is None
+    (tmp_path / "pt.partial.npz").write_text("x")
+    assert move_aside_file(tmp_path / "pt.partial.npz") == tmp_path / "pt.partial.old-1.npz"
