@@ -190,3 +190,31 @@ def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_text("new")
     assert target.read_text() == "new" and list(tmp_path.iterdir()) == [target]
+
+
+def test_mace_style_reference_keys_are_read_and_reported(tmp_path, capsys):
+    """An extended-XYZ file written for MACE (REF_energy, REF_forces) gives labelled frames,
+    and `data info` says which keys it read; a file without labels gets a warning."""
+    from ase import Atoms
+    from ase.io import write
+
+    from ffpt_ase.cli.main import main
+    from ffpt_ase.data import read_frames
+    images = []
+    for k in range(3):
+        a = Atoms("OH", positions=[[0, 0, 0], [0, 0, 0.97 + 0.01 * k]])
+        a.info["REF_energy"] = -1.5 - 0.1 * k
+        a.arrays["REF_forces"] = np.full((2, 3), 0.1 * k)
+        images.append(a)
+    write(tmp_path / "mace.xyz", images, format="extxyz")
+    fr = read_frames(tmp_path / "mace.xyz")
+    np.testing.assert_allclose(fr.energy, [-1.5, -1.6, -1.7])
+    np.testing.assert_allclose(fr.forces[2], 0.2)
+    assert fr.metadata["label_keys"] == {"energy": ["REF_energy"], "forces": ["REF_forces"]}
+    assert main(["data", "info", str(tmp_path / "mace.xyz")]) == 0
+    assert "labels from: energy <- REF_energy, forces <- REF_forces" in capsys.readouterr().out
+    write(tmp_path / "bare.xyz", [Atoms("OH", positions=[[0, 0, 0], [0, 0, 1]])],
+          format="extxyz")
+    assert main(["data", "info", str(tmp_path / "bare.xyz")]) == 0
+    assert "WARNING: no energy or force labels found (looked for energy, REF_energy" in \
+        capsys.readouterr().out

@@ -42,6 +42,12 @@ class DataFormatError(ValueError):
     """A data file is malformed or not in the expected format."""
 
 
+#: where labels of extended-XYZ and other ASE frames are looked for, in this order (ASE's
+#: own names, MACE's reference keys, common DFT-set names)
+ENERGY_KEYS = ("energy", "REF_energy", "dft_energy", "DFT_energy", "total_energy")
+FORCES_KEYS = ("forces", "REF_forces", "dft_forces", "DFT_forces", "force")
+
+
 @contextmanager
 def open_npz(path: str | Path):
     """``np.load`` of an ``.npz`` archive (no pickles) as a context: a file that is no
@@ -189,7 +195,10 @@ class Frames:
 
     @classmethod
     def from_atoms_list(cls, images, metadata=None) -> "Frames":
-        """Build from ASE Atoms; energies/forces from ``info``/``arrays`` or attached calc."""
+        """Build from ASE Atoms; energies/forces from an attached calculator, or from
+        ``info``/``arrays`` under the first of :data:`ENERGY_KEYS` / :data:`FORCES_KEYS`
+        found (ASE's ``energy``/``forces``, MACE's ``REF_energy``/``REF_forces``, ...). The
+        keys used are recorded in ``metadata['label_keys']``."""
         images = list(images)
         if not images:
             raise DataFormatError("no frames given")
@@ -201,17 +210,26 @@ class Frames:
         forces = np.full((nf, n_max, 3), np.nan)
         cell = np.zeros((nf, 3, 3))
         have_e = have_f = False
+        used = {}
         for i, a in enumerate(images):
             n = len(a)
             pos[i, :n] = a.positions
             num[i, :n] = a.numbers
             cell[i] = a.cell.array
-            e = a.info.get("energy")
-            f = a.arrays.get("forces")
-            if a.calc is not None:
+            e_key = next((k for k in ENERGY_KEYS if k in a.info), None)
+            f_key = next((k for k in FORCES_KEYS if k in a.arrays), None)
+            e = a.info[e_key] if e_key else None
+            f = a.arrays[f_key] if f_key else None
+            if a.calc is not None and ("energy" in a.calc.results
+                                       or "forces" in a.calc.results):
                 res = a.calc.results
+                e_key, f_key = ("energy" if "energy" in res else e_key,
+                                "forces" if "forces" in res else f_key)
                 e = res.get("energy", e)
                 f = res.get("forces", f)
+            for kind, key in (("energy", e_key), ("forces", f_key)):
+                if key:
+                    used.setdefault(kind, set()).add(key)
             if e is not None:
                 energy[i] = e
                 have_e = True
@@ -222,9 +240,11 @@ class Frames:
         if have_e and np.isnan(energy).any():
             raise DataFormatError(f"energy missing in frames {np.nonzero(np.isnan(energy))[0][:10]}")
         same = (num == num[0]).all()
+        metadata = dict(metadata or {})
+        metadata["label_keys"] = {k: sorted(v) for k, v in used.items()}
         return cls(positions=pos, numbers=num[0] if same else num,
                    energy=energy if have_e else None, forces=forces if have_f else None,
-                   cell=cell, pbc=images[0].pbc, metadata=dict(metadata or {}))
+                   cell=cell, pbc=images[0].pbc, metadata=metadata)
 
     @classmethod
     def concatenate(cls, parts) -> "Frames":
@@ -310,6 +330,14 @@ class Frames:
                  f"atoms per frame: {n.min()}" + (f"..{n.max()}" if n.max() != n.min() else ""),
                  "elements: " + " ".join(chemical_symbols[z] for z in self.elements),
                  f"periodic: {self.pbc.tolist()}"]
+        keys = self.metadata.get("label_keys")
+        if self.energy is None and self.forces is None:
+            lines.append("WARNING: no energy or force labels found"
+                         + (f" (looked for {', '.join(ENERGY_KEYS)} and "
+                            f"{', '.join(FORCES_KEYS)})" if keys is not None else ""))
+        elif keys:
+            lines.append("labels from: " + ", ".join(f"{k} <- {'/'.join(v)}"
+                                                     for k, v in keys.items()))
         if self.energy is not None:
             lines.append(f"energy [eV]: min {self.energy.min():.4f}  max {self.energy.max():.4f}"
                          f"  mean {self.energy.mean():.4f}")

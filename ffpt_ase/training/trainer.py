@@ -106,7 +106,12 @@ def check_training_frames(frames: Frames) -> None:
         raise ValueError(f"the training data mix label sources {sorted(sources)}; FFPT never "
                          f"mixes fidelities in one stage: train them as separate stages")
     if frames.energy is None or frames.forces is None:
-        raise ValueError("training data need energies and forces")
+        from ..data.frames import ENERGY_KEYS, FORCES_KEYS
+        missing = " and ".join(k for k, v in (("energies", frames.energy),
+                                               ("forces", frames.forces)) if v is None)
+        raise ValueError(f"training data need energies and forces; these have no {missing} "
+                         f"(extended XYZ: looked for {', '.join(ENERGY_KEYS)} and "
+                         f"{', '.join(FORCES_KEYS)})")
     bad = frames.nonfinite_frames()
     if len(bad):
         raise ValueError(f"{len(bad)} training frames have non-finite values (first: "
