@@ -39,6 +39,18 @@ def langevin(atoms, timestep_fs: float, temperature_K: float, friction_per_ps: f
                     friction=friction_per_ps / (1000.0 * units.fs), fixcm=False, rng=rng)
 
 
+def read_structures(path, index=":", what: str = "structure file", hint: str = ""):
+    """Frames of a structure file (any ASE format): ``index`` as ASE's ``read`` takes it
+    (``":"`` all, ``0`` the first, ``-1`` the last); a missing file is a
+    ``FileNotFoundError`` naming ``what`` (and ``hint``)."""
+    from pathlib import Path
+
+    from ase.io import read
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{what} not found: {path}{hint}")
+    return read(path, index=index)
+
+
 def check_start(atoms, calc) -> None:
     """Refuse a start structure the model cannot run: non-finite positions, or elements
     the calculator does not know (evaluated once, so its own error names them)."""

@@ -50,7 +50,7 @@ from ..files import atomic_path
 from ..progress import progress
 from ..runtime import set_threads
 from ..settings import redefault, setting
-from .md import MDSettings, StopRun, langevin
+from .md import MDSettings, StopRun, langevin, read_structures
 from .observers import TemperatureMonitor
 
 log = logging.getLogger(__name__)
@@ -147,20 +147,16 @@ def metad_height_kjmol(lines) -> float | None:
     The trap this guards against: PLUMED reads HEIGHT in the deck's ENERGY unit, so a deck
     that switches to ``ENERGY=eV`` but keeps ``HEIGHT=5`` deposits 482 kJ/mol hills.
     """
-    unit, height = "kj/mol", None
+    height = None
     for line in lines:
-        line = line.split("#", 1)[0]
-        words = line.split()
-        if words and words[0] == "UNITS":
-            for w in words[1:]:
-                if w.upper().startswith("ENERGY="):
-                    unit = w.split("=", 1)[1].lower()
+        words = line.split("#", 1)[0].split()
         if "METAD" in words:
             for w in words:
                 if w.upper().startswith("HEIGHT="):
                     height = float(w.split("=", 1)[1])
     if height is None:
         return None
+    unit = (deck_units(lines) or {}).get("ENERGY", "kj/mol").lower()
     if unit not in _ENERGY_UNITS_KJMOL:
         raise ValueError(f"unknown PLUMED energy unit {unit!r}")
     return height * _ENERGY_UNITS_KJMOL[unit]
@@ -171,9 +167,33 @@ def ns_per_day(steps: int, timestep_fs: float, wall_s: float) -> float:
     return steps * timestep_fs * 1e-6 / max(wall_s, 1e-9) * 86400.0
 
 
+def deck_units(lines) -> dict | None:
+    """The deck's ``UNITS`` line as ``{"LENGTH": "A", "TIME": "fs", ...}`` (keys upper case,
+    values as written), or None if the deck has no ``UNITS`` line."""
+    units_line = None
+    for line in lines:
+        words = line.split("#", 1)[0].split()
+        if words and words[0].upper() == "UNITS":
+            units_line = {w.split("=", 1)[0].upper(): w.split("=", 1)[1]
+                          for w in words[1:] if "=" in w}
+    return units_line
+
+
 def declares_units(lines) -> bool:
     """Whether deck lines declare PLUMED ``UNITS``."""
-    return any(line.split() and line.split()[0].upper() == "UNITS" for line in lines)
+    return deck_units(lines) is not None
+
+
+def deck_time_unit_fs(lines) -> float:
+    """Femtoseconds per time unit of a deck (its ``UNITS TIME=``; PLUMED's default: ps)."""
+    unit = (deck_units(lines) or {}).get("TIME", "ps")
+    table = {"fs": 1.0, "ps": 1000.0, "ns": 1.0e6}
+    if unit.lower() in table:
+        return table[unit.lower()]
+    try:
+        return float(unit) * 1000.0  # PLUMED: a number is that many ps
+    except ValueError:
+        raise ValueError(f"unknown PLUMED time unit TIME={unit}") from None
 
 
 @dataclass(kw_only=True)
@@ -208,10 +228,7 @@ class MetadConfig(MDSettings):
 
 def read_start(path: str | Path) -> Atoms:
     """The last frame of a structure file (any ASE format)."""
-    from ase.io import read
-    if not Path(path).exists():
-        raise FileNotFoundError(f"start structure not found: {path}")
-    return read(path, index=-1)
+    return read_structures(path, -1, "start structure")
 
 
 def run_metadynamics(cfg: MetadConfig, atoms: Atoms | None = None, calc=None,
@@ -233,9 +250,6 @@ def run_metadynamics(cfg: MetadConfig, atoms: Atoms | None = None, calc=None,
     uninterrupted one would have been (its HILLS, COLVAR, trajectory and events are cut back
     to that point).
     """
-    from ase.calculators.plumed import Plumed
-    from ase.md.velocitydistribution import thermalize_momenta
-
     from ..runfolder import RunFolder, atoms_digest, calculator_digest, file_digest
     from .md import check_start
 
@@ -282,30 +296,15 @@ def run_metadynamics(cfg: MetadConfig, atoms: Atoms | None = None, calc=None,
                     free=roles["free"], start_over=start_over)
     with run:
         return _metad_in_folder(run, cfg, lines, fs_per_unit, height, atoms, calc,
-                                observers, record, show_progress, thermalize_momenta, Plumed)
-
-
-def deck_time_unit_fs(lines) -> float:
-    """Femtoseconds per time unit of a deck (its ``UNITS TIME=``; PLUMED's default: ps)."""
-    unit = "ps"
-    for line in lines:
-        words = line.split()
-        if words and words[0].upper() == "UNITS":
-            unit = next((w.split("=", 1)[1] for w in words[1:] if w.upper().startswith("TIME=")),
-                        unit)
-    table = {"fs": 1.0, "ps": 1000.0, "ns": 1.0e6}
-    if unit.lower() in table:
-        return table[unit.lower()]
-    try:
-        return float(unit) * 1000.0  # PLUMED: a number is that many ps
-    except ValueError:
-        raise ValueError(f"unknown PLUMED time unit TIME={unit}") from None
+                                observers, record, show_progress)
 
 
 def _metad_in_folder(run, cfg, lines, fs_per_unit, height, atoms, calc, observers, record,
-                     show_progress, thermalize_momenta, Plumed) -> dict:
+                     show_progress) -> dict:
     """The body of :func:`run_metadynamics`, inside its locked run folder."""
+    from ase.calculators.plumed import Plumed
     from ase.io import Trajectory
+    from ase.md.velocitydistribution import thermalize_momenta
 
     out = run.path
     run.write_text("plumed.dat", "\n".join(lines) + "\n")
@@ -338,9 +337,10 @@ def _metad_in_folder(run, cfg, lines, fs_per_unit, height, atoms, calc, observer
     remaining = cfg.steps - steps_done
     complete = state is not None and (
         remaining <= 0 or bool(cfg.stop_on_event and state.get("stopped_on")))
-    if complete and (out / "summary.json").exists():
+    finished_summary = run.read_json("summary.json") if complete else None
+    if finished_summary is not None:
         log.info("%s is complete (%d steps); nothing to do", out, steps_done)
-        return json.loads((out / "summary.json").read_text())
+        return finished_summary
     stopped_early = state.get("stopped_on") if complete else None
     t0 = time.perf_counter()
     timestep = dt * units.fs
@@ -350,10 +350,11 @@ def _metad_in_folder(run, cfg, lines, fs_per_unit, height, atoms, calc, observer
         pcalc.istep = steps_done
         if cached is not None:
             # the biased forces at the restart point as the uninterrupted run had them
-            # (PLUMED would otherwise count the restart point's hill twice)
+            # (PLUMED would otherwise count the restart point's hill twice); PLUMED's first
+            # step is then the next one
             pcalc.atoms = atoms.copy()
             pcalc.results = dict(cached)
-            pcalc.istep = steps_done + 1
+            pcalc.istep += 1
         dyn = langevin(atoms, dt, cfg.temperature_K, cfg.friction_per_ps, rng)
         dyn.nsteps = steps_done  # observers and checkpoints run at absolute step counts
         traj = Trajectory(str(traj_file), "a" if n_frames else "w", atoms)

@@ -43,7 +43,7 @@ from ..forcefields.topology import BOND_SCALE
 from ..progress import progress
 from ..runtime import set_threads
 from ..settings import redefault, setting
-from .md import MDSettings, StopRun, langevin
+from .md import MDSettings, StopRun, langevin, read_structures
 from .observables import rdf
 
 log = logging.getLogger(__name__)
@@ -204,11 +204,8 @@ class StabilityConfig(MDSettings):
 
 def load_structure(path: str | Path) -> Atoms:
     """The first frame of a structure file (any ASE format)."""
-    from ase.io import read
-    if not Path(path).exists():
-        raise FileNotFoundError(f"structure file not found: {path} (the command line also "
-                                "takes a built-in system name)")
-    return read(path, index=0)
+    return read_structures(path, 0, hint=" (the command line also takes a built-in system "
+                                         "name)")
 
 
 def run_trajectory(atoms: Atoms, calc, cfg: StabilityConfig, index: int,
@@ -306,12 +303,13 @@ def run_stability(cfg: StabilityConfig, calc=None, start: Atoms | None = None,
     check_start(reference, calc)
     frames = None
     if cfg.reference_frames:
-        frames = read_frames_file(cfg.reference_frames)
+        frames = read_structures(cfg.reference_frames, what="frames file")
     criteria = StabilityCriteria(reference, reference_frames=frames,
                                  count_new_bonds=cfg.count_new_bonds)
     rdf_criterion = None
     if cfg.rdf_reference:
-        rdf_criterion = RDFCriterion(read_frames_file(cfg.rdf_reference), cfg.rdf_elements,
+        rdf_criterion = RDFCriterion(read_structures(cfg.rdf_reference, what="frames file"),
+                                     cfg.rdf_elements,
                                      max_error=cfg.rdf_max_error)
     roles = cfg.by_role()
     inputs = {"model": calculator_digest(calc), "start": atoms_digest(reference)}
@@ -342,14 +340,6 @@ def run_stability(cfg: StabilityConfig, calc=None, start: Atoms | None = None,
                                           if k < cfg.trajectories], criteria)
         run.write_json("summary.json", summary)
     return summary
-
-
-def read_frames_file(path) -> list:
-    """All frames of a structure file (any ASE format)."""
-    from ase.io import read
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"frames file not found: {path}")
-    return read(path, index=":")
 
 
 def stability_summary(cfg: StabilityConfig, results: list, criteria: StabilityCriteria) -> dict:

@@ -207,7 +207,6 @@ class Trainer:
     # ------------------------------------------------------------------ running
     def run(self) -> dict:
         cfg, opt, sched = self.cfg, self.opt, self.sched
-        min_lr = cfg.min_lr_ratio * cfg.lr
         start_epoch, best, history = self._resume()
         if start_epoch == 0:
             norm = self._start_normalization()
@@ -221,12 +220,9 @@ class Trainer:
                        desc=f"{cfg.stage}")
         try:
             for epoch in range(start_epoch, cfg.epochs):
-                # the stop conditions of the state so far (a resumed run may have met them)
-                if history and opt.param_groups[0]["lr"] <= min_lr * (1 + 1e-9):
-                    stop_reason = "learning rate reached 1% of its start"
-                    break
-                if cfg.max_time_s and history and history[-1]["time_s"] >= cfg.max_time_s:
-                    stop_reason = "max wall time"
+                reason = self._stop_reason(history)  # (a resumed run may have met one)
+                if reason:
+                    stop_reason = reason
                     break
                 train_loss = self._train_epoch(epoch)
                 val = self._validate()
@@ -239,7 +235,7 @@ class Trainer:
                        "val_forces_mae": val.get("forces_mae"),
                        "val_forces_rmse": val.get("forces_rmse")}
                 history.append(row)
-                if val["loss"] < best or self.best is None:
+                if val["loss"] < best:
                     best = val["loss"]
                     self.best = self._contents(epoch + 1, best, history, training_state=False)
                 # last.pt (holding the best model too) is the commit point; best.pt and
@@ -257,10 +253,7 @@ class Trainer:
                                 refresh=False)
                 bar.update(1)
             else:
-                if history and opt.param_groups[0]["lr"] <= min_lr * (1 + 1e-9):
-                    stop_reason = "learning rate reached 1% of its start"
-                elif cfg.max_time_s and history and history[-1]["time_s"] >= cfg.max_time_s:
-                    stop_reason = "max wall time"
+                stop_reason = self._stop_reason(history) or stop_reason
         finally:
             bar.close()
         summary = {"stage": cfg.stage, "epochs": len(history), "stop_reason": stop_reason,
@@ -268,6 +261,17 @@ class Trainer:
                    "final": history[-1] if history else None}
         self.checkpoints.write_text("summary.json", json.dumps(summary, indent=2, default=str))
         return summary
+
+    def _stop_reason(self, history) -> str | None:
+        """Why training should stop now, given the epochs done: the learning rate at its
+        floor or the wall-time budget spent; None to go on."""
+        if not history:
+            return None
+        if self.opt.param_groups[0]["lr"] <= self.cfg.min_lr_ratio * self.cfg.lr * (1 + 1e-9):
+            return "learning rate reached 1% of its start"
+        if self.cfg.max_time_s and history[-1]["time_s"] >= self.cfg.max_time_s:
+            return "max wall time"
+        return None
 
     def _start_normalization(self) -> dict:
         """From scratch: per-element shift and scale fitted on the training frames. From a
