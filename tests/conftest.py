@@ -58,3 +58,18 @@ def crash_at_write(monkeypatch, k):
 
     monkeypatch.setattr(RunFolder, "after_write", after_write)
     return seen
+
+
+def interrupt_at_call(monkeypatch, owner, name, n):
+    """Make the ``n``-th call of the method ``owner.name`` raise KeyboardInterrupt (Ctrl-C
+    inside that call); earlier calls run as usual. ``monkeypatch.undo()`` restores it."""
+    original = getattr(owner, name)
+    calls = {"n": 0}
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(owner, name, interrupted)

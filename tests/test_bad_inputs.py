@@ -94,39 +94,37 @@ def env(tmp_path_factory):
     e["corrupt"].write_bytes(bytes(corrupt))
     e["wrong_keys"] = d / "wrong.npz"
     np.savez(e["wrong_keys"], a=np.zeros(3))
-    e["csv"] = d / "frames.csv"
-    e["csv"].write_text("1,2,3\n")
-    e["empty_xyz"] = d / "empty.xyz"
-    e["empty_xyz"].write_text("")
-    e["a_file"] = d / "a_file.txt"
-    e["a_file"].write_text("not a folder")
+    text_files = {  # key: (file name, content)
+        "csv": ("frames.csv", "1,2,3\n"),
+        "empty_xyz": ("empty.xyz", ""),
+        "a_file": ("a_file.txt", "not a folder"),
+        "nan_xyz": ("nan.xyz", "3\n\nO 0 0 0\nH nan 0 0\nH -0.24 0.93 0\n"),
+        "deck": ("water.dat", "UNITS LENGTH=A TIME=fs ENERGY=kj/mol\nd: DISTANCE ATOMS=1,2\n"
+                 "metad: METAD ARG=d SIGMA=0.05 HEIGHT=2 PACE=20 BIASFACTOR=10 FILE=HILLS\n"
+                 "PRINT ARG=d STRIDE=10 FILE=COLVAR\n"),
+        "nounits": ("nounits.dat", "d: DISTANCE ATOMS=1,2\nPRINT ARG=d FILE=COLVAR\n"),
+        "bad_units": ("bad_units.dat", "UNITS LENGTH=A TIME=fortnight\n"
+                      "d: DISTANCE ATOMS=1,2\nPRINT ARG=d FILE=COLVAR\n"),
+        "bad_toml": ("bad.toml", "[train\nepochs = 2\n"),
+        "unknown_toml": ("unknown.toml", "[train]\nepochz = 2\n"),
+        "bad_json": ("bad.json", "{not json"),
+    }
+    for key, (name, text) in text_files.items():
+        e[key] = d / name
+        e[key].write_text(text)
+    structures = {
+        "cl": ("cl.xyz", Atoms("Cl", positions=[[0, 0, 0]])),
+        "fe": ("fe.xyz", Atoms("Fe", positions=[[0, 0, 0]])),
+        "water": ("water.xyz", Atoms("OHH", positions=[[0, 0, 0], [0.96, 0, 0],
+                                                       [-0.24, 0.93, 0]])),
+        "wrong_atoms": ("wrong_atoms.xyz", Atoms("OHO", positions=[[0, 0, 0], [0, 0, 1],
+                                                                   [0, 0, 2.3]])),
+    }
+    for key, (name, atoms) in structures.items():
+        e[key] = d / name
+        write(e[key], atoms)
     e["deepmd"] = d / "deepmd"
     (e["deepmd"] / "set.000").mkdir(parents=True)
-    e["cl"] = d / "cl.xyz"
-    write(e["cl"], Atoms("Cl", positions=[[0, 0, 0]]))
-    e["fe"] = d / "fe.xyz"
-    write(e["fe"], Atoms("Fe", positions=[[0, 0, 0]]))
-    e["water"] = d / "water.xyz"
-    write(e["water"], Atoms("OHH", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]]))
-    e["nan_xyz"] = d / "nan.xyz"
-    e["nan_xyz"].write_text("3\n\nO 0 0 0\nH nan 0 0\nH -0.24 0.93 0\n")
-    e["wrong_atoms"] = d / "wrong_atoms.xyz"
-    write(e["wrong_atoms"], Atoms("OHO", positions=[[0, 0, 0], [0, 0, 1], [0, 0, 2.3]]))
-    e["deck"] = d / "water.dat"
-    e["deck"].write_text("UNITS LENGTH=A TIME=fs ENERGY=kj/mol\nd: DISTANCE ATOMS=1,2\n"
-                         "metad: METAD ARG=d SIGMA=0.05 HEIGHT=2 PACE=20 BIASFACTOR=10 "
-                         "FILE=HILLS\nPRINT ARG=d STRIDE=10 FILE=COLVAR\n")
-    e["nounits"] = d / "nounits.dat"
-    e["nounits"].write_text("d: DISTANCE ATOMS=1,2\nPRINT ARG=d FILE=COLVAR\n")
-    e["bad_units"] = d / "bad_units.dat"
-    e["bad_units"].write_text("UNITS LENGTH=A TIME=fortnight\nd: DISTANCE ATOMS=1,2\n"
-                              "PRINT ARG=d FILE=COLVAR\n")
-    e["bad_toml"] = d / "bad.toml"
-    e["bad_toml"].write_text("[train\nepochs = 2\n")
-    e["unknown_toml"] = d / "unknown.toml"
-    e["unknown_toml"].write_text("[train]\nepochz = 2\n")
-    e["bad_json"] = d / "bad.json"
-    e["bad_json"].write_text("{not json")
     e["notes"] = d / "notes"
     e["notes"].mkdir()
     (e["notes"] / "thesis.tex").write_text("precious")
@@ -229,16 +227,9 @@ def ctrl_c_in_training(env, tmp_path, monkeypatch):
 
 
 def ctrl_c_in_metad(env, tmp_path, monkeypatch):
+    from conftest import interrupt_at_call
     from ffpt_ase import FFPTCalculator
-    calls = {"n": 0}
-    real = FFPTCalculator.calculate
-
-    def calculate(self, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 30:
-            raise KeyboardInterrupt
-        return real(self, *a, **k)
-    monkeypatch.setattr(FFPTCalculator, "calculate", calculate)
+    interrupt_at_call(monkeypatch, FFPTCalculator, "calculate", 30)
 
 
 def lock_folder(name):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
-from conftest import SimulatedCrash, crash_at_write
+from conftest import SimulatedCrash, crash_at_write, interrupt_at_call
 
 from ffpt_ase.forcefields.topology import perceive
 from ffpt_ase.applications.h2combustion.channels import channel_ids, get_channel, reactant_complex
@@ -187,22 +187,13 @@ def test_metad_run_restart_and_interrupt(tiny_model, tmp_path, monkeypatch):
 
     # an interrupted run (Ctrl-C inside a force call) resumes from its last checkpoint
     from ffpt_ase import FFPTCalculator
-    calls = {"n": 0}
-    original = FFPTCalculator.calculate
-
-    def flaky(self, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 250:
-            raise KeyboardInterrupt
-        return original(self, *a, **k)
-
-    monkeypatch.setattr(FFPTCalculator, "calculate", flaky)
+    interrupt_at_call(monkeypatch, FFPTCalculator, "calculate", 250)
     cfg.steps = 1000
     with pytest.raises(KeyboardInterrupt):
         run_metadynamics(cfg, show_progress=False)
     state = json.loads((out / "state.json").read_text())
     assert state["steps_done"] == 800  # last checkpoint before the interrupt (at ~849)
-    monkeypatch.setattr(FFPTCalculator, "calculate", original)
+    monkeypatch.undo()
     s = run_metadynamics(cfg, show_progress=False)
     assert s["steps"] == 1000
     t = np.loadtxt(out / "COLVAR", comments="#")[:, 0]

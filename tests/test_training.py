@@ -56,20 +56,12 @@ def test_resume_after_interrupt_equals_uninterrupted(ho2, tmp_path, monkeypatch)
     cfg = dict(stage="scratch", data=str(ho2), epochs=4, **TINY)
     train(TrainConfig(output=str(tmp_path / "full"), **cfg))
 
-    calls = {"n": 0}
-    original = Trainer._validate
-
-    def flaky(self):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt  # interrupted during epoch 3
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "_validate", flaky)
+    from conftest import interrupt_at_call
+    interrupt_at_call(monkeypatch, Trainer, "_validate", 3)  # interrupted during epoch 3
     with pytest.raises(KeyboardInterrupt):
         train(TrainConfig(output=str(tmp_path / "cut"), **cfg))
     assert len(rows(tmp_path / "cut" / "log.csv")) == 2
-    monkeypatch.setattr(Trainer, "_validate", original)
+    monkeypatch.undo()
     train(TrainConfig(output=str(tmp_path / "cut"), **cfg))
     full, cut = rows(tmp_path / "full" / "log.csv"), rows(tmp_path / "cut" / "log.csv")
     assert len(cut) == 4
