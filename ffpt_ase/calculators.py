@@ -118,8 +118,6 @@ class FFPTCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
-        if not np.all(np.isfinite(atoms.positions)):
-            raise ValueError("non-finite atomic positions (NaN or inf) passed to FFPTCalculator")
         species_index(atoms.numbers, self.elements)  # clear error for unknown elements
         want_stress = "stress" in properties
         if want_stress and not atoms.pbc.all():
