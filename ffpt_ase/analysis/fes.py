@@ -105,6 +105,34 @@ def read_hills(path: str | Path) -> Hills:
                  kernel=header.get("kerneltype", "gaussian"), source=str(path))
 
 
+def hills_files(folder: Path) -> list:
+    """The hills files of a run folder: ``HILLS``, or the walkers' ``HILLS.k`` (a shared
+    bias), or each walker's ``walker_KK/HILLS`` (independent walkers: not one bias)."""
+    folder = Path(folder)
+    if (folder / "HILLS").exists():
+        return [folder / "HILLS"]
+    shared = sorted(folder.glob("HILLS.[0-9]*"), key=lambda p: int(p.suffix[1:]))
+    return shared
+
+
+def combine_hills(parts) -> Hills:
+    """The hills of several walkers that built one bias (PLUMED's multiple walkers), in
+    the order of deposition time."""
+    parts = list(parts)
+    first = parts[0]
+    for h in parts[1:]:
+        if h.cv_names != first.cv_names or abs(h.biasfactor - first.biasfactor) > 1e-9:
+            raise ValueError(f"{h.source} and {first.source} do not belong to one bias (other "
+                             "CVs or bias factor)")
+    if len(parts) == 1:
+        return first
+    t = np.concatenate([h.time for h in parts])
+    order = np.argsort(t, kind="stable")
+    cat = (lambda name: np.concatenate([getattr(h, name) for h in parts])[order])
+    return Hills(t[order], first.cv_names, cat("centers"), cat("sigmas"), cat("heights"),
+                 first.biasfactor, first.kernel, ", ".join(h.source for h in parts))
+
+
 # ----------------------------------------------------------------------------- kernels
 def _kernel(dp2, kind):
     """PLUMED kernel of dp2 = r2 / 2."""

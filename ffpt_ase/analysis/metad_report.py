@@ -35,7 +35,8 @@ from typing import Callable
 
 import numpy as np
 
-from .fes import (KB_KJMOL, basin_delta_f, convergence, fes_from_hills, read_hills,
+from .fes import (KB_KJMOL, basin_delta_f, combine_hills, convergence, fes_from_hills,
+                  hills_files, read_hills,
                   read_plumed_table, reweighted_fes, reweighting_weights)
 from .plots import plot_convergence, plot_fes_1d, plot_fes_2d
 
@@ -108,9 +109,11 @@ def fes_report(source: str | Path, output: str | Path, temperature: float | None
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     folder = run_folder(source)
-    hills_file = source / "HILLS" if source.is_dir() else source
-    if colvar is None and (folder / "COLVAR").exists():
-        colvar = folder / "COLVAR"
+    hills_paths = hills_files(source) if source.is_dir() else [source]
+    hills_file = hills_paths[0] if hills_paths else source / "HILLS"
+    colvars = [Path(colvar)] if colvar is not None else \
+        [folder / "COLVAR"] if (folder / "COLVAR").exists() else \
+        sorted(folder.glob("walker_*/COLVAR")) if len(hills_paths) > 1 else []
     if not hills_file.exists():
         raise FileNotFoundError(f"no HILLS file at {hills_file} (give a metadynamics run "
                                 "folder or a HILLS file)")
@@ -125,7 +128,7 @@ def fes_report(source: str | Path, output: str | Path, temperature: float | None
     elif run_t is not None and abs(float(run_t) - temperature) > 1e-9:
         notes.append(f"analysed at {temperature:g} K, but the run was at {run_t} K")
     kT = KB_KJMOL * temperature
-    hills = read_hills(hills_file)
+    hills = combine_hills(read_hills(p) for p in hills_paths)
     if len(hills.heights) == 0:
         raise ValueError(f"{hills_file} holds no hills yet: run longer before analysing")
     if len(hills.heights) < MIN_HILLS:
@@ -134,7 +137,8 @@ def fes_report(source: str | Path, output: str | Path, temperature: float | None
     hi = hills.centers.max(0) + 3 * hills.sigmas.max(0)
     fes = fes_from_hills(hills, lo, hi, [bins] * hills.n_cv, temperature)
     written = [fes.save_text(out / "fes.dat")]
-    summary = {"hills": str(hills_file), "n_hills": int(len(hills.heights)),
+    summary = {"hills": ", ".join(str(p) for p in hills_paths), "walkers": len(hills_paths),
+               "n_hills": int(len(hills.heights)),
                "biasfactor": hills.biasfactor, "temperature_K": temperature,
                "kT_kJ_per_mol": kT, "cv_names": hills.cv_names, **(record or {})}
     if hills.n_cv == 2:
@@ -147,8 +151,12 @@ def fes_report(source: str | Path, output: str | Path, temperature: float | None
         written.append(proj.save_text(out / f"fes_{name}.dat"))
         curves[f"{name} (hills)"] = (proj.axes[0], proj.free_energy)
 
-    if colvar is not None and Path(colvar).exists():
-        fields, data, _ = read_plumed_table(colvar)
+    if colvars and all(p.exists() for p in colvars):
+        tables = [read_plumed_table(p) for p in colvars]
+        fields = tables[0][0]
+        if any(t[0] != fields for t in tables):
+            raise ValueError(f"the walkers' COLVAR files have different columns ({colvars})")
+        data = np.concatenate([t[1] for t in tables])
         col = {f: data[:, i] for i, f in enumerate(fields)}
         bias = sum(col[c] for c in bias_columns if c in col)
         walls = sum(col[c] for c in wall_columns if c in col) if any(
@@ -160,7 +168,7 @@ def fes_report(source: str | Path, output: str | Path, temperature: float | None
             rw = reweighted_fes(col[name], logw, bins=60, temperature=temperature, name=name)
             written.append(rw.save_text(out / f"fes_{name}_reweighted.dat"))
             curves[f"{name} (reweighted)"] = (rw.axes[0], rw.free_energy)
-        summary["colvar"] = str(colvar)
+        summary["colvar"] = ", ".join(str(p) for p in colvars)
         summary["walls_reweighted"] = reweight_walls
         summary["max_wall_bias_kT"] = float(walls.max() / kT)
         if basins is not None:

@@ -72,7 +72,7 @@ def _molecular_edges(pos, real, cutoff):
     return np.nonzero(mask)
 
 
-def _periodic_edges(pos, numbers, cell, pbc, cutoff):
+def periodic_edges(pos, numbers, cell, pbc, cutoff):
     from matscipy.neighbours import neighbour_list
 
     from ase import Atoms
@@ -110,7 +110,7 @@ def build_batch(positions, numbers, elements, cutoff, cell=None, pbc=None, energ
         parts_i, parts_j, parts_s = [], [], []
         for f in range(B):
             r = real[f]
-            ii, jj, S = _periodic_edges(pos[f][r], num[f][r], cell[f], pbc, cutoff)
+            ii, jj, S = periodic_edges(pos[f][r], num[f][r], cell[f], pbc, cutoff)
             offs = node_id[f][r][0] if r.any() else 0
             parts_i.append(ii + offs)
             parts_j.append(jj + offs)

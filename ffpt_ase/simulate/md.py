@@ -20,6 +20,8 @@ class MDSettings(RunSettings):
     temperature_K: float = setting(300.0, "temperature", unit="K", flag="--temperature")
     timestep_fs: float = setting(0.5, "time step", unit="fs", flag="--timestep")
     friction_per_ps: float = setting(2.0, "Langevin friction", unit="1/ps", flag="--friction")
+    device: str = setting("cpu", "torch device of the model (cpu, cuda, cuda:1, ...)",
+                          role="free")
 
 
 class StopRun(Exception):
@@ -62,3 +64,31 @@ def check_start(atoms, calc) -> None:
     if not np.isfinite(energy):
         raise ValueError(f"the model gives a non-finite energy ({energy}) for the start "
                          "structure")
+
+
+def cut_trajectory(path, n_frames: int) -> int:
+    """Keep the first ``n_frames`` frames of an ASE trajectory file (a restart point counts
+    that many); returns how many were dropped. Fewer frames than that is an error: the
+    run folder was changed by hand."""
+    from ase.io import Trajectory
+
+    from ..files import atomic_path
+    from pathlib import Path
+    path = Path(path)
+    if not path.exists():
+        if n_frames:
+            raise ValueError(f"{path} is missing but the run's state counts {n_frames} "
+                             "frames: the run folder was changed; use --start-over")
+        return 0
+    with Trajectory(str(path)) as tr:
+        have = len(tr)
+        if have < n_frames:
+            raise ValueError(f"{path} has {have} frames, the run's state counts {n_frames}: "
+                             "the run folder was changed; use --start-over")
+        frames = [tr[k] for k in range(n_frames)] if have > n_frames else None
+    if frames is not None:  # a crash between a trajectory write and the state's
+        with atomic_path(path) as tmp:
+            with Trajectory(str(tmp), "w") as tw:
+                for f in frames:
+                    tw.write(f)
+    return have - n_frames

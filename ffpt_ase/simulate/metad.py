@@ -50,7 +50,7 @@ from ..files import atomic_path
 from ..progress import progress
 from ..runtime import set_threads
 from ..settings import redefault, setting
-from .md import MDSettings, StopRun, langevin, read_structures
+from .md import MDSettings, StopRun, cut_trajectory, langevin, read_structures
 from .observers import TemperatureMonitor
 
 log = logging.getLogger(__name__)
@@ -213,17 +213,22 @@ class MetadConfig(MDSettings):
                                   role="free")
     compile: bool = setting(False, "torch.compile the network (about a minute once)",
                             role="free")
+    walkers: int = setting(1, "walkers advanced together, one batched model call per step "
+                              "(1: a single run through ASE's PLUMED calculator)")
+    share_bias: bool = setting(True, "walkers build one bias (PLUMED's multiple walkers); "
+                                     "false: independent runs")
 
     def __post_init__(self):
         super().__post_init__()
         if not self.temperature_K > 0 or not self.timestep_fs > 0 or self.steps < 0 \
                 or not self.friction_per_ps >= 0 or self.traj_interval < 1 \
-                or self.check_interval < 1:
+                or self.check_interval < 1 or self.walkers < 1:
             raise ValueError(
                 f"metadynamics needs temperature > 0 K, timestep > 0 fs, friction >= 0, "
-                f"steps >= 0 and intervals >= 1 (got {self.temperature_K} K, "
+                f"steps >= 0, intervals >= 1 and walkers >= 1 (got {self.temperature_K} K, "
                 f"{self.timestep_fs} fs, {self.friction_per_ps} /ps, {self.steps} steps, "
-                f"intervals {self.traj_interval}/{self.check_interval})")
+                f"intervals {self.traj_interval}/{self.check_interval}, {self.walkers} "
+                f"walkers)")
 
 
 def read_start(path: str | Path) -> Atoms:
@@ -277,7 +282,8 @@ def run_metadynamics(cfg: MetadConfig, atoms: Atoms | None = None, calc=None,
         if cfg.model is None:
             raise ValueError("give a model checkpoint (--model) or a calculator")
         from ..calculators import FFPTCalculator
-        calc = FFPTCalculator.from_checkpoints(cfg.model, dtype=cfg.dtype, compile=cfg.compile)
+        calc = FFPTCalculator.from_checkpoints(cfg.model, dtype=cfg.dtype, compile=cfg.compile,
+                                               device=cfg.device)
     if atoms is None:
         if cfg.start is None:
             raise ValueError("give a start structure (--start FILE)")
@@ -295,6 +301,12 @@ def run_metadynamics(cfg: MetadConfig, atoms: Atoms | None = None, calc=None,
                             "model": calculator_digest(calc)},
                     free=roles["free"], start_over=start_over)
     with run:
+        if cfg.walkers > 1:
+            from .walkers import run_walkers
+            def lines_for(folder):   # the deck's files go into each walker's folder
+                return [line.replace(f"FILE={out}/", f"FILE={folder}/") for line in lines]
+            return run_walkers(run, cfg, lines_for, fs_per_unit, height, atoms, calc,
+                               observers, record, show_progress)
         return _metad_in_folder(run, cfg, lines, fs_per_unit, height, atoms, calc,
                                 observers, record, show_progress)
 
@@ -447,31 +459,22 @@ def _cut_back(run, steps_done: int, dt_deck: float, n_frames: int, events_name: 
     """Cut a run folder's files back to its last checkpoint (step ``steps_done``): PLUMED
     rows after it (their time is in the deck's unit, ``dt_deck`` per step), trajectory
     frames after the ``n_frames``-th, events after the step."""
-    from ase.io import Trajectory
-    t_cut = steps_done * dt_deck
-    for name in ("HILLS", "COLVAR"):
-        dropped = truncate_plumed_file(run.path / name, t_cut, keep_at_cut=True,
-                                       tolerance=0.25 * dt_deck)
-        if dropped:
-            log.info("restart: dropped %d %s rows after step %d", dropped, name, steps_done)
-    traj_file = run.path / "trajectory.traj"
-    if not traj_file.exists():
-        raise ValueError(f"{traj_file} is missing but its state.json counts {n_frames} "
-                         f"frames: the run folder was changed; use --start-over")
-    with Trajectory(str(traj_file)) as tr:
-        have = len(tr)
-        if have < n_frames:
-            raise ValueError(f"{traj_file} has {have} frames, its state.json counts "
-                             f"{n_frames}: the run folder was changed; use --start-over")
-        frames = [tr[k] for k in range(n_frames)] if have > n_frames else None
-    if frames is not None:  # a crash between the trajectory write and its state
-        with run.atomic("trajectory.traj") as tmp:
-            with Trajectory(str(tmp), "w") as tw:
-                for f in frames:
-                    tw.write(f)
-        log.info("restart: dropped %d trajectory frames after step %d", have - n_frames,
-                 steps_done)
+    _cut_back_files([run.path / "HILLS", run.path / "COLVAR"], steps_done, dt_deck)
+    dropped = cut_trajectory(run.path / "trajectory.traj", n_frames)
+    if dropped:
+        log.info("restart: dropped %d trajectory frames after step %d", dropped, steps_done)
     events = run.read_lines(events_name)
     kept = [e for e in events if e.get("step", 0) <= steps_done]
     if len(kept) < len(events):
         run.write_text(events_name, "".join(json.dumps(e) + "\n" for e in kept))
+
+
+def _cut_back_files(paths, steps_done: int, dt_deck: float) -> None:
+    """Drop the rows of PLUMED files written after step ``steps_done`` (``dt_deck``: the
+    time step in the deck's time unit); the rows of that step stay."""
+    t_cut = steps_done * dt_deck
+    for path in paths:
+        dropped = truncate_plumed_file(path, t_cut, keep_at_cut=True, tolerance=0.25 * dt_deck)
+        if dropped:
+            log.info("restart: dropped %d rows of %s after step %d", dropped, path.name,
+                     steps_done)

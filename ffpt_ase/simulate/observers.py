@@ -39,6 +39,13 @@ class Observer:
         """Counters that must survive a restart."""
         return {}
 
+    @classmethod
+    def merge(cls, observers) -> dict:
+        """One summary of several walkers' observers of this kind (default: each key's
+        values over the walkers, as a list)."""
+        parts = [o.summary() for o in observers]
+        return {k: [p[k] for p in parts] for k in parts[0]} if parts else {}
+
     def load_state_dict(self, state: dict) -> None:
         pass
 
@@ -95,6 +102,25 @@ class TemperatureMonitor(Observer):
     def progress_fields(self) -> dict:
         return {"T": f"{self.last:.0f}K"}
 
+    @classmethod
+    def merge(cls, observers) -> dict:
+        parts = [o.summary() for o in observers]
+        highest = [p["temperature_max_window_mean_K"] for p in parts
+                   if p["temperature_max_window_mean_K"] is not None]
+        return {"temperature_target_K": parts[0]["temperature_target_K"],
+                "temperature_window_means_K": [p["temperature_window_means_K"] for p in parts],
+                "temperature_max_window_mean_K": max(highest) if highest else None,
+                "overheated": any(p["overheated"] for p in parts)}
+
     @property
     def last(self) -> float:
         return float(np.mean(self._current)) if self._current else float("nan")
+
+
+def merge_summaries(walker_observers) -> dict:
+    """The summary of several walkers' observers (``walker_observers[k]``: walker k's list,
+    the same kinds in the same order), each kind merged by its :meth:`Observer.merge`."""
+    out = {}
+    for group in zip(*walker_observers):
+        out.update(type(group[0]).merge(group))
+    return out

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from ase import Atoms
 from ase.data import covalent_radii
 from ase.geometry import find_mic
@@ -43,12 +44,13 @@ from ..forcefields.topology import BOND_SCALE
 from ..progress import progress
 from ..runtime import set_threads
 from ..settings import redefault, setting
-from .md import MDSettings, StopRun, langevin, read_structures
+from .md import MDSettings, StopRun, cut_trajectory, langevin, read_structures
 from .observables import rdf
 
 log = logging.getLogger(__name__)
 
 MAX_DEVIATION_A = 0.5
+ENGINES = ("batched", "ase")
 
 
 def pair_distances(atoms: Atoms, pairs: np.ndarray) -> np.ndarray:
@@ -124,6 +126,85 @@ class StabilityCriteria:
         return None
 
 
+class BatchCriteria:
+    """The :class:`StabilityCriteria` of every replica of an ensemble, evaluated on its
+    position tensor at once (bond deviations and new bonds; non-finite values are the
+    ensemble's own check). Distances in periodic replicas use the minimum image through
+    fractional coordinates (exact for bonds shorter than half the cell's smallest width).
+
+    ``criteria``: one per replica; ``replicas``: their ``Atoms`` (cells, periodicity);
+    ``offsets``: the first atom of each replica in the flat layout, and the total last.
+    """
+
+    def __init__(self, criteria, replicas, offsets, device="cpu"):
+        self.criteria = list(criteria)
+        self.offsets = np.asarray(offsets)
+        off = self.offsets[:-1]
+        bonds = [c.bonds.reshape(-1, 2) + o for c, o in zip(self.criteria, off)]
+        self.bond_replica = np.repeat(np.arange(len(bonds)), [len(b) for b in bonds])
+        self.bond_first = np.concatenate([[0], np.cumsum([len(b) for b in bonds])])
+        self.ref_lengths = np.concatenate([c.ref_lengths for c in self.criteria])
+        pairs = [np.argwhere(c.nonbonded) + o for c, o in zip(self.criteria, off)]
+        self.pair_replica = np.repeat(np.arange(len(pairs)), [len(p) for p in pairs])
+        cut = [c.cutoff[tuple(np.argwhere(c.nonbonded).T)] for c in self.criteria]
+        dev = torch.device(device)
+        as_t = (lambda a, dt=torch.int64: torch.from_numpy(np.asarray(a)).to(dev, dt))
+        self._bonds = as_t(np.concatenate(bonds).reshape(-1, 2))
+        self._bond_rep = as_t(self.bond_replica)
+        self._pairs = as_t(np.concatenate(pairs).reshape(-1, 2))
+        self._pair_rep = as_t(self.pair_replica)
+        self._pair_cut = as_t(np.concatenate(cut), torch.float64)
+        cells = np.stack([a.cell.array for a in replicas]).astype(float)
+        pbc = np.stack([a.pbc for a in replicas]).astype(float)
+        cells[~pbc.any(1)] = np.eye(3)   # molecules: fractional = Cartesian, never wrapped
+        inv = np.linalg.inv(cells)
+        self._cell = as_t(cells, torch.float64)
+        self._inv = as_t(inv, torch.float64)
+        self._pbc = as_t(pbc, torch.float64)
+        self.periodic = bool(pbc.any())
+
+    def _distances(self, x, ij, rep):
+        vec = x[ij[:, 1]] - x[ij[:, 0]]
+        if self.periodic:
+            frac = torch.einsum("pk,pkl->pl", vec, self._inv[rep])
+            frac = frac - torch.round(frac) * self._pbc[rep]
+            vec = torch.einsum("pk,pkl->pl", frac, self._cell[rep])
+        return torch.sqrt((vec * vec).sum(-1))
+
+    def bond_failures(self, x, running) -> dict:
+        """``{replica: details}`` of running replicas with a bond deviating more than the
+        criterion's ``max_deviation`` (details as :meth:`StabilityCriteria.check` gives)."""
+        if not len(self._bonds):
+            return {}
+        r = self._distances(x, self._bonds, self._bond_rep).cpu().numpy()
+        dev = np.abs(r - self.ref_lengths)
+        out = {}
+        limit = np.array([c.max_deviation for c in self.criteria])[self.bond_replica]
+        for k in np.unique(self.bond_replica[dev > limit]):
+            if not running[k]:
+                continue
+            lo, hi = self.bond_first[k], self.bond_first[k + 1]
+            b = lo + int(np.argmax(dev[lo:hi]))
+            out[int(k)] = {"atoms": self.criteria[k].bonds[b - lo].tolist(),
+                           "length_A": float(r[b]), "reference_A": float(self.ref_lengths[b])}
+        return out
+
+    def new_bonds(self, x, running) -> dict:
+        """``{replica: (i, j, distance)}`` of running replicas where two atoms not bonded in
+        the reference are within bonding distance (the first such pair)."""
+        if not len(self._pairs):
+            return {}
+        d = self._distances(x, self._pairs, self._pair_rep)
+        hit = torch.nonzero(d < self._pair_cut).squeeze(-1).cpu().numpy()
+        out = {}
+        for p in hit:
+            k = int(self.pair_replica[p])
+            if running[k] and k not in out:
+                i, j = self._pairs[p].cpu().numpy() - self.offsets[k]
+                out[k] = (int(i), int(j), float(d[p]))
+        return out
+
+
 class RDFCriterion:
     """Windowed g_ab(r) of a periodic liquid against a reference (see module docstring).
 
@@ -143,6 +224,20 @@ class RDFCriterion:
     def reset(self) -> None:
         """Forget the frames seen so far (a new trajectory); the reference g(r) stays."""
         self._frames, self._window = [], 0
+
+    def state_dict(self) -> dict:
+        """The current window's frames (positions), for a checkpoint."""
+        return {"window": self._window,
+                "positions": [torch.from_numpy(f.positions.copy()) for f in self._frames]}
+
+    def load_state_dict(self, state: dict, atoms: Atoms) -> None:
+        """Restore :meth:`state_dict` for frames of ``atoms`` (numbers, cell)."""
+        self._window = int(state["window"])
+        self._frames = []
+        for pos in state["positions"]:
+            frame = atoms.copy()
+            frame.positions = pos.numpy()
+            self._frames.append(frame)
 
     def error(self, images) -> float:
         """Mean absolute difference between the images' g_ab(r) and the reference."""
@@ -187,6 +282,13 @@ class StabilityConfig(MDSettings):
               "deviates more than rdf_max_error is a failure", role="input")
     rdf_elements: tuple = setting((8, 8), "atomic numbers of the RDF pair", cli=False)
     rdf_max_error: float = setting(0.1, "mean |g(r) - g_ref(r)| allowed per 1-ps window")
+    engine: str = setting("batched", "batched: trajectories advance together, one model call "
+                                     "per step (BAOAB Langevin); ase: one ASE Langevin run "
+                                     "after another", choices=ENGINES)
+    batch_size: int = setting(0, "trajectories advanced together by the batched engine (0: "
+                                 "all)")
+    checkpoint_interval: int = setting(2000, "steps between checkpoints of the batched "
+                                             "engine", role="free")
 
     def __post_init__(self):
         super().__post_init__()
@@ -194,12 +296,15 @@ class StabilityConfig(MDSettings):
                   "temperature_K": self.temperature_K > 0, "timestep_fs": self.timestep_fs > 0,
                   "friction_per_ps": self.friction_per_ps >= 0,
                   "check_interval": self.check_interval >= 1,
-                  "save_interval": self.save_interval >= 0, "rdf_max_error": self.rdf_max_error > 0}
+                  "save_interval": self.save_interval >= 0, "rdf_max_error": self.rdf_max_error > 0,
+                  "engine": self.engine in ENGINES, "batch_size": self.batch_size >= 0,
+                  "checkpoint_interval": self.checkpoint_interval >= 1}
         bad = [f"{k}={getattr(self, k)}" for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"stability settings out of range: {', '.join(bad)} (trajectories "
                              ">= 1, time, temperature, timestep and rdf_max_error > 0, friction "
-                             ">= 0, check_interval >= 1)")
+                             ">= 0, intervals >= 1, batch_size >= 0, engine one of "
+                             f"{ENGINES})")
 
 
 def load_structure(path: str | Path) -> Atoms:
@@ -285,10 +390,16 @@ def run_stability(cfg: StabilityConfig, calc=None, start: Atoms | None = None,
     the structure file ``cfg.system``); ``calc``: the ML calculator (default: ``cfg.model``).
     The survival curve is in the summary (``survival``); plotting is the caller's.
 
+    ``cfg.engine``: ``batched`` advances the trajectories together (``batch_size`` at a
+    time) with one model call per step (:mod:`~ffpt_ase.simulate.ensemble`; any ASE
+    calculator works, an ``FFPTCalculator`` is batched), ``ase`` runs ASE's Langevin one
+    trajectory after another.
+
     The output is a :class:`~ffpt_ase.runfolder.RunFolder`: a rerun skips the finished
-    trajectories (each is seeded by its index, so the result is the one an uninterrupted run
-    gives); another model, start structure or setting is refused, more ``trajectories``
-    extend the run, ``start_over`` moves an old run aside.
+    trajectories and continues the batch in flight from its last checkpoint
+    (``ensemble.pt``), with the result an uninterrupted run gives (each trajectory is seeded
+    by its index); another model, start structure or setting is refused, more
+    ``trajectories`` extend the run, ``start_over`` moves an old run aside.
     """
     from ..runfolder import RunFolder, atoms_digest, calculator_digest, file_digest
     from .md import check_start
@@ -298,7 +409,7 @@ def run_stability(cfg: StabilityConfig, calc=None, start: Atoms | None = None,
         if cfg.model is None:
             raise ValueError("give a model checkpoint (--model) or a calculator")
         from ..calculators import FFPTCalculator
-        calc = FFPTCalculator.from_checkpoints(cfg.model, dtype=cfg.dtype)
+        calc = FFPTCalculator.from_checkpoints(cfg.model, dtype=cfg.dtype, device=cfg.device)
     reference = start.copy() if start is not None else load_structure(cfg.system)
     check_start(reference, calc)
     frames = None
@@ -306,11 +417,10 @@ def run_stability(cfg: StabilityConfig, calc=None, start: Atoms | None = None,
         frames = read_structures(cfg.reference_frames, what="frames file")
     criteria = StabilityCriteria(reference, reference_frames=frames,
                                  count_new_bonds=cfg.count_new_bonds)
-    rdf_criterion = None
+    rdf_images = None
     if cfg.rdf_reference:
-        rdf_criterion = RDFCriterion(read_structures(cfg.rdf_reference, what="frames file"),
-                                     cfg.rdf_elements,
-                                     max_error=cfg.rdf_max_error)
+        rdf_images = read_structures(cfg.rdf_reference, what="frames file")
+        RDFCriterion(rdf_images, cfg.rdf_elements, max_error=cfg.rdf_max_error)  # checks it
     roles = cfg.by_role()
     inputs = {"model": calculator_digest(calc), "start": atoms_digest(reference)}
     for name in ("reference_frames", "rdf_reference"):
@@ -320,26 +430,210 @@ def run_stability(cfg: StabilityConfig, calc=None, start: Atoms | None = None,
                    free={**roles["free"], "system": cfg.system, "model": cfg.model},
                    start_over=start_over) as run:
         done = {r["trajectory"]: r for r in run.read_lines("trajectories.jsonl")}
-        bar = progress(total=cfg.trajectories, initial=len([k for k in done
-                                                            if k < cfg.trajectories]),
-                       unit="traj", desc="stability", disable=not show_progress)
-        for k in range(cfg.trajectories):
-            if k in done:
-                continue
-            r = run_trajectory(reference, calc, cfg, k, criteria,
-                               run.path / f"traj_{k:03d}.traj" if cfg.save_interval else None,
-                               rdf_criterion)
-            run.append_line("trajectories.jsonl", json.dumps(r))
-            done[k] = r
-            bar.update(1)
-            log.info("trajectory %d: %s", k,
-                     f"failed ({r['reason']}) at {r['time_to_failure_ps']:.3f} ps"
-                     if r["failed"] else f"stable for {r['simulated_ps']:.3f} ps")
-        bar.close()
+        runner = _BatchedStability(run, cfg, reference, calc, criteria, rdf_images, done,
+                                   show_progress) if cfg.engine == "batched" else None
+        if runner is not None:
+            runner.run()
+        else:
+            _ase_trajectories(run, cfg, reference, calc, criteria, rdf_images, done,
+                              show_progress)
         summary = stability_summary(cfg, [done[k] for k in sorted(done)
                                           if k < cfg.trajectories], criteria)
+        if runner is not None:
+            summary["replica_steps_per_s"] = runner.rate
         run.write_json("summary.json", summary)
     return summary
+
+
+def _log_result(r: dict) -> None:
+    log.info("trajectory %d: %s", r["trajectory"],
+             f"failed ({r['reason']}) at {r['time_to_failure_ps']:.3f} ps"
+             if r["failed"] else f"stable for {r['simulated_ps']:.3f} ps")
+
+
+def _ase_trajectories(run, cfg, reference, calc, criteria, rdf_images, done, show_progress):
+    """The ``ase`` engine: one ASE Langevin trajectory after another."""
+    rdf_criterion = None if rdf_images is None else \
+        RDFCriterion(rdf_images, cfg.rdf_elements, max_error=cfg.rdf_max_error)
+    bar = progress(total=cfg.trajectories, initial=len([k for k in done
+                                                        if k < cfg.trajectories]),
+                   unit="traj", desc="stability", disable=not show_progress)
+    for k in range(cfg.trajectories):
+        if k in done:
+            continue
+        r = run_trajectory(reference, calc, cfg, k, criteria,
+                           run.path / f"traj_{k:03d}.traj" if cfg.save_interval else None,
+                           rdf_criterion)
+        run.append_line("trajectories.jsonl", json.dumps(r))
+        done[k] = r
+        bar.update(1)
+        _log_result(r)
+    bar.close()
+
+
+class _BatchedStability:
+    """The ``batched`` engine of :func:`run_stability`: the unfinished trajectories advance
+    together, ``cfg.batch_size`` at a time, in an :class:`~ffpt_ase.simulate.ensemble.
+    Ensemble`. The criteria are evaluated on its tensors every ``check_interval`` steps (non-
+    finite values after every step); a failed trajectory is recorded at once and frozen while
+    the others go on. ``ensemble.pt`` (every ``checkpoint_interval`` steps) holds the batch's
+    complete state: a rerun continues it exactly."""
+
+    STATE = "ensemble.pt"
+
+    def __init__(self, run, cfg, reference, calc, criteria, rdf_images, done, show_progress):
+        self.run_folder, self.cfg, self.reference, self.calc = run, cfg, reference, calc
+        self.criteria, self.rdf_images, self.done = criteria, rdf_images, done
+        self.n_steps = int(round(cfg.time_ps * 1000.0 / cfg.timestep_fs))
+        self.show_progress = show_progress
+        self.rate = None
+        self._steps_run, self._wall = 0, 0.0
+
+    def pending(self) -> list:
+        return [k for k in range(self.cfg.trajectories) if k not in self.done]
+
+    def run(self) -> None:
+        saved = None
+        path = self.run_folder.path / self.STATE
+        if path.exists():
+            try:
+                saved = torch.load(path, weights_only=True)
+            except Exception as err:
+                from ..runfolder import RunFolderError
+                raise RunFolderError(f"{path} is damaged ({err}); use --start-over") from err
+        total = len(self.pending())
+        self.bar = progress(total=total * self.n_steps, unit="replica-step", unit_scale=True,
+                            desc="stability", disable=not self.show_progress)
+        while True:
+            if saved is not None:
+                batch = [int(k) for k in saved["indices"]]
+            else:
+                pending = self.pending()
+                if not pending:
+                    break
+                size = self.cfg.batch_size or len(pending)
+                batch = pending[:size]
+            self._run_batch(batch, saved)
+            saved = None
+            path.unlink(missing_ok=True)
+        self.bar.close()
+        if self._wall > 0:
+            self.rate = round(self._steps_run / self._wall, 1)
+
+    # ------------------------------------------------------------------------------------
+    def _run_batch(self, batch: list, saved) -> None:
+        from .ensemble import Ensemble, replica_forces
+
+        cfg, run = self.cfg, self.run_folder
+        replicas = [self.reference] * len(batch)
+        forces = replica_forces(self.calc, replicas)
+        ens = Ensemble(replicas, forces, cfg.timestep_fs, cfg.temperature_K,
+                       cfg.friction_per_ps, seeds=[[cfg.seed, k] for k in batch])
+        checks = BatchCriteria([self.criteria] * len(batch), replicas, forces.offsets,
+                               forces.device)
+        rdfs = None if self.rdf_images is None else [
+            RDFCriterion(self.rdf_images, cfg.rdf_elements, max_error=cfg.rdf_max_error)
+            for _ in batch]
+        results = [{"trajectory": k, "seed": [cfg.seed, k], "failed": False, "reason": None,
+                    "details": {}, "time_to_failure_ps": None, "new_bond": None,
+                    "engine": "batched"} for k in batch]
+        n_frames = [0] * len(batch)
+        if saved is not None:
+            ens.load_state_dict(saved["ensemble"])
+            results = json.loads(saved["results"])
+            n_frames = [int(n) for n in saved["n_frames"]]
+            for rdf, state in zip(rdfs or (), saved["rdf"]):
+                rdf.load_state_dict(state, self.reference)
+            for n, k in enumerate(batch):
+                if cfg.save_interval:
+                    cut_trajectory(run.path / f"traj_{k:03d}.traj", n_frames[n])
+        writers = {}
+
+        def save_frames():
+            from ase.io import Trajectory
+            for n in np.flatnonzero(ens.running):
+                k = batch[n]
+                if n not in writers:
+                    writers[n] = Trajectory(str(run.path / f"traj_{k:03d}.traj"),
+                                            "a" if n_frames[n] else "w")
+                writers[n].write(ens.atoms(n))
+                n_frames[n] += 1
+
+        def checkpoint():
+            with run.atomic(self.STATE) as tmp:
+                torch.save({"indices": list(batch), "ensemble": ens.state_dict(),
+                            "results": json.dumps(results), "n_frames": list(n_frames),
+                            "rdf": [r.state_dict() for r in rdfs or ()]}, tmp)
+
+        def finish(n, reason=None, details=None):
+            r = results[n]
+            r["simulated_ps"] = ens.time_ps
+            if reason is not None:
+                r.update(failed=True, reason=reason, time_to_failure_ps=ens.time_ps)
+                r["details"].update(details or {})
+                ens.freeze(n)
+            r["wall_s"] = round(self._wall + time.perf_counter() - t0, 2)
+            if batch[n] not in self.done:   # (a resumed batch meets its failures again)
+                run.append_line("trajectories.jsonl", json.dumps(r))
+                self.done[batch[n]] = r
+                _log_result(r)
+
+        def check():
+            t = ens.time_ps
+            x = ens.x
+            for n, details in checks.bond_failures(x, ens.running).items():
+                finish(n, "bond_deviation", details)
+            new = checks.new_bonds(x, ens.running)
+            for n, (i, j, d) in new.items():
+                if cfg.count_new_bonds:
+                    finish(n, "new_bond", {"atoms": [i, j], "distance_A": d})
+                elif results[n]["new_bond"] is None:
+                    results[n]["new_bond"] = {"time_ps": t, "atoms": [i, j], "distance_A": d}
+            for n, rdf in enumerate(rdfs or ()):
+                if ens.running[n]:
+                    verdict = rdf.add(ens.atoms(n), t)
+                    if verdict is not None:
+                        finish(n, *verdict)
+
+        t0 = time.perf_counter()
+        steps_at_start = ens.step_count
+        self.bar.update(steps_at_start * len(batch))
+        try:
+            if saved is None:
+                for n in ens.nonfinite():
+                    finish(n, "nonfinite", {"error": "non-finite energy or forces"})
+                check()
+                if cfg.save_interval:
+                    save_frames()
+            while ens.step_count < self.n_steps and ens.running.any():
+                running = int(ens.running.sum())
+                ens.step()
+                self._steps_run += running
+                step = ens.step_count
+                for n in ens.nonfinite():
+                    finish(n, "nonfinite", {"error": "non-finite energy, forces or positions"})
+                if step % cfg.check_interval == 0:
+                    check()
+                if cfg.save_interval and step % cfg.save_interval == 0:
+                    save_frames()
+                if step % cfg.checkpoint_interval == 0:
+                    checkpoint()
+                self.bar.update(running)
+                if step % 50 == 0:
+                    wall = self._wall + time.perf_counter() - t0
+                    self.bar.set_postfix(refresh=False, running=int(ens.running.sum()),
+                                         ns_per_day=f"{_ns_day(self._steps_run, cfg.timestep_fs, wall):.1f}")
+            for n in np.flatnonzero(ens.running):
+                finish(n)
+        finally:
+            for w in writers.values():
+                w.close()
+        self._wall += time.perf_counter() - t0
+
+
+def _ns_day(replica_steps: int, timestep_fs: float, wall_s: float) -> float:
+    """Aggregate simulated nanoseconds per day of wall time."""
+    return replica_steps * timestep_fs * 1e-6 / max(wall_s, 1e-9) * 86400.0
 
 
 def stability_summary(cfg: StabilityConfig, results: list, criteria: StabilityCriteria) -> dict:

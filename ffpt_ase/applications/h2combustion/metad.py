@@ -71,6 +71,14 @@ class UnphysicalMonitor(Observer):
     def state_dict(self) -> dict:
         return {"checked": self.checked, "flagged": self.flagged}
 
+    @classmethod
+    def merge(cls, observers) -> dict:
+        """Walkers pooled: the fraction of all their checked frames that were flagged."""
+        checked = sum(o.checked for o in observers)
+        flagged = sum(o.flagged for o in observers)
+        return {"unphysical_fraction": flagged / checked if checked else 0.0,
+                "checked_frames": checked}
+
     def load_state_dict(self, state: dict) -> None:
         self.checked, self.flagged = int(state["checked"]), int(state["flagged"])
 

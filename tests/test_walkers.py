@@ -1,0 +1,166 @@
+"""Metadynamics walkers on the ensemble engine: per-walker PLUMED, shared hills (PLUMED's
+multiple walkers), exact resume, the command line."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from ase import units
+from conftest import SimulatedCrash, crash_at_write
+
+from ffpt_ase.applications.h2combustion.channels import reactant_complex
+from ffpt_ase.applications.h2combustion.decks import shipped_deck
+from ffpt_ase.applications.h2combustion.metad import ChannelMetadConfig
+from ffpt_ase.applications.h2combustion.metad import run_channel_metadynamics
+from ffpt_ase.calculators import FFPTCalculator
+from ffpt_ase.model.potential import Potential
+from ffpt_ase.simulate.ensemble import Ensemble
+from ffpt_ase.simulate.metad import deck_lines, require_plumed
+from ffpt_ase.simulate.walkers import PlumedBias, walker_deck
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    torch.manual_seed(0)
+    m = Potential([1, 8], n_features=8, n_interactions=1, n_basis=6)
+    m.shift.copy_(torch.tensor([-0.5, -1.0], dtype=torch.float64))
+    path = tmp_path_factory.mktemp("m") / "tiny.pt"
+    torch.save(m.checkpoint(stage="test"), path)
+    return path
+
+
+def _colvar(path):
+    return np.loadtxt(path, comments="#")
+
+
+def test_a_walker_matches_ase_plumed_calculator_step_by_step(tiny_model, tmp_path):
+    """Zero friction makes BAOAB velocity Verlet: one walker fed through PlumedBias and the
+    same system under ASE's VelocityVerlet with ase.calculators.plumed.Plumed write the same
+    COLVAR and HILLS (units, step numbers and bias forces agree)."""
+    from ase.calculators.plumed import Plumed
+    from ase.md.verlet import VelocityVerlet
+    require_plumed()
+    calc = FFPTCalculator(tiny_model, dtype="float64")
+    atoms = reactant_complex("09")
+    rng = np.random.default_rng(4)
+    atoms.set_momenta(rng.normal(scale=0.3, size=(3, 3)))
+    steps = 300
+    (tmp_path / "ase").mkdir()
+    (tmp_path / "engine").mkdir()
+    lines_a = deck_lines(shipped_deck("09"), tmp_path / "ase")
+    lines_b = deck_lines(shipped_deck("09"), tmp_path / "engine")
+    a = atoms.copy()
+    with Plumed(calc, lines_a, 0.2 * units.fs, atoms=a, kT=units.kB * 300.0,
+                log=str(tmp_path / "ase" / "plumed.log")) as pcalc:
+        a.calc = pcalc
+        VelocityVerlet(a, timestep=0.2 * units.fs).run(steps)
+    with PlumedBias([lines_b], [atoms], 0.2, 300.0, [tmp_path / "engine" / "plumed.log"]) as b:
+        ens = Ensemble([atoms], calc, 0.2, 300.0, 0.0, thermalize=False, bias=b)
+        ens.run(steps)
+    np.testing.assert_allclose(_colvar(tmp_path / "engine" / "COLVAR"),
+                               _colvar(tmp_path / "ase" / "COLVAR"), rtol=0, atol=1e-8)
+    np.testing.assert_allclose(_colvar(tmp_path / "engine" / "HILLS")[:, :-1],
+                               _colvar(tmp_path / "ase" / "HILLS")[:, :-1], atol=1e-8)
+    np.testing.assert_allclose(ens.positions_of(0), a.positions, atol=1e-8)
+
+
+def _walkers(model, out, share, steps=300, **kw):
+    cfg = ChannelMetadConfig(reaction="09", model=model, steps=steps, seed=3, walkers=3,
+                             share_bias=share, output=str(out), traj_interval=100,
+                             check_interval=20, **kw)
+    return run_channel_metadynamics(cfg, show_progress=False)
+
+
+def test_shared_walkers_build_one_bias_and_fes_reads_it(tiny_model, tmp_path):
+    from ffpt_ase.analysis.metad_report import fes_report
+    shared = _walkers(tiny_model, tmp_path / "shared", True)
+    _walkers(tiny_model, tmp_path / "alone", False)
+    hills = [_colvar(tmp_path / "shared" / f"HILLS.{k}") for k in range(3)]
+    assert all(len(h) == 3 for h in hills)          # steps 100, 200, 300 (PACE=100)
+    assert "3 multiple walkers active" in (tmp_path / "shared" / "walker_00" /
+                                           "plumed.log").read_text()
+    # walker 0 starts as in the independent run, then feels the others' hills
+    a = _colvar(tmp_path / "shared" / "walker_00" / "COLVAR")
+    b = _colvar(tmp_path / "alone" / "walker_00" / "COLVAR")
+    assert np.allclose(a[:10], b[:10]) and not np.allclose(a[-5:], b[-5:])
+    assert all((tmp_path / "alone" / f"walker_{k:02d}" / "HILLS").exists() for k in range(3))
+    assert shared["walkers"] == 3 and shared["simulated_ps_all_walkers"] == pytest.approx(0.18)
+    assert len(shared["per_walker"]) == 3 and "unphysical_fraction" in shared
+    report = fes_report(tmp_path / "shared", tmp_path / "fes")
+    assert report["n_hills"] == 9 and report["walkers"] == 3
+    assert report["colvar"].count("COLVAR") == 3
+
+
+def test_independent_walkers_killed_at_write_points_resume_exactly(tiny_model, tmp_path,
+                                                                  monkeypatch):
+    def result(out):
+        from ase.io import read
+        return {"colvar": [_colvar(out / f"walker_{k:02d}" / "COLVAR") for k in range(3)],
+                "hills": [_colvar(out / f"walker_{k:02d}" / "HILLS") for k in range(3)],
+                "frames": [np.array([a.positions for a in read(out / f"walker_{k:02d}" /
+                                                               "trajectory.traj", ":")])
+                           for k in range(3)]}
+    _walkers(tiny_model, tmp_path / "ref", False)
+    ref = result(tmp_path / "ref")
+    seen = crash_at_write(monkeypatch, 0)
+    _walkers(tiny_model, tmp_path / "count", False)
+    monkeypatch.undo()
+    assert seen.count("state.json") == 4
+    for k in range(1, len(seen) + 1, 3):
+        out = tmp_path / f"crash{k}"
+        crash_at_write(monkeypatch, k)
+        with pytest.raises(SimulatedCrash):
+            _walkers(tiny_model, out, False)
+        monkeypatch.undo()
+        _walkers(tiny_model, out, False)
+        got = result(out)
+        for key in ref:
+            for x, y in zip(got[key], ref[key]):
+                assert x.shape == y.shape, (k, seen[k - 1], key)
+                np.testing.assert_allclose(x, y, atol=1e-7, err_msg=f"{k} {seen[k - 1]}")
+
+
+def test_shared_walkers_resume_with_all_hills(tiny_model, tmp_path, monkeypatch):
+    seen = crash_at_write(monkeypatch, 0)
+    _walkers(tiny_model, tmp_path / "count", True)
+    monkeypatch.undo()
+    k = [i for i, name in enumerate(seen, 1) if name == "state.json"][2]   # after step 200
+    crash_at_write(monkeypatch, k)
+    with pytest.raises(SimulatedCrash):
+        _walkers(tiny_model, tmp_path / "run", True)
+    monkeypatch.undo()
+    s = _walkers(tiny_model, tmp_path / "run", True)
+    assert s["steps"] == 300
+    for w in range(3):
+        h = _colvar(tmp_path / "run" / f"HILLS.{w}")
+        assert h[:, 0].tolist() == pytest.approx([20.0, 40.0, 60.0])   # fs, no duplicates
+
+
+def test_walker_decks():
+    lines = ["UNITS LENGTH=A", "d: DISTANCE ATOMS=1,2",
+             "metad: METAD ARG=d SIGMA=0.1 HEIGHT=1 PACE=50 FILE=/x/HILLS"]
+    out = walker_deck(lines, 2, 4, "/run/HILLS")
+    assert out[2].split()[-4:] == ["FILE=/run/HILLS", "WALKERS_N=4", "WALKERS_ID=2",
+                                   "WALKERS_RSTRIDE=50"]
+    assert "FILE=/x/HILLS" not in out[2]
+    assert walker_deck(lines, 0, 4, None) == lines
+    with pytest.raises(ValueError, match="sets up multiple walkers itself"):
+        walker_deck([lines[2] + " WALKERS_N=2"], 0, 4, "/run/HILLS")
+    with pytest.raises(ValueError, match="no METAD"):
+        walker_deck(lines[:2], 0, 4, "/run/HILLS")
+
+
+def test_metad_walkers_from_the_command_line(tiny_model, tmp_path):
+    from ffpt_ase.cli.main import main
+    out = tmp_path / "w"
+    assert main(["metad", "--reaction", "09", "--model", str(tiny_model), "--steps", "200",
+                 "--walkers", "2", "-o", str(out), "--quiet"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["walkers"] == 2 and s["steps"] == 200 and s["ns_per_day"] > 0
+    assert main(["fes", str(out), "-o", str(tmp_path / "fes")]) == 0
+    assert (tmp_path / "fes" / "fes.png").exists()
+    assert main(["metad", "--reaction", "09", "--model", str(tiny_model), "--steps", "10",
+                 "--walkers", "0", "-o", str(tmp_path / "bad"), "--quiet"]) == 2
