@@ -19,7 +19,7 @@ from pathlib import Path
 
 import bench_common as bench
 
-from ffpt_ase.analysis.plots import plot_survival, pyplot, save_figure
+from ffpt_ase.analysis.plots import plot_survival, save_figure, subplots
 from ffpt_ase.applications.aspirin import pes_cuts
 from ffpt_ase.data import read_frames
 from ffpt_ase.simulate.stability import StabilityConfig, run_stability, survival_curve
@@ -81,8 +81,7 @@ def main():
     )
 
     cuts = pes_cuts(start, {name: work / folder / "best.pt" for name, folder in MODELS.items()})
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = subplots(1, 2, figsize=(11, 4))
     for ax, key, xlabel in (
         (axes[0], "stretch", "methyl C-H distance [A]"),
         (axes[1], "angle", "methyl H-C-H angle [deg]"),

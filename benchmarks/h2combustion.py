@@ -130,10 +130,8 @@ def main():
     scan_result = oh_scan(ckpt, dft_cache=work / "oh_scan_b3lyp.json",
                           with_dft=not args.no_dft_scan)
     r, scan, dft, r0 = (scan_result[k] for k in ("r", "curves", "dft", "r_eq"))
-    from ffpt_ase.analysis.plots import label_and_save, pyplot
-
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    from ffpt_ase.analysis.plots import label_and_save, subplots
+    fig, ax = subplots(figsize=(6, 4.2))
     for name, e in scan.items():
         ax.plot(r, e, label=name)
     if dft is not None:

@@ -32,7 +32,7 @@ import bench_common as bench
 import numpy as np
 
 from ffpt_ase.analysis.liquid import rdf
-from ffpt_ase.analysis.plots import label_and_save, plot_energy_scan, plot_survival, pyplot
+from ffpt_ase.analysis.plots import label_and_save, plot_energy_scan, plot_survival, subplots
 from ffpt_ase.applications.systems import sample_system
 from ffpt_ase.applications.water import (TEST_FOLDER, TRAIN_FOLDERS, liquid_properties,
                                          monomer_angle_scan)
@@ -180,8 +180,7 @@ def main():
     # the ab initio frames' own g_OO (training and test folders) as the reference curve
     reference_images = Frames.load(train_file).to_atoms_list() + test.to_atoms_list()
     r_ref, g_ref = rdf(reference_images, 8, 8, r_max=6.0, n_bins=120)
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     ax.plot(r_ref, g_ref, "k--", label=f"ab initio frames ({len(reference_images)})")
     for name, lq in liquid.items():
         if lq:
@@ -198,7 +197,7 @@ def main():
         legend=True,
     )
     if any(liquid.values()):
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = subplots(figsize=(6, 4))
         for i, (name, lq) in enumerate(liquid.items()):
             for k, (t, m) in enumerate(lq["msd"] if lq else []):
                 ax.plot(
