@@ -46,18 +46,21 @@ class EdgeOps:
         self.ei, self.ej, self.n, self.unit = ei, ej, n, unit
 
     def gather(self, x, side: str):
-        """Atom features (n, ...) -> edge features (E, ...) of atom i or j of each edge."""
-        return x[self.ei if side == "i" else self.ej]
+        """Atom features (n, ...) -> edge features (E, ...) of atom i or j of each edge
+        (``index_select``: one contiguous copy, cheaper than advanced indexing)."""
+        return x.index_select(0, self.ei if side == "i" else self.ej)
 
-    def sum_to_atoms(self, to_i, to_j):
-        """Atom sums of edge terms: to_i goes to atom i of each edge, to_j to atom j."""
+    def sum_to_atoms(self, to_i, to_j, sign_j: float = 1.0):
+        """Atom sums of edge terms: to_i goes to atom i of each edge, ``sign_j`` * to_j to
+        atom j."""
         out = to_i.new_zeros((self.n,) + to_i.shape[1:])
-        return out.index_add(0, self.ei, to_i).index_add(0, self.ej, to_j)
+        return out.index_add(0, self.ei, to_i).index_add(0, self.ej, to_j, alpha=sign_j)
 
     def sum_directed(self, w):
-        """sum_j w_ij u_ij for every atom, (n, 3, F), from edge weights w (E, F); u_ji = -u_ij."""
+        """sum_j w_ij u_ij for every atom, (n, 3, F), from edge weights w (E, F); u_ji = -u_ij
+        (subtracted in the sum: no negated copy of the (E, 3, F) tensor)."""
         Fij = w.unsqueeze(1) * self.unit.unsqueeze(-1)                  # (E, 3, F), i -> j
-        return self.sum_to_atoms(Fij, -Fij)
+        return self.sum_to_atoms(Fij, Fij, sign_j=-1.0)
 
 
 class InteractionBlock(nn.Module):
