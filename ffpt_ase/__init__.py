@@ -10,12 +10,13 @@ from .sampling import RattleSampler, relax
 
 __version__ = "0.1.0"
 
-__all__ = ["FFPTCalculator", "FlexibleTIP3PCalculator", "Frames", "OpenMMCalculator",
+__all__ = ["Ensemble", "FFPTCalculator", "FlexibleTIP3PCalculator", "Frames", "OpenMMCalculator",
            "Potential", "QForceCalculator", "RattleSampler", "TrainConfig", "read_frames",
            "relax", "sample_system", "train", "write_frames"]
 
 _LAZY = {  # torch-backed names, imported on first use so that `import ffpt_ase` stays light
     "FFPTCalculator": ("ffpt_ase.calculators", "FFPTCalculator"),
+    "Ensemble": ("ffpt_ase.simulate.ensemble", "Ensemble"),
     "sample_system": ("ffpt_ase.applications.systems", "sample_system"),
     "Potential": ("ffpt_ase.model.potential", "Potential"),
     "TrainConfig": ("ffpt_ase.training.config", "TrainConfig"),

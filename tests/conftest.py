@@ -73,3 +73,32 @@ def interrupt_at_call(monkeypatch, owner, name, n):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(owner, name, interrupted)
+
+
+def water_box(edge: float = 6.0, third=(1.0, 4.0, 2.0)):
+    """Three TIP3P water molecules in a periodic cubic box of ``edge`` A (a small liquid-
+    like test system; ``third``: where the third molecule goes)."""
+    from ase import Atoms
+
+    from ffpt_ase.forcefields.tip3p import water_monomer
+    w = water_monomer()
+    box = Atoms(cell=np.eye(3) * edge, pbc=True)
+    for shift in ([1, 1, 1], [4, 4, 4], list(third)):
+        m = w.copy()
+        m.positions += shift
+        box += m
+    return box
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A checkpoint of a tiny random H/O model (8 features, 1 interaction)."""
+    import torch
+
+    from ffpt_ase.model.potential import Potential
+    torch.manual_seed(0)
+    m = Potential([1, 8], n_features=8, n_interactions=1, n_basis=6)
+    m.shift.copy_(torch.tensor([-0.5, -1.0], dtype=torch.float64))
+    path = tmp_path_factory.mktemp("m") / "tiny.pt"
+    torch.save(m.checkpoint(stage="test"), path)
+    return path

@@ -6,10 +6,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from ase import Atoms, units
+from ase import units
 from scipy import stats
 
 from conftest import SimulatedCrash, crash_at_write
+from conftest import water_box as conftest_water_box
 from ffpt_ase.applications.systems import get_system
 from ffpt_ase.applications.systems import start_structure as load_structure
 from ffpt_ase.calculators import FFPTCalculator
@@ -27,14 +28,7 @@ def small_calc(elements=(1, 6, 8), dtype="float64", seed=0, features=16):
 
 
 def water_box():
-    from ffpt_ase.forcefields.tip3p import water_monomer
-    w = water_monomer()
-    box = Atoms(cell=np.eye(3) * 6.5, pbc=True)
-    for shift in ([1, 1, 1], [4, 4, 4], [1, 4, 2.5]):
-        m = w.copy()
-        m.positions += shift
-        box += m
-    return box
+    return conftest_water_box(6.5, (1.0, 4.0, 2.5))
 
 
 def test_batched_forces_equal_single_ase_calls_for_a_mixed_batch():

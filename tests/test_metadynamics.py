@@ -147,17 +147,6 @@ def test_every_deck_separates_the_data_sets_reactant_and_product(data_dir, tmp_p
     assert moved["08"][1] < 0.1  # the spectator bond really is one
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from ffpt_ase.model.potential import Potential
-    torch.manual_seed(0)
-    m = Potential([1, 8], n_features=8, n_interactions=1, n_basis=6)
-    m.shift.copy_(torch.tensor([-0.5, -1.0], dtype=torch.float64))
-    path = tmp_path_factory.mktemp("m") / "tiny.pt"
-    torch.save(m.checkpoint(stage="test"), path)
-    return path
-
-
 def _rows(path):
     return [line for line in path.read_text().splitlines() if not line.startswith("#")]
 

@@ -6,23 +6,13 @@ import numpy as np
 import pytest
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
+from conftest import water_box
 
 from ffpt_ase.analysis.liquid import diffusion_coefficient, rdf, unwrap
 from ffpt_ase.applications.systems import start_structure as load_structure
 from ffpt_ase.simulate.stability import (StabilityConfig, StabilityCriteria,
                                          run_stability, survival_curve)
 from ffpt_ase.applications.systems import get_system
-
-
-def water_box():
-    from ffpt_ase.forcefields.tip3p import water_monomer
-    w = water_monomer()
-    box = Atoms(cell=np.eye(3) * 6.0, pbc=True)
-    for shift in ([1, 1, 1], [4, 4, 4], [1, 4, 2]):
-        m = w.copy()
-        m.positions += shift
-        box += m
-    return box
 
 
 def test_criteria_on_crafted_frames():

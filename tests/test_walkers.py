@@ -2,10 +2,10 @@
 multiple walkers), exact resume, the command line."""
 
 import json
+import re
 
 import numpy as np
 import pytest
-import torch
 from ase import units
 from conftest import SimulatedCrash, crash_at_write
 
@@ -14,22 +14,11 @@ from ffpt_ase.applications.h2combustion.decks import shipped_deck
 from ffpt_ase.applications.h2combustion.metad import ChannelMetadConfig
 from ffpt_ase.applications.h2combustion.metad import run_channel_metadynamics
 from ffpt_ase.calculators import FFPTCalculator
-from ffpt_ase.model.potential import Potential
 from ffpt_ase.simulate.ensemble import Ensemble
 from ffpt_ase.simulate.metad import deck_lines, require_plumed
 from ffpt_ase.simulate.walkers import PlumedBias, walker_deck
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    torch.manual_seed(0)
-    m = Potential([1, 8], n_features=8, n_interactions=1, n_basis=6)
-    m.shift.copy_(torch.tensor([-0.5, -1.0], dtype=torch.float64))
-    path = tmp_path_factory.mktemp("m") / "tiny.pt"
-    torch.save(m.checkpoint(stage="test"), path)
-    return path
 
 
 def _colvar(path):
@@ -164,3 +153,28 @@ def test_metad_walkers_from_the_command_line(tiny_model, tmp_path):
     assert (tmp_path / "fes" / "fes.png").exists()
     assert main(["metad", "--reaction", "09", "--model", str(tiny_model), "--steps", "10",
                  "--walkers", "0", "-o", str(tmp_path / "bad"), "--quiet"]) == 2
+
+
+def test_walkers_in_separate_processes_share_hills_through_walkers_dir(tiny_model, tmp_path):
+    """A deck that sets up PLUMED's multiple walkers itself (WALKERS_N, WALKERS_ID,
+    WALKERS_DIR) runs as one single-walker command per walker: its hills go to WALKERS_DIR
+    (not redirected into the run folder), and walker 1, started after walker 0 finished,
+    reads walker 0's hills."""
+    from ffpt_ase.simulate.metad import MetadConfig, run_metadynamics
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    deck = shipped_deck("09").read_text()
+    for k in range(2):
+        text = deck.replace("FILE=HILLS", f"FILE=HILLS WALKERS_N=2 WALKERS_ID={k} "
+                                          f"WALKERS_DIR={shared} WALKERS_RSTRIDE=100")
+        (tmp_path / f"w{k}.dat").write_text(text)
+        reactant_complex("09").write(tmp_path / "start.xyz")
+        cfg = MetadConfig(deck=str(tmp_path / f"w{k}.dat"), start=str(tmp_path / "start.xyz"),
+                          model=str(tiny_model), steps=300, seed=k,
+                          output=str(tmp_path / f"run{k}"))
+        run_metadynamics(cfg, show_progress=False)
+    assert (shared / "HILLS.0").exists() and (shared / "HILLS.1").exists()
+    # walker 1 reads the three hills walker 0 deposited (steps 100, 200, 300)
+    log = (tmp_path / "run1" / "plumed.log").read_text()
+    assert "2 multiple walkers active" in log
+    assert re.search(r"Reading hills from \S*shared/HILLS\.0:\s+3 Gaussians read", log)

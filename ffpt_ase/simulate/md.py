@@ -22,6 +22,8 @@ class MDSettings(RunSettings):
     friction_per_ps: float = setting(2.0, "Langevin friction", unit="1/ps", flag="--friction")
     device: str = setting("cpu", "torch device of the model (cpu, cuda, cuda:1, ...)",
                           role="free")
+    compile: bool = setting(False, "torch.compile the network (about a minute once per "
+                                   "process, then faster steps)", role="free")
 
 
 class StopRun(Exception):

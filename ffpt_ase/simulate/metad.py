@@ -76,12 +76,15 @@ def require_plumed():
 
 def deck_lines(path: Path, output: Path) -> list:
     """Deck actions, one per line, with comments removed (PLUMED's ``readInputLine`` takes
-    actions only) and relative FILE= names redirected into ``output``."""
+    actions only) and relative FILE= names redirected into ``output`` (except on a line
+    with ``WALKERS_DIR``, whose hills files PLUMED names inside that folder)."""
     def fix(match):
         name = match.group(1)
         return f"FILE={name if Path(name).is_absolute() else output / name}"
     lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
-    return [re.sub(r"FILE=(\S+)", fix, line) for line in lines if line]
+    # a METAD of walkers in separate processes names its hills relative to WALKERS_DIR
+    return [line if "WALKERS_DIR=" in line.upper() else re.sub(r"FILE=(\S+)", fix, line)
+            for line in lines if line]
 
 
 def truncate_plumed_file(path: Path, t_cut: float, keep_at_cut: bool = False,
@@ -211,8 +214,6 @@ class MetadConfig(MDSettings):
     check_interval: int = setting(10, "steps between observer checks")
     stop_on_event: bool = setting(False, "stop at the first event an observer reports",
                                   role="free")
-    compile: bool = setting(False, "torch.compile the network (about a minute once)",
-                            role="free")
     walkers: int = setting(1, "walkers advanced together, one batched model call per step "
                               "(1: a single run through ASE's PLUMED calculator)")
     share_bias: bool = setting(True, "walkers build one bias (PLUMED's multiple walkers); "

@@ -409,7 +409,8 @@ def run_stability(cfg: StabilityConfig, calc=None, start: Atoms | None = None,
         if cfg.model is None:
             raise ValueError("give a model checkpoint (--model) or a calculator")
         from ..calculators import FFPTCalculator
-        calc = FFPTCalculator.from_checkpoints(cfg.model, dtype=cfg.dtype, device=cfg.device)
+        calc = FFPTCalculator.from_checkpoints(cfg.model, dtype=cfg.dtype, device=cfg.device,
+                                               compile=cfg.compile)
     reference = start.copy() if start is not None else load_structure(cfg.system)
     check_start(reference, calc)
     frames = None
