@@ -33,6 +33,24 @@ def _is_path(x) -> bool:
     return isinstance(x, (str, bytes, os.PathLike))
 
 
+def usable_device(name) -> torch.device:
+    """``torch.device(name)`` if this torch can put tensors there, else a ValueError that
+    says why (not a torch device; CUDA asked for but not built in or no GPU visible)."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {name!r} is not a torch device (cpu, cuda, cuda:1, ...)"
+                         ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r}: this torch {torch.__version__} has no usable CUDA "
+                         "(a CPU build, or no GPU visible); use --device cpu")
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as err:
+        raise ValueError(f"device {name!r} is not usable here ({err})") from None
+    return device
+
+
 class FFPTCalculator(Calculator):
     """ASE calculator for ffpt-ase potentials.
 
@@ -66,7 +84,7 @@ class FFPTCalculator(Calculator):
             raise ValueError("FFPTCalculator needs at least one model")
         self.dtype = torch_dtype(dtype)
         set_threads(threads)
-        self.device = torch.device(device)
+        self.device = usable_device(device)
         self.models, sources = [], []
         for m in members:
             if _is_path(m):

@@ -118,8 +118,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls, skip=(), required=()) ->
     for f in cli_fields(cls, skip):
         typ, is_flag = _kind(f)
         kw = {"help": help_text(f), "dest": f.name, "default": argparse.SUPPRESS}
-        if is_flag:
-            kw["action"] = "store_true"
+        if is_flag:   # a setting that is on by default can be turned off: --no-NAME
+            kw["action"] = argparse.BooleanOptionalAction if f.default is True \
+                else "store_true"
         else:
             kw["type"] = typ
             if f.metadata.get("choices"):

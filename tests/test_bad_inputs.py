@@ -103,6 +103,9 @@ def env(tmp_path_factory):
                  "metad: METAD ARG=d SIGMA=0.05 HEIGHT=2 PACE=20 BIASFACTOR=10 FILE=HILLS\n"
                  "PRINT ARG=d STRIDE=10 FILE=COLVAR\n"),
         "nounits": ("nounits.dat", "d: DISTANCE ATOMS=1,2\nPRINT ARG=d FILE=COLVAR\n"),
+        "walkers_deck": ("walkers.dat", "UNITS LENGTH=A\nd: DISTANCE ATOMS=1,2\n"
+                         "METAD ARG=d SIGMA=0.05 HEIGHT=2 PACE=20 FILE=HILLS WALKERS_N=2 "
+                         "WALKERS_ID=0 WALKERS_DIR=/tmp\n"),
         "bad_units": ("bad_units.dat", "UNITS LENGTH=A TIME=fortnight\n"
                       "d: DISTANCE ATOMS=1,2\nPRINT ARG=d FILE=COLVAR\n"),
         "bad_toml": ("bad.toml", "[train\nepochs = 2\n"),
@@ -535,6 +538,17 @@ CASES = [
     Case("metad", "Ctrl-C during the dynamics", metad_argv(out=in_tmp("m_int")),
          "run the same command again", code=130, setup=ctrl_c_in_metad),
     # ---------------------------------------------------------------- stability
+    Case("metad", "zero walkers", metad_argv("--walkers", "0"), "walkers >= 1"),
+    Case("metad", "walkers with a deck that sets up walkers itself",
+         deck_argv("walkers_deck", "water", "--walkers", "2"), "sets up multiple walkers"),
+    Case("stability", "a device that is not one", stab_argv("--device", "gpu0"),
+         "is not a torch device"),
+    Case("stability", "a GPU that is not there", stab_argv("--device", "cuda:99"),
+         "device 'cuda:99'"),
+    Case("stability", "unknown engine", stab_argv("--engine", "openmm"), "invalid choice"),
+    Case("stability", "negative batch size", stab_argv("--batch-size", "-2"), "batch_size=-2"),
+    Case("stability", "checkpoint interval 0", stab_argv("--checkpoint-interval", "0"),
+         "checkpoint_interval=0"),
     Case("stability", "zero simulated time", stab_argv("--time-ps", "0"), "time_ps=0"),
     Case("stability", "negative simulated time", stab_argv("--time-ps", "-1"), "time_ps=-1"),
     Case("stability", "no trajectories", stab_argv("--trajectories", "0"), "trajectories=0"),

@@ -151,6 +151,11 @@ def test_metad_walkers_from_the_command_line(tiny_model, tmp_path):
     assert s["walkers"] == 2 and s["steps"] == 200 and s["ns_per_day"] > 0
     assert main(["fes", str(out), "-o", str(tmp_path / "fes")]) == 0
     assert (tmp_path / "fes" / "fes.png").exists()
+    assert main(["metad", "--reaction", "09", "--model", str(tiny_model), "--steps", "100",
+                 "--walkers", "2", "--no-share-bias", "-o", str(tmp_path / "alone"),
+                 "--quiet"]) == 0
+    assert (tmp_path / "alone" / "walker_01" / "HILLS").exists()
+    assert not list((tmp_path / "alone").glob("HILLS*"))
     assert main(["metad", "--reaction", "09", "--model", str(tiny_model), "--steps", "10",
                  "--walkers", "0", "-o", str(tmp_path / "bad"), "--quiet"]) == 2
 

@@ -217,7 +217,7 @@ class MetadConfig(MDSettings):
     walkers: int = setting(1, "walkers advanced together, one batched model call per step "
                               "(1: a single run through ASE's PLUMED calculator)")
     share_bias: bool = setting(True, "walkers build one bias (PLUMED's multiple walkers); "
-                                     "false: independent runs")
+                                     "--no-share-bias: independent runs")
 
     def __post_init__(self):
         super().__post_init__()
