@@ -299,3 +299,120 @@ def test_moved_aside_names_count_up(tmp_path):
     assert move_aside(tmp_path / "run") is None
     (tmp_path / "pt.partial.npz").write_text("x")
     assert move_aside_file(tmp_path / "pt.partial.npz") == tmp_path / "pt.partial.old-1.npz"
+
+
+# ----------------------------------------------------------------- training options
+def test_huber_and_mse_losses_and_the_validation_loss():
+    from types import SimpleNamespace
+
+    from ffpt_ase.training.losses import TrainingLoss, error_term
+    x = torch.tensor([0.001, -0.004, 0.5, -2.0], dtype=torch.float64)
+    delta = 0.01
+    expected = torch.where(x.abs() <= delta, 0.5 * x ** 2, delta * (x.abs() - 0.5 * delta))
+    assert float(error_term(x, torch.zeros(4), "huber", delta)) == pytest.approx(
+        float(expected.mean()), rel=1e-12)
+    assert float(error_term(x, torch.zeros(4), "mse")) == pytest.approx(float((x ** 2).mean()))
+    with pytest.raises(ValueError, match="unknown loss"):
+        TrainingLoss(kind="l1")
+    frames = SimpleNamespace(energy=np.array([1.0, 2.0]), forces=np.zeros((2, 2, 3)),
+                             numbers_per_frame=np.array([[1, 8], [1, 0]]))
+    e_pred = np.array([1.1, 1.7])
+    f_pred = np.full((2, 2, 3), 0.2)
+    mse = TrainingLoss(w_energy=1.0, w_forces=20.0)
+    # the paper's validation loss: w_E RMSE_E^2 + w_F RMSE_F^2 over real atoms
+    assert mse.validation_loss(frames, e_pred, f_pred) == pytest.approx(
+        np.mean([0.01, 0.09]) + 20 * 0.04)
+    hub = TrainingLoss(w_energy=1.0, w_forces=20.0, kind="huber", delta=0.05)
+    assert hub.validation_loss(frames, e_pred, f_pred) == pytest.approx(
+        np.mean([0.05 * (0.1 - 0.025), 0.05 * (0.3 - 0.025)]) + 20 * 0.05 * (0.2 - 0.025))
+
+
+def test_gradient_clipping_bounds_every_step(ho2, tmp_path, monkeypatch):
+    norms = []
+    original = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        grads = [p.grad for group in self.param_groups for p in group["params"]
+                 if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack(
+            [torch.linalg.vector_norm(g) for g in grads]))))
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    train(TrainConfig(data=str(ho2), output=str(tmp_path / "clip"), epochs=2, grad_clip=1e-3,
+                      **TINY))
+    assert norms and max(norms) <= 1e-3 * (1 + 1e-5)
+    norms.clear()
+    train(TrainConfig(data=str(ho2), output=str(tmp_path / "free"), epochs=1, **TINY))
+    assert max(norms) > 1e-2   # without clipping the same steps are far larger
+
+
+def test_weight_average_validates_and_saves_the_average_and_resumes(ho2, tmp_path):
+    from ffpt_ase.training.trainer import WeightAverage
+    model = torch.nn.Linear(2, 1)
+    avg = WeightAverage(model, 0.5)
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    avg.update(model)
+    np.testing.assert_allclose(avg.average["weight"], start + 0.5)
+    with avg.applied(model):
+        np.testing.assert_allclose(model.weight.detach(), start + 0.5)
+    np.testing.assert_allclose(model.weight.detach(), start + 1.0)   # restored
+
+    cfg = dict(data=str(ho2), ema_decay=0.9, lr=3e-3, seed=1, **TINY)
+    train(TrainConfig(output=str(tmp_path / "a"), epochs=3, **cfg))
+    last = load_checkpoint(tmp_path / "a" / "last.pt")
+    best = load_checkpoint(tmp_path / "a" / "best.pt")
+    raw = dict(last["model_state"])
+    assert "ema" in last and last["ema"]["decay"] == 0.9
+    if best["epoch"] == 3:   # the best model is the average, not the raw weights
+        for name, t in last["ema"]["average"].items():
+            assert torch.equal(best["model_state"][name], t)
+        assert any(not torch.equal(best["model_state"][n], raw[n]) for n in last["ema"]["average"])
+    # an interrupted run extended later equals the uninterrupted one, average included
+    train(TrainConfig(output=str(tmp_path / "b"), epochs=2, **cfg))
+    train(TrainConfig(output=str(tmp_path / "b"), epochs=3, **cfg))
+    again = load_checkpoint(tmp_path / "b" / "last.pt")
+    for name, t in last["ema"]["average"].items():
+        assert torch.equal(again["ema"]["average"][name], t)
+    assert rows(tmp_path / "a" / "log.csv")[-1]["val_loss"] == \
+        rows(tmp_path / "b" / "log.csv")[-1]["val_loss"]
+
+
+def test_user_e0s_fix_the_energy_shifts(ho2, tmp_path):
+    e0 = {"H": -13.6, "O": -2041.8}
+    (tmp_path / "e0.json").write_text(json.dumps(e0))
+    for given in ("H:-13.6, O:-2041.8", str(tmp_path / "e0.json")):
+        cfg = TrainConfig(data=str(ho2), output=str(tmp_path / f"e{len(given)}"), epochs=1,
+                          e0s=given, **TINY)
+        assert cfg.e0_energies() == {1: -13.6, 8: -2041.8}
+        train(cfg)
+        ck = load_checkpoint(tmp_path / f"e{len(given)}" / "best.pt")
+        assert ck["model_state"]["shift"].tolist() == [-13.6, -2041.8]
+    for bad, message in (("H=-13.6", "not SYMBOL:eV"), ("Xx:1", "not an element"),
+                         ("H:abc", "not a number"), ("H:nan", "not finite")):
+        with pytest.raises(ValueError, match=message):
+            TrainConfig(data=str(ho2), e0s=bad)
+    with pytest.raises(ValueError, match=r"E0s are missing for \['O'\]"):
+        train(TrainConfig(data=str(ho2), output=str(tmp_path / "miss"), epochs=1,
+                          e0s="H:-13.6", **TINY))
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("loss", "l1", "loss must be one of"), ("huber_delta", 0.0, "huber_delta must be > 0"),
+    ("grad_clip", -1.0, "grad_clip must be > 0"), ("ema_decay", 1.0, "ema_decay must be")])
+def test_training_option_values_are_checked(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(data="x.npz", **{field: value})
+
+
+def test_a_checkpoint_keeps_the_weights_of_its_moment():
+    """The trainer holds the best epoch's checkpoint while training goes on (and writes it
+    into every later last.pt): its tensors must be copies, not the live parameters."""
+    from ffpt_ase.model.potential import Potential
+    model = Potential([1, 8], n_features=8, n_interactions=1, n_basis=4)
+    ck = model.checkpoint()
+    before = ck["model_state"]["net.embedding.weight"].clone()
+    with torch.no_grad():
+        model.net.embedding.weight.add_(1.0)
+    assert torch.equal(ck["model_state"]["net.embedding.weight"], before)

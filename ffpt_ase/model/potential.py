@@ -139,6 +139,19 @@ class Potential(nn.Module):
         out[present] = np.linalg.lstsq(counts[:, present], target, rcond=None)[0]
         return out
 
+    @torch.no_grad()
+    def set_shift(self, energies: dict) -> dict:
+        """Fix the per-element shifts to given isolated-atom energies ``{Z: eV}`` (E0s);
+        every element of the model needs one."""
+        from ase.data import chemical_symbols
+        missing = [chemical_symbols[z] for z in self.elements if z not in energies]
+        if missing:
+            raise ValueError(f"E0s are missing for {missing} (the model has elements "
+                             f"{[chemical_symbols[z] for z in self.elements]})")
+        self.shift.copy_(torch.tensor([float(energies[z]) for z in self.elements],
+                                      dtype=torch.float64))
+        return {"shift (E0s)": dict(zip(self.elements, self.shift.tolist()))}
+
     def refit_shift(self, frames, energy_pred) -> dict:
         """Move the per-element shifts by the least-squares fit of the residual
         ``E_ref - energy_pred`` (eV) on composition, leaving scale and network untouched.
@@ -154,8 +167,11 @@ class Potential(nn.Module):
 
     # ------------------------------------------------------------------------------------
     def checkpoint(self, **extra) -> dict:
+        """The model as a checkpoint dictionary; its tensors are copies, so the dictionary
+        keeps this moment's weights while training goes on."""
+        state = {k: v.detach().clone() for k, v in self.state_dict().items()}
         return {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
-                "config": dict(self.config), "model_state": self.state_dict(), **extra}
+                "config": dict(self.config), "model_state": state, **extra}
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict) -> "Potential":

@@ -17,6 +17,7 @@ from ..runtime import DTYPE_NAMES
 from ..settings import RunSettings, from_sources, redefault, setting
 
 STAGES = ("scratch", "pretrain", "finetune")
+LOSSES = ("mse", "huber")
 STAGE_LR = {"scratch": 1e-3, "pretrain": 1e-4, "finetune": 1e-4}
 
 
@@ -51,6 +52,19 @@ class TrainConfig(RunSettings):
     temporal_pairs: bool = setting(False, "add the temporal-pair loss (time-ordered data "
                                           "only)")
     w_temporal: float = setting(1.0, "temporal-pair loss weight")
+    loss: str = setting("mse", "error function of energies and forces: mse, or huber "
+                               "(quadratic below huber_delta, linear above: outlier frames "
+                               "pull less)", choices=LOSSES)
+    huber_delta: float = setting(0.01, "where the Huber loss turns linear (eV for total "
+                                       "energies, eV/A for force components)")
+    grad_clip: float | None = setting(None, "clip the gradient norm to this value before "
+                                            "each step (default: no clipping)")
+    ema_decay: float | None = setting(None, "validate and save an exponential moving average "
+                                            "of the weights with this decay per step, e.g. "
+                                            "0.99 (default: the weights themselves)")
+    e0s: str | None = setting(None, "isolated-atom energies in eV fixing the per-element "
+                                    "energy shift instead of a fit: 'H:-13.6,O:-2041.8' or a "
+                                    "JSON file {symbol: eV}")
     # data split
     n_train: int | None = setting(None, "training frames (default: all not in validation)")
     n_val: int | None = setting(None, "validation frames (default: val_fraction of them)")
@@ -85,13 +99,56 @@ class TrainConfig(RunSettings):
                   "min_lr_ratio": (0 < self.min_lr_ratio <= 1, "in (0, 1]"),
                   "w_energy": (self.w_energy >= 0, ">= 0"),
                   "w_forces": (self.w_forces >= 0, ">= 0"),
-                  "w_temporal": (self.w_temporal >= 0, ">= 0")}
+                  "w_temporal": (self.w_temporal >= 0, ">= 0"),
+                  "huber_delta": (self.huber_delta > 0, "> 0"),
+                  "grad_clip": (self.grad_clip is None or self.grad_clip > 0, "> 0"),
+                  "ema_decay": (self.ema_decay is None or 0 < self.ema_decay < 1,
+                                "between 0 and 1")}
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.e0s is not None:
+            self.e0_energies()   # a malformed value is refused now, not after the data
         for name, (ok, rule) in checks.items():
-            if not ok or not math.isfinite(getattr(self, name)):
+            if not ok or not math.isfinite(getattr(self, name) or 0.0):
                 raise ValueError(f"{name} must be {rule}, got {getattr(self, name)}")
         if self.w_energy == 0 and self.w_forces == 0:
             raise ValueError("w_energy and w_forces are both 0: nothing to train on")
 
+
+    def e0_energies(self) -> dict | None:
+        """``{atomic number: eV}`` of ``e0s`` (None when not given)."""
+        if self.e0s is None:
+            return None
+        from ase.data import atomic_numbers
+        text = str(self.e0s).strip()
+        if Path(text).is_file():
+            import json
+            try:
+                table = json.loads(Path(text).read_text())
+            except ValueError as err:
+                raise ValueError(f"e0s file {text} is not JSON ({err})") from None
+            if not isinstance(table, dict):
+                raise ValueError(f"e0s file {text} must hold {{symbol: eV}}")
+        else:
+            table = {}
+            for item in text.split(","):
+                symbol, sep, value = item.partition(":")
+                if not sep:
+                    raise ValueError(f"e0s: {item!r} is not SYMBOL:eV (e.g. 'H:-13.6,O:-2041.8'"
+                                     ", or a JSON file)")
+                table[symbol.strip()] = value
+        out = {}
+        for symbol, value in table.items():
+            if symbol not in atomic_numbers:
+                raise ValueError(f"e0s: {symbol!r} is not an element symbol")
+            try:
+                out[atomic_numbers[symbol]] = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"e0s: the energy of {symbol} is not a number ({value!r})"
+                                 ) from None
+            if not math.isfinite(out[atomic_numbers[symbol]]):
+                raise ValueError(f"e0s: the energy of {symbol} is not finite")
+        return out
 
     @classmethod
     def from_sources(cls, file: str | None = None, args=None, **overrides) -> "TrainConfig":

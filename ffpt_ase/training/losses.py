@@ -2,9 +2,12 @@
 
 Energy/force loss (the FFPT paper's weights by default):
 
-    L = w_E * mean_frames (E_pred - E_ref)^2 + w_F * mean_components (F_pred - F_ref)^2
+    L = w_E * mean_frames rho(E_pred - E_ref) + w_F * mean_components rho(F_pred - F_ref)
 
-with w_E = 1 and w_F = 20; E is the total energy of a frame.
+with w_E = 1 and w_F = 20; E is the total energy of a frame. rho is the square (``mse``,
+the paper's) or the Huber function (``huber``: x^2/2 for |x| <= delta, delta (|x| - delta/2)
+above, torch's ``huber_loss``; delta in eV for energies and eV/A for force components), which
+lets frames with large errors pull linearly instead of quadratically.
 
 Temporal-pair auxiliary loss (the FRAMES idea), for time-ordered trajectories only. For each
 pair of consecutive frames (t, t+1) of one trajectory, with displacement dx = x_{t+1} - x_t,
@@ -28,16 +31,29 @@ from __future__ import annotations
 import torch
 
 
-def energy_force_loss(pred: dict, batch, w_energy: float = 1.0, w_forces: float = 20.0):
-    """Weighted MSE of total energies and force components; returns (loss, parts dict)."""
+def error_term(pred, ref, kind: str = "mse", delta: float = 0.01):
+    """mean rho(pred - ref) of the module docstring (tensors or numpy arrays)."""
+    pred = torch.as_tensor(pred)
+    ref = torch.as_tensor(ref, dtype=pred.dtype)
+    if kind == "huber":
+        return torch.nn.functional.huber_loss(pred, ref, delta=delta)
+    if kind != "mse":
+        raise ValueError(f"unknown loss {kind!r} (mse or huber)")
+    return torch.mean((pred - ref) ** 2)
+
+
+def energy_force_loss(pred: dict, batch, w_energy: float = 1.0, w_forces: float = 20.0,
+                      kind: str = "mse", delta: float = 0.01):
+    """Weighted error of total energies and force components (``kind``: mse or huber);
+    returns (loss, parts dict)."""
     parts = {}
     loss = pred["energy"].new_zeros(())
     if w_energy and batch.energy is not None:
-        parts["energy_mse"] = torch.mean((pred["energy"] - batch.energy) ** 2)
-        loss = loss + w_energy * parts["energy_mse"]
+        parts[f"energy_{kind}"] = error_term(pred["energy"], batch.energy, kind, delta)
+        loss = loss + w_energy * parts[f"energy_{kind}"]
     if w_forces and batch.forces is not None:
-        parts["forces_mse"] = torch.mean((pred["forces"] - batch.forces) ** 2)
-        loss = loss + w_forces * parts["forces_mse"]
+        parts[f"forces_{kind}"] = error_term(pred["forces"], batch.forces, kind, delta)
+        loss = loss + w_forces * parts[f"forces_{kind}"]
     return loss, parts
 
 
@@ -65,19 +81,33 @@ def temporal_pair_loss(pred: dict, batch, pairs: torch.Tensor):
 
 class TrainingLoss:
     """The training objective: :func:`energy_force_loss` with weights ``w_energy`` and
-    ``w_forces``, plus ``w_temporal`` * :func:`temporal_pair_loss` when pairs are given."""
+    ``w_forces`` and error function ``kind`` (``delta`` for Huber), plus ``w_temporal`` *
+    :func:`temporal_pair_loss` when pairs are given."""
 
-    def __init__(self, w_energy: float = 1.0, w_forces: float = 20.0, w_temporal: float = 1.0):
+    def __init__(self, w_energy: float = 1.0, w_forces: float = 20.0, w_temporal: float = 1.0,
+                 kind: str = "mse", delta: float = 0.01):
         self.w_energy, self.w_forces, self.w_temporal = w_energy, w_forces, w_temporal
+        self.kind, self.delta = kind, delta
+        error_term(torch.zeros(1), torch.zeros(1), kind, delta)   # an unknown kind raises
 
     def __call__(self, pred: dict, batch, pairs=None):
-        loss, _ = energy_force_loss(pred, batch, self.w_energy, self.w_forces)
+        loss, _ = energy_force_loss(pred, batch, self.w_energy, self.w_forces, self.kind,
+                                    self.delta)
         if pairs is not None:
             loss = loss + self.w_temporal * temporal_pair_loss(pred, batch, pairs)
         return loss
 
-    def from_metrics(self, metrics: dict) -> float:
-        """The energy/force loss of a validation set from its error metrics (eV, eV/A):
-        RMSE^2 is the MSE of :func:`energy_force_loss`."""
-        return (self.w_energy * metrics["energy_rmse"] ** 2
-                + self.w_forces * metrics["forces_rmse"] ** 2)
+    def validation_loss(self, frames, energy_pred, forces_pred) -> float:
+        """The energy/force loss of a frame set (no temporal pairs) from predicted energies
+        (frames,) and forces (frames, atoms, 3; padding rows ignored), in float64."""
+        loss = 0.0
+        if self.w_energy and frames.energy is not None:
+            loss += self.w_energy * float(error_term(
+                torch.as_tensor(energy_pred, dtype=torch.float64), frames.energy, self.kind,
+                self.delta))
+        if self.w_forces and frames.forces is not None:
+            real = frames.numbers_per_frame > 0
+            loss += self.w_forces * float(error_term(
+                torch.as_tensor(forces_pred[real], dtype=torch.float64), frames.forces[real],
+                self.kind, self.delta))
+        return loss

@@ -6,8 +6,9 @@ Output folder of a run (a :class:`~ffpt_ase.runfolder.RunFolder`)::
     config.json      resolved configuration, normalization, data metadata
     split.npz        train/validation frame indices (seeded; reused on resume)
     log.csv          one row per epoch: losses, energy/force MAE and RMSE, learning rate
-    last.pt          model + optimizer + scheduler + history + the best model so far, after
-                     the last finished epoch: the commit point of each epoch
+    last.pt          model + optimizer + scheduler + history + the best model so far (+ the
+                     weights' moving average with ``ema_decay``), after the last finished
+                     epoch: the commit point of each epoch
     best.pt          the model with the lowest validation loss so far (rebuilt from last.pt
                      on resume if a crash came between the two writes)
     summary.json     epochs, stop reason, final validation errors
@@ -32,6 +33,7 @@ import json
 import logging
 import math
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,6 +180,44 @@ def pair_starts(frames: Frames, train_idx: np.ndarray) -> np.ndarray:
     return starts
 
 
+class WeightAverage:
+    """Exponential moving average of a model's parameters, updated after every optimizer
+    step: ``avg = decay * avg + (1 - decay) * weights``. Validation and the saved best model
+    use it (:meth:`applied`); ``last.pt`` keeps it beside the raw weights for resuming."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = float(decay)
+        self.average = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    @torch.no_grad()
+    def update(self, model) -> None:
+        for n, p in model.named_parameters():
+            self.average[n].mul_(self.decay).add_(p.detach(), alpha=1.0 - self.decay)
+
+    @contextmanager
+    def applied(self, model):
+        params = dict(model.named_parameters())
+        raw = {n: p.detach().clone() for n, p in params.items()}
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(self.average[n])
+        try:
+            yield model
+        finally:
+            with torch.no_grad():
+                for n, p in params.items():
+                    p.copy_(raw[n])
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "average": dict(self.average)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state is None or abs(float(state["decay"]) - self.decay) > 0:
+            raise CheckpointError("the checkpoint's weight average does not match this run")
+        for n, t in state["average"].items():
+            self.average[n].copy_(t)
+
+
 class Trainer:
     """The training loop of one stage, from pieces made by the caller (see :func:`train`).
 
@@ -196,6 +236,7 @@ class Trainer:
         self.frames = data.frames
         self.train_idx, self.val_idx, self.pairs = data.train_idx, data.val_idx, data.pair_starts
         self.init_stage = init_stage
+        self.ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
 
     def __enter__(self) -> "Trainer":
         return self
@@ -237,7 +278,9 @@ class Trainer:
                 history.append(row)
                 if val["loss"] < best:
                     best = val["loss"]
-                    self.best = self._contents(epoch + 1, best, history, training_state=False)
+                    with self._averaged():   # the saved model is the validated one
+                        self.best = self._contents(epoch + 1, best, history,
+                                                   training_state=False)
                 # last.pt (holding the best model too) is the commit point; best.pt and
                 # log.csv follow from it and are rebuilt from it on resume
                 self.checkpoints.save("last.pt", self._contents(epoch + 1, best, history))
@@ -279,6 +322,11 @@ class Trainer:
         loaded model on (up to 2,000) training frames, so the pre-trained PES is not
         rescaled and only the new energy zero is absorbed."""
         train = self.frames[self.train_idx]
+        e0s = self.cfg.e0_energies()
+        if e0s is not None:   # the user's isolated-atom energies replace the fitted shifts
+            norm = self.model.fit_normalization(train) if not self.cfg.init else {}
+            norm.update(self.model.set_shift(e0s))
+            return norm
         if not self.cfg.init:
             return self.model.fit_normalization(train)
         sub = train[np.sort(np.random.default_rng(self.cfg.seed).permutation(len(train))[:2000])]
@@ -333,18 +381,29 @@ class Trainer:
             loss = self.loss(pred, batch, pairs)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if self.cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.grad_clip)
             opt.step()
+            if self.ema is not None:
+                self.ema.update(model)
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"non-finite training loss in epoch {epoch + 1}")
             total += loss.item() * len(idx)
             n += len(idx)
         return total / max(n, 1)
 
+    def _averaged(self):
+        """The model's weights replaced by their moving average (when the run keeps one)
+        for the duration of a ``with`` block."""
+        return self.ema.applied(self.model) if self.ema is not None else nullcontext()
+
     def _validate(self) -> dict:
         val = self.frames[self.val_idx]
-        e, f = predict(self.model, val, batch_size=max(self.cfg.batch_size, 64), dtype=self.dtype)
+        with self._averaged():
+            e, f = predict(self.model, val, batch_size=max(self.cfg.batch_size, 64),
+                           dtype=self.dtype)
         metrics = error_metrics(val, e, f)
-        metrics["loss"] = self.loss.from_metrics(metrics)
+        metrics["loss"] = self.loss.validation_loss(val, e, f)
         if not math.isfinite(metrics["loss"]):
             raise FloatingPointError(f"non-finite validation loss ({metrics['loss']}) in the "
                                      f"{self.cfg.stage} stage: the model diverged")
@@ -358,6 +417,8 @@ class Trainer:
         if training_state:
             extra = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
                      "best": self.best}
+            if self.ema is not None:
+                extra["ema"] = self.ema.state_dict()
         return self.model.checkpoint(
             stage=self.cfg.stage, epoch=epoch, best_val_loss=best, history=list(history),
             train_config=self.cfg.to_dict(), init_stage=self.init_stage,
@@ -375,6 +436,8 @@ class Trainer:
                                   f"{ckpt.get('stage')}, model {ckpt['config']}); use "
                                   f"--start-over")
         self.model.load_state_dict(ckpt["model_state"])
+        if self.ema is not None:
+            self.ema.load_state_dict(ckpt.get("ema"))
         self.opt.load_state_dict(ckpt["optimizer"])
         self.sched.load_state_dict(ckpt["scheduler"])
         self.best = ckpt["best"]
@@ -446,7 +509,8 @@ def prepare(config: TrainConfig, frames: Frames | None = None,
         run.__exit__(None, None, None)
         raise
     return Trainer(config, model, TrainingData(frames, train_idx, val_idx, pairs),
-                   TrainingLoss(config.w_energy, config.w_forces, config.w_temporal),
+                   TrainingLoss(config.w_energy, config.w_forces, config.w_temporal,
+                                config.loss, config.huber_delta),
                    optimizer, scheduler, checkpoints, init_stage)
 
 
