@@ -416,3 +416,41 @@ def test_a_checkpoint_keeps_the_weights_of_its_moment():
     with torch.no_grad():
         model.net.embedding.weight.add_(1.0)
     assert torch.equal(ck["model_state"]["net.embedding.weight"], before)
+
+
+def test_validation_and_test_frames_from_their_own_files(ho2, tmp_path):
+    """--valid-data replaces the random split (every data frame trains); --test-data
+    errors of the best model land in summary.json; other fidelities are refused."""
+    from ffpt_ase.training.metrics import error_metrics, predict
+    from ffpt_ase.model.potential import Potential
+    val_path, test_path = tmp_path / "val.npz", tmp_path / "test.npz"
+    sample_system("HO2", 30, sigma=0.1, seed=5, show_progress=False).save(val_path)
+    test = sample_system("HO2", 20, sigma=0.1, seed=6, show_progress=False)
+    test.save(test_path)
+    out = tmp_path / "own"
+    s = train(TrainConfig(data=str(ho2), valid_data=str(val_path), test_data=str(test_path),
+                          output=str(out), epochs=2, **TINY))
+    split = np.load(out / "split.npz")
+    assert len(split["train"]) == 240 and len(split["val"]) == 0
+    model = Potential.from_checkpoint(load_checkpoint(out / "best.pt"))
+    e, f = predict(model, test)
+    expected = error_metrics(test, e, f)
+    assert s["test"]["forces_mae"] == pytest.approx(expected["forces_mae"], rel=1e-5)
+    assert json.loads((out / "summary.json").read_text())["test"]["n_frames"] == 20
+    # the validation loss is that of the validation file
+    val = Frames.load(val_path)
+    e, f = predict(model, val)
+    best_epoch = load_checkpoint(out / "best.pt")["epoch"]
+    assert float(rows(out / "log.csv")[best_epoch - 1]["val_forces_mae"]) == \
+        pytest.approx(error_metrics(val, e, f)["forces_mae"], rel=1e-5)
+    ab = tmp_path / "ab.npz"
+    _ab_initio_like(Frames.load(val_path)).save(ab)
+    with pytest.raises(ValueError, match="validation data are labelled by"):
+        train(TrainConfig(data=str(ho2), valid_data=str(ab), output=str(tmp_path / "x"),
+                          epochs=1, **TINY))
+    # another validation file is another run
+    other = tmp_path / "val2.npz"
+    sample_system("HO2", 30, sigma=0.1, seed=7, show_progress=False).save(other)
+    with pytest.raises(ValueError, match="valid_data"):
+        train(TrainConfig(data=str(ho2), valid_data=str(other), test_data=str(test_path),
+                          output=str(out), epochs=3, **TINY))

@@ -65,6 +65,11 @@ class TrainConfig(RunSettings):
     e0s: str | None = setting(None, "isolated-atom energies in eV fixing the per-element "
                                     "energy shift instead of a fit: 'H:-13.6,O:-2041.8' or a "
                                     "JSON file {symbol: eV}")
+    valid_data: str | None = setting(None, "validation frames from their own file (no random "
+                                           "split: e.g. a separate MD run, so correlated "
+                                           "frames cannot leak)", role="input")
+    test_data: str | None = setting(None, "test frames: the best model's errors on them go "
+                                          "into summary.json", role="input")
     # data split
     n_train: int | None = setting(None, "training frames (default: all not in validation)")
     n_val: int | None = setting(None, "validation frames (default: val_fraction of them)")

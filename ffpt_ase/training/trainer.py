@@ -77,6 +77,12 @@ class TrainingData:
     train_idx: np.ndarray
     val_idx: np.ndarray
     pair_starts: np.ndarray | None = None
+    validation: Frames | None = None   # frames of their own file (then val_idx is empty)
+    test: Frames | None = None
+
+    @property
+    def validation_frames(self) -> Frames:
+        return self.validation if self.validation is not None else self.frames[self.val_idx]
 
 
 class CheckpointHandler:
@@ -101,22 +107,36 @@ class CheckpointHandler:
         return self.run.write_text(name, text)
 
 
-def check_training_frames(frames: Frames) -> None:
-    """Refuse data that mix label sources, lack labels or hold non-finite values."""
+def check_training_frames(frames: Frames, what: str = "training data",
+                          like: Frames | None = None) -> None:
+    """Refuse data that mix label sources, lack labels or hold non-finite values; with
+    ``like`` (the training frames), also validation or test frames of another label source
+    or with elements the training frames lack."""
     sources = label_sources(frames.metadata)
     if len(sources) > 1:
-        raise ValueError(f"the training data mix label sources {sorted(sources)}; FFPT never "
+        raise ValueError(f"the {what} mix label sources {sorted(sources)}; FFPT never "
                          f"mixes fidelities in one stage: train them as separate stages")
+    if like is not None:
+        theirs = label_sources(like.metadata)
+        if sources != theirs:
+            raise ValueError(f"the {what} are labelled by {sorted(sources)}, the training "
+                             f"data by {sorted(theirs)}: one stage compares one fidelity")
+        extra = sorted(set(int(z) for z in frames.elements) - set(int(z) for z in
+                                                                  like.elements))
+        if extra:
+            from ase.data import chemical_symbols
+            raise ValueError(f"the {what} contain elements the training data lack: "
+                             f"{[chemical_symbols[z] for z in extra]}")
     if frames.energy is None or frames.forces is None:
         from ..data.frames import ENERGY_KEYS, FORCES_KEYS
         missing = " and ".join(k for k, v in (("energies", frames.energy),
                                                ("forces", frames.forces)) if v is None)
-        raise ValueError(f"training data need energies and forces; these have no {missing} "
+        raise ValueError(f"{what} need energies and forces; these have no {missing} "
                          f"(extended XYZ: looked for {', '.join(ENERGY_KEYS)} and "
                          f"{', '.join(FORCES_KEYS)})")
     bad = frames.nonfinite_frames()
     if len(bad):
-        raise ValueError(f"{len(bad)} training frames have non-finite values (first: "
+        raise ValueError(f"{len(bad)} frames of the {what} have non-finite values (first: "
                          f"{bad[:5].tolist()}); clean the data first")
 
 
@@ -158,9 +178,12 @@ def split_frames(frames: Frames, cfg: TrainConfig, checkpoints: CheckpointHandle
             return d["train"], d["val"]
     n = len(frames)
     perm = np.random.default_rng(cfg.seed).permutation(n)
-    n_val = cfg.n_val if cfg.n_val is not None else max(1, int(round(cfg.val_fraction * n)))
+    if cfg.valid_data:   # validation frames come from their own file
+        n_val = 0
+    else:
+        n_val = cfg.n_val if cfg.n_val is not None else max(1, int(round(cfg.val_fraction * n)))
     n_train = cfg.n_train if cfg.n_train is not None else n - n_val
-    if n_val + n_train > n or n_train < 1 or n_val < 1:
+    if n_val + n_train > n or n_train < 1 or (n_val < 1 and not cfg.valid_data):
         raise ValueError(f"cannot take {n_train} training + {n_val} validation frames from {n}")
     val, train = np.sort(perm[:n_val]), np.sort(perm[n_val:n_val + n_train])
     with checkpoints.run.atomic("split.npz") as tmp, open(tmp, "wb") as fh:
@@ -234,6 +257,7 @@ class Trainer:
         self.out = checkpoints.folder
         self.dtype = torch_dtype(cfg.dtype)
         self.frames = data.frames
+        self.data = data
         self.train_idx, self.val_idx, self.pairs = data.train_idx, data.val_idx, data.pair_starts
         self.init_stage = init_stage
         self.ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
@@ -302,6 +326,9 @@ class Trainer:
         summary = {"stage": cfg.stage, "epochs": len(history), "stop_reason": stop_reason,
                    "best_val_loss": best, "output": str(self.out),
                    "final": history[-1] if history else None}
+        if self.data.test is not None and self.best is not None:
+            summary["test"] = {"frames": cfg.test_data, "model": "best.pt",
+                               **self._test_errors()}
         self.checkpoints.write_text("summary.json", json.dumps(summary, indent=2, default=str))
         return summary
 
@@ -398,7 +425,7 @@ class Trainer:
         return self.ema.applied(self.model) if self.ema is not None else nullcontext()
 
     def _validate(self) -> dict:
-        val = self.frames[self.val_idx]
+        val = self.data.validation_frames
         with self._averaged():
             e, f = predict(self.model, val, batch_size=max(self.cfg.batch_size, 64),
                            dtype=self.dtype)
@@ -408,6 +435,13 @@ class Trainer:
             raise FloatingPointError(f"non-finite validation loss ({metrics['loss']}) in the "
                                      f"{self.cfg.stage} stage: the model diverged")
         return metrics
+
+    def _test_errors(self) -> dict:
+        """Errors (eV, eV/A) of the best model on the test frames."""
+        best = Potential.from_checkpoint(self.best).to(self.dtype)
+        e, f = predict(best, self.data.test, batch_size=max(self.cfg.batch_size, 64),
+                       dtype=self.dtype)
+        return error_metrics(self.data.test, e, f)
 
     # ------------------------------------------------------------------ persistence
     def _contents(self, epoch, best, history, training_state=True) -> dict:
@@ -477,10 +511,12 @@ def training_run_folder(config: TrainConfig, frames: Frames,
     the settings that decide the result, the data's content and the initial model file."""
     roles = config.by_role()
     inputs = {"data": frames.fingerprint()}
-    if config.init:
-        inputs["init"] = file_digest(config.init)
+    for name in ("init", "valid_data", "test_data"):
+        if getattr(config, name):
+            inputs[name] = file_digest(getattr(config, name))
     return RunFolder(config.output_dir, "train", settings=roles["setting"], inputs=inputs,
-                     free={**roles["free"], "data": config.data, "init": config.init},
+                     free={**roles["free"], "data": config.data, "init": config.init,
+                           "valid_data": config.valid_data, "test_data": config.test_data},
                      start_over=start_over)
 
 
@@ -496,6 +532,11 @@ def prepare(config: TrainConfig, frames: Frames | None = None,
                          "file)")
     frames = frames if frames is not None else read_frames(config.data)
     check_training_frames(frames)
+    extra = {}
+    for name, what in (("valid_data", "validation data"), ("test_data", "test data")):
+        if getattr(config, name):
+            extra[name] = read_frames(getattr(config, name))
+            check_training_frames(extra[name], what, like=frames)
     torch.manual_seed(config.seed)  # weight initialisation is part of the seeded run
     model, init_stage = build_model(config, frames)
     model = model.to(torch_dtype(config.dtype))
@@ -508,7 +549,9 @@ def prepare(config: TrainConfig, frames: Frames | None = None,
     except BaseException:
         run.__exit__(None, None, None)
         raise
-    return Trainer(config, model, TrainingData(frames, train_idx, val_idx, pairs),
+    data = TrainingData(frames, train_idx, val_idx, pairs, extra.get("valid_data"),
+                        extra.get("test_data"))
+    return Trainer(config, model, data,
                    TrainingLoss(config.w_energy, config.w_forces, config.w_temporal,
                                 config.loss, config.huber_delta),
                    optimizer, scheduler, checkpoints, init_stage)
