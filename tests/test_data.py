@@ -218,3 +218,73 @@ def test_mace_style_reference_keys_are_read_and_reported(tmp_path, capsys):
     assert main(["data", "info", str(tmp_path / "bare.xyz")]) == 0
     assert "WARNING: no energy or force labels found (looked for energy, REF_energy" in \
         capsys.readouterr().out
+
+
+def _mace_style_file(path, n=3):
+    """Extended XYZ with MACE's REF_* labels and a decoy plain `energy` (e.g. a cheap
+    method's) that a default reader would pick first."""
+    from ase.build import molecule
+    from ase.io import write
+    images = []
+    for k in range(n):
+        a = molecule("H2O")
+        a.info["REF_energy"] = -10.0 - k
+        a.info["energy"] = 99.0
+        a.arrays["REF_forces"] = np.full((3, 3), 0.1 * k)
+        images.append(a)
+    write(path, images)
+    return path
+
+
+def test_label_keys_choose_where_the_labels_are(tmp_path):
+    from ffpt_ase.data import read_frames
+    path = _mace_style_file(tmp_path / "mace.xyz")
+    f = read_frames(path, energy_key="REF_energy", forces_key="REF_forces")
+    assert f.energy.tolist() == [-10.0, -11.0, -12.0]
+    np.testing.assert_allclose(f.forces[2], 0.2)
+    assert f.metadata["label_keys"] == {"energy": ["REF_energy"], "forces": ["REF_forces"]}
+    default = read_frames(path)   # ASE's own key comes first without --energy-key
+    assert default.energy.tolist() == [99.0] * 3
+    only_e = read_frames(path, energy_key="REF_energy")   # forces still found by default
+    np.testing.assert_allclose(only_e.forces[1], 0.1)
+    with pytest.raises(DataFormatError, match="no energy under the key 'dft'"):
+        read_frames(path, energy_key="dft")
+    Frames(positions=np.zeros((1, 2, 3)), numbers=np.array([1, 1])).save(tmp_path / "a.npz")
+    with pytest.raises(DataFormatError, match="fixed labels"):
+        read_frames(tmp_path / "a.npz", energy_key="REF_energy")
+
+
+@pytest.mark.parametrize("suffix", [".xyz", ".traj"])
+def test_provenance_survives_a_round_trip_so_the_fidelity_check_holds(tmp_path, suffix):
+    from ffpt_ase.applications.systems import sample_system
+    from ffpt_ase.data import read_frames, write_frames
+    from ffpt_ase.data.frames import label_sources
+    from ffpt_ase.training.trainer import check_training_frames
+    teacher = sample_system("HO2", 4, sigma=0.1, seed=0, show_progress=False)
+    write_frames(teacher, tmp_path / f"t{suffix}")
+    back = read_frames(tmp_path / f"t{suffix}")
+    assert label_sources(back.metadata) == {"qforce"}
+    np.testing.assert_allclose(back.energy, teacher.energy)
+    dft = Frames(positions=teacher.positions, numbers=teacher.numbers,
+                 energy=teacher.energy - 4106.0, forces=teacher.forces,
+                 metadata={"source": "dft run"})
+    write_frames(Frames.concatenate([teacher, dft]), tmp_path / f"mixed{suffix}")
+    mixed = read_frames(tmp_path / f"mixed{suffix}")
+    assert label_sources(mixed.metadata) == {"qforce", "ab initio"}
+    with pytest.raises(ValueError, match="mix label sources"):
+        check_training_frames(mixed)
+    assert label_sources(read_frames(_mace_style_file(tmp_path / "plain.xyz")).metadata) == \
+        {"ab initio"}   # files not written by ffpt-ase count as ab initio, as before
+
+
+def test_label_keys_on_the_command_line(tmp_path, capsys):
+    from ffpt_ase.cli.main import main
+    path = _mace_style_file(tmp_path / "mace.xyz")
+    assert main(["data", "info", str(path), "--energy-key", "REF_energy", "--forces-key",
+                 "REF_forces"]) == 0
+    assert "REF_energy" in capsys.readouterr().out
+    assert main(["data", "convert", str(path), str(tmp_path / "out.npz"), "--energy-key",
+                 "REF_energy"]) == 0
+    assert Frames.load(tmp_path / "out.npz").energy.tolist() == [-10.0, -11.0, -12.0]
+    assert main(["data", "info", str(path), "--energy-key", "nope"]) == 2
+    assert "no energy under the key 'nope'" in capsys.readouterr().err

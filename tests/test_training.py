@@ -454,3 +454,28 @@ def test_validation_and_test_frames_from_their_own_files(ho2, tmp_path):
     with pytest.raises(ValueError, match="valid_data"):
         train(TrainConfig(data=str(ho2), valid_data=str(other), test_data=str(test_path),
                           output=str(out), epochs=3, **TINY))
+
+
+def test_training_reads_labels_under_the_given_keys(ho2, tmp_path):
+    """A MACE-style file (labels under REF_energy/REF_forces, a decoy `energy`) trains on
+    the REF labels when told so; without the keys the decoy would be read."""
+    from ase.io import write
+
+    from ffpt_ase.data import read_frames
+    frames = Frames.load(ho2)[np.arange(60)]
+    images = []
+    for k, a in enumerate(frames.to_atoms_list()):
+        a.info["REF_energy"] = float(frames.energy[k])
+        a.arrays["REF_forces"] = frames.forces[k]
+        a.calc = None
+        a.info["energy"] = 0.0
+        images.append(a)
+    write(tmp_path / "mace.xyz", images)
+    assert (read_frames(tmp_path / "mace.xyz").energy == 0.0).all()   # the decoy by default
+    s = train(TrainConfig(data=str(tmp_path / "mace.xyz"), energy_key="REF_energy",
+                          forces_key="REF_forces", output=str(tmp_path / "m"), epochs=1,
+                          **TINY))
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["data_metadata"]["label_keys"] == {"energy": ["REF_energy"],
+                                                     "forces": ["REF_forces"]}
+    assert s["epochs"] == 1

@@ -94,12 +94,13 @@ def _cmd_parametrize(args):
 def _cmd_data(args):
     from ..data import read_frames, write_frames
 
+    keys = {"energy_key": args.energy_key, "forces_key": args.forces_key}
     if args.action == "info":
-        print(read_frames(args.input).summary())
+        print(read_frames(args.input, **keys).summary())
         return 0
     if not args.output:
         raise ValueError("data convert needs IN and OUT")
-    frames = read_frames(args.input)
+    frames = read_frames(args.input, **keys)
     write_frames(frames, args.output)
     print(f"wrote {len(frames)} frames to {args.output}")
     return 0
@@ -136,7 +137,7 @@ def _cmd_evaluate(args):
     set_threads(args.threads)
     dtype = torch_dtype(args.dtype)
     model = load_potential(args.model, dtype=dtype)
-    frames = read_frames(args.data)
+    frames = read_frames(args.data, energy_key=args.energy_key, forces_key=args.forces_key)
     e, f = predict(model, frames, batch_size=args.batch_size, dtype=dtype)
     metrics = error_metrics(frames, e, f)
     metrics.update(model=str(args.model), data=str(args.data))
@@ -341,10 +342,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--basis", default="6-31g*", help="qforce: basis set")
     p.set_defaults(func=_cmd_parametrize)
 
+    label_key_help = ("extended XYZ / ASE trajectory: the {} labels are under this key "
+                      "(default: the first of ASE's and MACE's names found, e.g. {})")
+
+    def add_label_keys(p):
+        p.add_argument("--energy-key", default=None,
+                       help=label_key_help.format("energy", "energy, REF_energy"))
+        p.add_argument("--forces-key", default=None,
+                       help=label_key_help.format("force", "forces, REF_forces"))
+
     p = add_command("data", help="inspect or convert frame files")
     p.add_argument("action", choices=["info", "convert"])
     p.add_argument("input", help="file or DeePMD folder (.npz, .xyz/.extxyz, .traj)")
     p.add_argument("output", nargs="?", help="convert: output file (.npz, .xyz, .traj)")
+    add_label_keys(p)
     p.set_defaults(func=_cmd_data)
 
     p = add_command("train", help="train a NewtonNet potential (scratch, pretrain, finetune)")
@@ -361,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    add_label_keys(p)
     p.set_defaults(func=_cmd_evaluate)
 
     p = add_command("bench", help="speed of the model (random weights, no data needed)")

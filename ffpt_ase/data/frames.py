@@ -38,6 +38,18 @@ from ..files import atomic_path
 FORMAT_VERSION = 1
 
 
+def label_sources(metadata: dict) -> set:
+    """Label sources recorded in frame metadata: {'qforce'}, {'ab initio'}, ...
+
+    Frames made by the sampler record their teacher; anything else counts as ab initio.
+    Concatenated sets report the sources of all their parts.
+    """
+    if "concatenated_from" in metadata:
+        return set().union(*(label_sources(m) for m in metadata["concatenated_from"]))
+    return {metadata.get("teacher", "ab initio")}
+
+
+
 class DataFormatError(ValueError):
     """A data file is malformed or not in the expected format."""
 
@@ -45,6 +57,8 @@ class DataFormatError(ValueError):
 #: where labels of extended-XYZ and other ASE frames are looked for, in this order (ASE's
 #: own names, MACE's reference keys, common DFT-set names)
 ENERGY_KEYS = ("energy", "REF_energy", "dft_energy", "DFT_energy", "total_energy")
+#: ``Atoms.info`` keys that carry a frame set's provenance through extended XYZ / ASE files
+PROVENANCE_KEYS = {"label_sources": "ffpt_label_sources", "source": "ffpt_source"}
 FORCES_KEYS = ("forces", "REF_forces", "dft_forces", "DFT_forces", "force")
 
 
@@ -194,14 +208,19 @@ class Frames:
         return [self.to_atoms(i) for i in range(len(self))]
 
     @classmethod
-    def from_atoms_list(cls, images, metadata=None) -> "Frames":
+    def from_atoms_list(cls, images, metadata=None, energy_key: str | None = None,
+                        forces_key: str | None = None) -> "Frames":
         """Build from ASE Atoms; energies/forces from an attached calculator, or from
         ``info``/``arrays`` under the first of :data:`ENERGY_KEYS` / :data:`FORCES_KEYS`
-        found (ASE's ``energy``/``forces``, MACE's ``REF_energy``/``REF_forces``, ...). The
-        keys used are recorded in ``metadata['label_keys']``."""
+        found (ASE's ``energy``/``forces``, MACE's ``REF_energy``/``REF_forces``, ...), or
+        only under ``energy_key`` / ``forces_key`` when given (every frame must have them).
+        The keys used are recorded in ``metadata['label_keys']``; provenance written by
+        :meth:`to_atoms` (label sources, source) is read back into the metadata."""
         images = list(images)
         if not images:
             raise DataFormatError("no frames given")
+        if energy_key or forces_key:
+            images = [_relabel(a, k, energy_key, forces_key) for k, a in enumerate(images)]
         n_max = max(len(a) for a in images)
         nf = len(images)
         pos = np.zeros((nf, n_max, 3))
@@ -242,6 +261,10 @@ class Frames:
         same = (num == num[0]).all()
         metadata = dict(metadata or {})
         metadata["label_keys"] = {k: sorted(v) for k, v in used.items()}
+        metadata.update(_provenance(images))
+        for kind, key in (("energy", energy_key), ("forces", forces_key)):
+            if key:
+                metadata["label_keys"][kind] = [key]
         return cls(positions=pos, numbers=num[0] if same else num,
                    energy=energy if have_e else None, forces=forces if have_f else None,
                    cell=cell, pbc=images[0].pbc, metadata=metadata)
@@ -356,3 +379,53 @@ class Frames:
         if self.metadata:
             lines.append("metadata: " + json.dumps(self.metadata, default=str)[:800])
         return "\n".join(lines)
+
+
+def _relabel(atoms, k: int, energy_key: str | None, forces_key: str | None):
+    """A copy of ``atoms`` labelled by the user's keys: a kind with a key given takes its
+    label only from there (ASE's reader may have put ``energy``/``forces`` on a single-point
+    calculator: those count too), a kind without keeps the calculator's label."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+    results = dict(atoms.calc.results) if atoms.calc is not None else {}
+    out = atoms.copy()
+    labels = {}
+    for kind, key, known, table in (("energy", energy_key, ENERGY_KEYS, atoms.info),
+                                    ("forces", forces_key, FORCES_KEYS, atoms.arrays)):
+        if not key:
+            if kind in results:
+                labels[kind] = results[kind]
+            continue
+        for other in known:   # no fallback to another key of this kind
+            (out.info if kind == "energy" else out.arrays).pop(other, None)
+        value = table.get(key, results.get(key) if key == kind else None)
+        if value is None:
+            raise DataFormatError(f"frame {k} has no {kind} under the key {key!r} (it has "
+                                  f"info keys {sorted(atoms.info)[:8]} and array keys "
+                                  f"{sorted(atoms.arrays)[:8]})")
+        labels[kind] = value
+    if labels:
+        out.calc = SinglePointCalculator(out, **labels)
+    return out
+
+
+def _provenance(images) -> dict:
+    """Frame-set metadata from the provenance keys of images written by ffpt-ase: one label
+    source gives ``teacher`` (or none: ab initio); several give ``concatenated_from`` so the
+    fidelity check sees the mixture."""
+    key_sources, key_source = PROVENANCE_KEYS["label_sources"], PROVENANCE_KEYS["source"]
+    tagged = [a for a in images if key_sources in a.info]
+    if not tagged:
+        return {}
+    sources = set()
+    for a in images:   # an untagged frame counts as ab initio
+        sources |= set(str(a.info.get(key_sources, "ab initio")).split(","))
+    out = {"written_source": sorted({str(a.info[key_source]) for a in tagged
+                                     if key_source in a.info})}
+    if len(sources) == 1:
+        (only,) = sources
+        if only != "ab initio":
+            out["teacher"] = only
+    else:
+        out["concatenated_from"] = [{"teacher": s} if s != "ab initio" else {}
+                                    for s in sorted(sources)]
+    return out

@@ -83,8 +83,10 @@ def read_combustion_npz(path: str | Path, time_ordered: bool | None = None) -> F
                   "converted": "kcal/mol -> eV", **({"time_unit": "step"} if time_ordered else {})})
 
 
-def read_extxyz(path: str | Path, index=":") -> Frames:
-    """Extended XYZ via ASE (energies in eV, forces in eV/A as stored)."""
+def read_extxyz(path: str | Path, index=":", energy_key: str | None = None,
+                forces_key: str | None = None) -> Frames:
+    """Extended XYZ via ASE (energies in eV, forces in eV/A as stored; labels under the
+    given keys, else the first known key, see :meth:`Frames.from_atoms_list`)."""
     from ase.io import read
 
     path = Path(path)
@@ -94,8 +96,8 @@ def read_extxyz(path: str | Path, index=":") -> Frames:
         raise DataFormatError(f"{path}: cannot be read as extended XYZ ({err})") from err
     if not isinstance(images, list):
         images = [images]
-    frames = Frames.from_atoms_list(images, metadata={"source": str(path), "format": "extxyz"})
-    return frames
+    return Frames.from_atoms_list(images, metadata={"source": str(path), "format": "extxyz"},
+                                  energy_key=energy_key, forces_key=forces_key)
 
 
 def _deepmd_system(folder: Path) -> Frames:
@@ -149,8 +151,10 @@ def read_deepmd(path: str | Path) -> Frames:
     return frames
 
 
-def read_ase_trajectory(path: str | Path) -> Frames:
-    """An ASE ``.traj`` file; energies/forces come from the calculator results stored."""
+def read_ase_trajectory(path: str | Path, energy_key: str | None = None,
+                        forces_key: str | None = None) -> Frames:
+    """An ASE ``.traj`` file; energies/forces come from the calculator results stored (or
+    the ``info``/``arrays`` keys given)."""
     from ase.io import Trajectory
 
     path = Path(path)
@@ -159,17 +163,25 @@ def read_ase_trajectory(path: str | Path) -> Frames:
             images = list(traj)
     except Exception as err:
         raise DataFormatError(f"{path}: not a readable ASE trajectory ({err})") from err
-    frames = Frames.from_atoms_list(images, metadata={"source": str(path), "format": "ase-traj"})
+    frames = Frames.from_atoms_list(images, metadata={"source": str(path), "format": "ase-traj"},
+                                    energy_key=energy_key, forces_key=forces_key)
     frames.time = np.arange(len(frames), dtype=float)
     frames.metadata["time_unit"] = "frame"
     return frames
 
 
-def read_frames(path: str | Path) -> Frames:
-    """Read any supported file or folder, choosing the reader from its name and content."""
+def read_frames(path: str | Path, energy_key: str | None = None,
+                forces_key: str | None = None) -> Frames:
+    """Read any supported file or folder, choosing the reader from its name and content.
+    ``energy_key``/``forces_key``: where extended XYZ and ASE trajectory files keep their
+    labels (default: the first of the known keys, ASE's and MACE's among them)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such file or folder: {path}")
+    keys = energy_key or forces_key
+    if keys and (path.is_dir() or path.suffix.lower() not in (".xyz", ".extxyz", ".traj")):
+        raise DataFormatError(f"{path}: --energy-key/--forces-key name labels of extended XYZ "
+                              "or ASE trajectory files; this format has fixed labels")
     if path.is_dir():
         return read_deepmd(path)
     suffix = path.suffix.lower()
@@ -182,9 +194,9 @@ def read_frames(path: str | Path) -> Frames:
             return read_combustion_npz(path)
         raise DataFormatError(f"{path}: unknown .npz layout (keys {sorted(keys)})")
     if suffix == ".traj":
-        return read_ase_trajectory(path)
+        return read_ase_trajectory(path, energy_key, forces_key)
     if suffix in (".xyz", ".extxyz"):
-        return read_extxyz(path)
+        return read_extxyz(path, energy_key=energy_key, forces_key=forces_key)
     raise DataFormatError(f"{path}: unknown data format (use .npz, .xyz/.extxyz, .traj or a "
                           f"DeePMD folder)")
 
@@ -196,10 +208,19 @@ def write_frames(frames: Frames, path: str | Path) -> Path:
     if suffix == ".npz":
         return frames.save(path)
     from ase.io import write
+
+    from .frames import PROVENANCE_KEYS, label_sources
+    images = frames.to_atoms_list()
+    provenance = {PROVENANCE_KEYS["label_sources"]: ",".join(sorted(label_sources(
+        frames.metadata)))}
+    if frames.metadata.get("source"):   # (an empty value would break the extxyz comment line)
+        provenance[PROVENANCE_KEYS["source"]] = str(frames.metadata["source"])
+    for atoms in images:   # the fidelity check holds after a round trip
+        atoms.info.update(provenance)
     if suffix in (".xyz", ".extxyz"):
-        write(path, frames.to_atoms_list(), format="extxyz")
+        write(path, images, format="extxyz")
     elif suffix == ".traj":
-        write(path, frames.to_atoms_list(), format="traj")
+        write(path, images, format="traj")
     else:
         raise DataFormatError(f"cannot write {path}: use .npz, .xyz/.extxyz or .traj")
     return path

@@ -70,6 +70,12 @@ class TrainConfig(RunSettings):
                                            "frames cannot leak)", role="input")
     test_data: str | None = setting(None, "test frames: the best model's errors on them go "
                                           "into summary.json", role="input")
+    energy_key: str | None = setting(None, "extended XYZ / ASE trajectory: the energy labels "
+                                           "are under this key (default: the first of ASE's "
+                                           "and MACE's names found, e.g. energy, REF_energy)")
+    forces_key: str | None = setting(None, "extended XYZ / ASE trajectory: the force labels "
+                                           "are under this key (default: forces, REF_forces, "
+                                           "...)")
     # data split
     n_train: int | None = setting(None, "training frames (default: all not in validation)")
     n_val: int | None = setting(None, "validation frames (default: val_fraction of them)")

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.frames import Frames, open_npz
+from ..data.frames import Frames, label_sources, open_npz
 from ..data.graphs import batch_from_frames
 from ..data.readers import read_frames
 from ..model.potential import CheckpointError, Potential, load_checkpoint
@@ -55,17 +55,6 @@ log = logging.getLogger(__name__)
 
 LOG_FIELDS = ["epoch", "time_s", "lr", "train_loss", "val_loss", "val_energy_mae",
               "val_energy_rmse", "val_energy_per_atom_mae", "val_forces_mae", "val_forces_rmse"]
-
-
-def label_sources(metadata: dict) -> set:
-    """Label sources recorded in frame metadata: {'qforce'}, {'ab initio'}, ...
-
-    Frames made by the sampler record their teacher; anything else counts as ab initio.
-    Concatenated sets report the sources of all their parts.
-    """
-    if "concatenated_from" in metadata:
-        return set().union(*(label_sources(m) for m in metadata["concatenated_from"]))
-    return {metadata.get("teacher", "ab initio")}
 
 
 @dataclass
@@ -530,12 +519,13 @@ def prepare(config: TrainConfig, frames: Frames | None = None,
     if frames is None and not config.data:
         raise ValueError("give the training data (--data FILE, or data = ... in the TOML "
                          "file)")
-    frames = frames if frames is not None else read_frames(config.data)
+    keys = {"energy_key": config.energy_key, "forces_key": config.forces_key}
+    frames = frames if frames is not None else read_frames(config.data, **keys)
     check_training_frames(frames)
     extra = {}
     for name, what in (("valid_data", "validation data"), ("test_data", "test data")):
         if getattr(config, name):
-            extra[name] = read_frames(getattr(config, name))
+            extra[name] = read_frames(getattr(config, name), **keys)
             check_training_frames(extra[name], what, like=frames)
     torch.manual_seed(config.seed)  # weight initialisation is part of the seeded run
     model, init_stage = build_model(config, frames)
