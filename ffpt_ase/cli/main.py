@@ -94,7 +94,7 @@ def _cmd_parametrize(args):
 def _cmd_data(args):
     from ..data import read_frames, write_frames
 
-    keys = {"energy_key": args.energy_key, "forces_key": args.forces_key}
+    keys = {k: getattr(args, k, None) for k in ("energy_key", "forces_key")}
     if args.action == "info":
         print(read_frames(args.input, **keys).summary())
         return 0
@@ -137,7 +137,8 @@ def _cmd_evaluate(args):
     set_threads(args.threads)
     dtype = torch_dtype(args.dtype)
     model = load_potential(args.model, dtype=dtype)
-    frames = read_frames(args.data, energy_key=args.energy_key, forces_key=args.forces_key)
+    frames = read_frames(args.data, energy_key=getattr(args, "energy_key", None),
+                         forces_key=getattr(args, "forces_key", None))
     e, f = predict(model, frames, batch_size=args.batch_size, dtype=dtype)
     metrics = error_metrics(frames, e, f)
     metrics.update(model=str(args.model), data=str(args.data))
@@ -294,6 +295,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import dataclasses
+
     from ..applications.h2combustion.metad import ChannelMetadConfig
     from ..settings import add_arguments
     from ..simulate.stability import StabilityConfig
@@ -342,14 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--basis", default="6-31g*", help="qforce: basis set")
     p.set_defaults(func=_cmd_parametrize)
 
-    label_key_help = ("extended XYZ / ASE trajectory: the {} labels are under this key "
-                      "(default: the first of ASE's and MACE's names found, e.g. {})")
-
-    def add_label_keys(p):
-        p.add_argument("--energy-key", default=None,
-                       help=label_key_help.format("energy", "energy, REF_energy"))
-        p.add_argument("--forces-key", default=None,
-                       help=label_key_help.format("force", "forces, REF_forces"))
+    def add_label_keys(p):   # the same options as train's, with train's help
+        add_arguments(p, TrainConfig, skip=[f.name for f in dataclasses.fields(TrainConfig)
+                                            if f.name not in ("energy_key", "forces_key")])
 
     p = add_command("data", help="inspect or convert frame files")
     p.add_argument("action", choices=["info", "convert"])
