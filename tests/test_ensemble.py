@@ -17,8 +17,8 @@ from ffpt_ase.calculators import FFPTCalculator
 from ffpt_ase.model.potential import Potential
 from ffpt_ase.simulate.ensemble import (BatchedForces, CalculatorForces, Ensemble,
                                         state_from_json, state_to_json)
-from ffpt_ase.simulate.stability import (BatchCriteria, StabilityConfig, StabilityCriteria,
-                                         run_stability)
+from ffpt_ase.simulate.stability import StabilityConfig, StabilityCriteria, run_stability
+from ffpt_ase.simulate.stability_batched import BatchCriteria
 
 
 def small_calc(elements=(1, 6, 8), dtype="float64", seed=0, features=16):

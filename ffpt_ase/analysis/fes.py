@@ -106,13 +106,13 @@ def read_hills(path: str | Path) -> Hills:
 
 
 def hills_files(folder: Path) -> list:
-    """The hills files of a run folder: ``HILLS``, or the walkers' ``HILLS.k`` (a shared
-    bias), or each walker's ``walker_KK/HILLS`` (independent walkers: not one bias)."""
+    """The hills files of one bias in a run folder: ``HILLS``, or the walkers' ``HILLS.k``
+    (PLUMED's multiple walkers), in walker order; empty when there are none (independent
+    walkers keep theirs in ``walker_KK/HILLS``: each such folder is its own bias)."""
     folder = Path(folder)
     if (folder / "HILLS").exists():
         return [folder / "HILLS"]
-    shared = sorted(folder.glob("HILLS.[0-9]*"), key=lambda p: int(p.suffix[1:]))
-    return shared
+    return sorted(folder.glob("HILLS.[0-9]*"), key=lambda p: int(p.suffix[1:]))
 
 
 def combine_hills(parts) -> Hills:

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from ase import Atoms, units
 
-from ..data.graphs import GraphBatch, species_index
+from ..data.graphs import GraphBatch, periodic_edges, species_index
 
 
 def _per_replica(value, n: int, name: str) -> np.ndarray:
@@ -58,7 +58,18 @@ def _per_replica(value, n: int, name: str) -> np.ndarray:
     return arr.copy()
 
 
-class BatchedForces:
+class _ReplicaLayout:
+    """Where each replica's atoms sit in the flat layout: ``sizes`` (N,), ``offsets``
+    (N + 1,: first atom of each replica, then the total), ``replica`` (atoms,)."""
+
+    def __init__(self, replicas):
+        self.n_replicas = len(replicas)
+        self.sizes = np.array([len(a) for a in replicas])
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)])
+        self.replica = np.repeat(np.arange(self.n_replicas), self.sizes)
+
+
+class BatchedForces(_ReplicaLayout):
     """Energies and forces of many replicas in one network call.
 
     ``calc``: an :class:`~ffpt_ase.calculators.FFPTCalculator` (its models, dtype and device;
@@ -71,13 +82,11 @@ class BatchedForces:
     """
 
     def __init__(self, calc, replicas):
+        super().__init__(replicas)
         self.models = calc.models
         self.dtype, self.device = calc.dtype, calc.device
         self.cutoff = float(calc.cutoff)
         numbers = [np.asarray(a.numbers) for a in replicas]
-        self.n_replicas = len(replicas)
-        self.sizes = np.array([len(z) for z in numbers])
-        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)])
         self.numbers = np.concatenate(numbers)
         for k, z in enumerate(numbers):
             try:
@@ -85,7 +94,6 @@ class BatchedForces:
             except ValueError as err:
                 raise ValueError(f"replica {k}: {err}") from None
         self.species = torch.from_numpy(species_index(self.numbers, calc.elements))
-        self.replica = np.repeat(np.arange(self.n_replicas), self.sizes)
         self.periodic = np.array([bool(a.pbc.any()) for a in replicas])
         self.pbc = [np.asarray(a.pbc, bool) for a in replicas]
         self.cells = np.stack([a.cell.array for a in replicas]).astype(float)
@@ -105,8 +113,10 @@ class BatchedForces:
                 pi.append(i + local[n])
                 pj.append(j + local[n])
         dev = self.device
-        cat = (lambda parts: torch.from_numpy(np.concatenate(parts).astype(np.int64)).to(dev)
-               ) if pi else (lambda parts: torch.zeros(0, dtype=torch.int64, device=dev))
+
+        def cat(parts):
+            return torch.from_numpy(np.concatenate(parts or [np.zeros(0)]).astype(np.int64)
+                                    ).to(dev)
         return {
             "ids": ids, "atoms": torch.from_numpy(atoms).to(dev), "local": local,
             "species": self.species[atoms].to(dev),
@@ -132,7 +142,6 @@ class BatchedForces:
         ei, ej = pi[keep], pj[keep]
         shift = pos.new_zeros((ei.shape[0], 3))
         if lay["periodic"]:
-            from ..data.graphs import periodic_edges
             host = pos.detach().double().cpu().numpy()
             parts_i, parts_j, parts_s = [ei], [ej], [shift]
             for n, k in lay["periodic"]:
@@ -174,19 +183,16 @@ class BatchedForces:
         return energy, forces
 
 
-class CalculatorForces:
+class CalculatorForces(_ReplicaLayout):
     """Energies and forces of many replicas from any ASE calculator, one call per running
     replica (the interface of :class:`BatchedForces` for calculators that cannot batch:
     the teachers, a user's own). Runs on the CPU."""
 
     def __init__(self, calc, replicas):
+        super().__init__(replicas)
         self.calc = calc
         self.device = torch.device("cpu")
         self.replicas = [a.copy() for a in replicas]
-        self.n_replicas = len(replicas)
-        self.sizes = np.array([len(a) for a in replicas])
-        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)])
-        self.replica = np.repeat(np.arange(self.n_replicas), self.sizes)
 
     def __call__(self, positions: torch.Tensor, running: np.ndarray):
         energy = torch.full((self.n_replicas,), float("nan"), dtype=torch.float64)
@@ -233,7 +239,7 @@ class Ensemble:
         if not replicas:
             raise ValueError("an ensemble needs at least one replica")
         n = len(replicas)
-        if not isinstance(forces, (BatchedForces, CalculatorForces)):
+        if not isinstance(forces, _ReplicaLayout):
             forces = replica_forces(forces, replicas)
         self.forces_of = forces
         self.device = forces.device
@@ -296,10 +302,8 @@ class Ensemble:
         h = self.half_dt
         v = self.v + h * self.f / self.masses
         x = self.x + h * v
-        if self.thermostat:
+        if self.thermostat:   # (frozen replicas: v = 0 and noise = 0, so they stay put)
             v = self.c1 * v + self.c2 * self._draw_noise()
-            if not self.running.all():  # frozen replicas draw no noise and must not move
-                v = v * self.atom_running()
         x = x + h * v
         self.step_count += 1
         try:
@@ -315,18 +319,14 @@ class Ensemble:
             self.step()
 
     # ------------------------------------------------------------------------- replicas
-    def atom_running(self) -> torch.Tensor:
-        """(atoms, 1) float64: 1 for atoms of running replicas, 0 for frozen ones."""
-        run = torch.from_numpy(self.running).to(self.device)
-        return run[self.replica_of_atom].to(torch.float64).unsqueeze(-1)
-
     def freeze(self, k: int) -> None:
-        """Take replica ``k`` out of the dynamics: it keeps its positions, its velocities
-        and forces are zeroed (they may be non-finite), it is no longer evaluated."""
+        """Take replica ``k`` out of the dynamics: it keeps its positions, its velocities,
+        forces and noise are zeroed (they may be non-finite), it is no longer evaluated."""
         self.running[k] = False
         sl = slice(self.offsets[k], self.offsets[k + 1])
         self.v[sl] = 0.0
         self.f[sl] = 0.0
+        self._noise[sl] = 0.0   # its generator draws no more: the slot must not keep a draw
 
     def nonfinite(self) -> np.ndarray:
         """Indices of running replicas with a non-finite energy, force or position."""
@@ -388,6 +388,7 @@ class Ensemble:
         self.f = state["forces"].to(dev, torch.float64)
         self.energy = state["energy"].to(dev, torch.float64)
         self.running = state["running"].numpy().astype(bool).copy()
+        self._noise[:] = 0.0
         for r, s in zip(self.rngs, state["rng"]):
             r.bit_generator.state = json.loads(s)
 

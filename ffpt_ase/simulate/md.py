@@ -68,14 +68,21 @@ def check_start(atoms, calc) -> None:
                          "structure")
 
 
+def ns_per_day(steps: int, timestep_fs: float, wall_s: float) -> float:
+    """Simulated nanoseconds per day of wall time (``steps``: replica-steps for the
+    aggregate of several replicas)."""
+    return steps * timestep_fs * 1e-6 / max(wall_s, 1e-9) * 86400.0
+
+
 def cut_trajectory(path, n_frames: int) -> int:
     """Keep the first ``n_frames`` frames of an ASE trajectory file (a restart point counts
     that many); returns how many were dropped. Fewer frames than that is an error: the
     run folder was changed by hand."""
+    from pathlib import Path
+
     from ase.io import Trajectory
 
     from ..files import atomic_path
-    from pathlib import Path
     path = Path(path)
     if not path.exists():
         if n_frames:

@@ -50,7 +50,8 @@ from ..files import atomic_path
 from ..progress import progress
 from ..runtime import set_threads
 from ..settings import redefault, setting
-from .md import MDSettings, StopRun, cut_trajectory, langevin, read_structures
+from .md import (MDSettings, StopRun, cut_trajectory, langevin, ns_per_day,
+                 read_structures)
 from .observers import TemperatureMonitor
 
 log = logging.getLogger(__name__)
@@ -163,11 +164,6 @@ def metad_height_kjmol(lines) -> float | None:
     if unit not in _ENERGY_UNITS_KJMOL:
         raise ValueError(f"unknown PLUMED energy unit {unit!r}")
     return height * _ENERGY_UNITS_KJMOL[unit]
-
-
-def ns_per_day(steps: int, timestep_fs: float, wall_s: float) -> float:
-    """Simulated nanoseconds per day of wall time."""
-    return steps * timestep_fs * 1e-6 / max(wall_s, 1e-9) * 86400.0
 
 
 def deck_units(lines) -> dict | None:

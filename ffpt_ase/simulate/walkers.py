@@ -51,7 +51,7 @@ from ase import units
 
 from ..progress import progress
 from .ensemble import Ensemble, replica_forces, state_from_json, state_to_json
-from .md import cut_trajectory
+from .md import cut_trajectory, ns_per_day
 
 log = logging.getLogger(__name__)
 
@@ -91,13 +91,13 @@ class PlumedBias:
             self.instances.append(p)
             self.masses.append(np.ascontiguousarray(atoms.get_masses(), float))
             self.cells.append(np.array(atoms.cell.array) if atoms.cell.rank == 3 else None)
+        self.offsets = np.concatenate([[0], np.cumsum([len(m) for m in self.masses])])
 
     def __call__(self, step, positions, energy, forces, running) -> None:
         host = positions.detach().cpu().numpy()
-        offsets = np.concatenate([[0], np.cumsum([len(m) for m in self.masses])])
         for k in np.flatnonzero(running):
             p = self.instances[k]
-            lo, hi = offsets[k], offsets[k + 1]
+            lo, hi = self.offsets[k], self.offsets[k + 1]
             p.cmd("setStep", int(step))
             if self.cells[k] is not None:
                 p.cmd("setBox", self.cells[k])
@@ -168,7 +168,7 @@ def run_walkers(run, cfg, deck_for, fs_per_unit, height, atoms, calc, observers,
     redirected into ``folder``."""
     from ase.io import Trajectory
 
-    from .metad import _cut_back_files, ns_per_day
+    from .metad import _cut_back_files
     from .observers import merge_summaries
 
     out, n, dt = run.path, cfg.walkers, cfg.timestep_fs

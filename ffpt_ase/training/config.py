@@ -17,7 +17,7 @@ from ..runtime import DTYPE_NAMES
 from ..settings import RunSettings, from_sources, redefault, setting
 
 STAGES = ("scratch", "pretrain", "finetune")
-LOSSES = ("mse", "huber")
+LOSSES = ("mse", "huber")   # the error functions of training.losses.error_term
 STAGE_LR = {"scratch": 1e-3, "pretrain": 1e-4, "finetune": 1e-4}
 
 

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import torch
 
+from .config import LOSSES
+
 
 def error_term(pred, ref, kind: str = "mse", delta: float = 0.01):
     """mean rho(pred - ref) of the module docstring (tensors or numpy arrays)."""
@@ -37,8 +39,8 @@ def error_term(pred, ref, kind: str = "mse", delta: float = 0.01):
     ref = torch.as_tensor(ref, dtype=pred.dtype)
     if kind == "huber":
         return torch.nn.functional.huber_loss(pred, ref, delta=delta)
-    if kind != "mse":
-        raise ValueError(f"unknown loss {kind!r} (mse or huber)")
+    if kind not in LOSSES:
+        raise ValueError(f"unknown loss {kind!r} (one of {LOSSES})")
     return torch.mean((pred - ref) ** 2)
 
 
@@ -87,8 +89,9 @@ class TrainingLoss:
     def __init__(self, w_energy: float = 1.0, w_forces: float = 20.0, w_temporal: float = 1.0,
                  kind: str = "mse", delta: float = 0.01):
         self.w_energy, self.w_forces, self.w_temporal = w_energy, w_forces, w_temporal
+        if kind not in LOSSES:
+            raise ValueError(f"unknown loss {kind!r} (one of {LOSSES})")
         self.kind, self.delta = kind, delta
-        error_term(torch.zeros(1), torch.zeros(1), kind, delta)   # an unknown kind raises
 
     def __call__(self, pred: dict, batch, pairs=None):
         loss, _ = energy_force_loss(pred, batch, self.w_energy, self.w_forces, self.kind,
