@@ -26,29 +26,11 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from .data.graphs import batch_from_atoms, species_index
 from .model.potential import Potential, load_potential
-from .runtime import set_threads, torch_dtype
+from .runtime import set_threads, torch_dtype, usable_device
 
 
 def _is_path(x) -> bool:
     return isinstance(x, (str, bytes, os.PathLike))
-
-
-def usable_device(name) -> torch.device:
-    """``torch.device(name)`` if this torch can put tensors there, else a ValueError that
-    says why (not a torch device; CUDA asked for but not built in or no GPU visible)."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device {name!r} is not a torch device (cpu, cuda, cuda:1, ...)"
-                         ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r}: this torch {torch.__version__} has no usable CUDA "
-                         "(a CPU build, or no GPU visible); use --device cpu")
-    try:
-        torch.empty(0, device=device)
-    except (RuntimeError, AssertionError) as err:
-        raise ValueError(f"device {name!r} is not usable here ({err})") from None
-    return device
 
 
 class FFPTCalculator(Calculator):
@@ -89,7 +71,7 @@ class FFPTCalculator(Calculator):
         for m in members:
             if _is_path(m):
                 sources.append(os.fspath(m) if not isinstance(m, bytes) else m.decode())
-                m = load_potential(m)
+                m = load_potential(m, dtype=self.dtype)
             elif isinstance(m, Potential):
                 sources.append(m.source or "in-memory model")
             else:
@@ -118,7 +100,10 @@ class FFPTCalculator(Calculator):
         ``pretrained:NAME``); ``kwargs`` as for the constructor. Files are read with
         ``weights_only=True``."""
         paths = [paths] if _is_path(paths) else list(paths)
-        return cls([load_potential(p) for p in paths], **kwargs)
+        # loaded in the calculator's dtype: a float64 calculator must not inherit float32
+        # rounding of the radial frequencies from a detour through float32
+        dtype = torch_dtype(kwargs.get("dtype", "float32"))
+        return cls([load_potential(p, dtype=dtype) for p in paths], **kwargs)
 
     def fingerprint(self) -> str:
         """``sha256:...`` of the models' architectures and weights (as float64), the same
@@ -140,7 +125,8 @@ class FFPTCalculator(Calculator):
         want_stress = "stress" in properties
         if want_stress and not atoms.pbc.all():
             raise PropertyNotImplementedError("stress needs a cell periodic in all directions")
-        batch = batch_from_atoms(atoms, self.elements, self.cutoff).to(self.device, self.dtype)
+        batch = batch_from_atoms(atoms, self.elements, self.cutoff, device=self.device
+                                 ).to(dtype=self.dtype)
         energies, atomic, forces, stresses = [], [], [], []
         for model in self.models:
             out = model(batch, forces=True, stress=want_stress)

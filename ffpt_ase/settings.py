@@ -49,13 +49,16 @@ def redefault(cls, name: str, default):
 
 @dataclass(kw_only=True)
 class RunSettings:
-    """What every run has: an output folder, a seed, the model precision, torch threads."""
+    """What every run has: an output folder, a seed, the model precision, torch threads and
+    device."""
 
     output: str = setting("runs/out", "output folder", flag="-o/--output", role="free")
     seed: int = setting(0, "random seed")
     dtype: str = setting("float32", "model precision", choices=DTYPE_NAMES)
     threads: int | None = setting(1, "torch threads (one is often fastest on a shared "
                                      "machine; 0 leaves torch's choice)", role="free")
+    device: str = setting("cpu", "torch device (cpu, cuda, cuda:1, ...; under torchrun each "
+                                 "process takes cuda:LOCAL_RANK)", role="free")
 
     def __post_init__(self):
         if not isinstance(self.seed, int) or self.seed < 0:

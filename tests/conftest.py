@@ -102,3 +102,18 @@ def tiny_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("m") / "tiny.pt"
     torch.save(m.checkpoint(stage="test"), path)
     return path
+
+
+def perturbed_potential(seed: int = 0, noise: float = 0.1):
+    """A small random H/C/O model (16 features, 2 interactions) with every weight moved by
+    ``noise`` * N(0, 1), so that no part of it is at its (often zero) initialisation."""
+    import torch
+
+    from ffpt_ase.model.potential import Potential
+    torch.manual_seed(seed)
+    m = Potential([1, 6, 8], n_features=16, n_interactions=2, n_basis=8)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(noise * torch.randn_like(p))
+    return m
+

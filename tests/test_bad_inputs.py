@@ -366,6 +366,8 @@ CASES = [
     Case("data", "convert to an unknown format", fixed("data", "convert", P("data"),
                                                        "out.csv"), "cannot write"),
     Case("data", "convert without OUT", fixed("data", "convert", P("data")), "needs IN and OUT"),
+    Case("data", "--stress-key on a format with fixed labels", fixed(
+        "data", "info", P("data"), "--stress-key", "REF_stress"), "fixed labels"),
     # ---------------------------------------------------------------- train
     Case("train", "missing data file", train_argv(data_path="missing.npz"), "no such file"),
     Case("train", "random bytes as data", train_argv(data="garbage"), "not a readable .npz"),
@@ -402,6 +404,15 @@ CASES = [
     Case("train", "finetune without --init", fixed("train", "--stage", "finetune", "--data",
                                                    P("data"), "-o", "x"), "--init"),
     Case("train", "unknown stage", fixed("train", "--stage", "warmup"), "invalid choice"),
+    Case("train", "stress weight on frames without stresses", train_argv(
+        extra=["--w-stress", "1"]), "have no stresses"),
+    Case("train", "negative stress weight", train_argv(extra=["--w-stress", "-1"]),
+         "w_stress must be >= 0"),
+    Case("train", "a device that is not a torch device", train_argv(
+        extra=["--device", "gpu0"]), "not a torch device"),
+    Case("train", "WORLD_SIZE set without torchrun", train_argv(),
+         "start distributed training with torchrun",
+         setup=lambda env, tmp, mp: mp.setenv("WORLD_SIZE", "2")),
     Case("train", "missing --init checkpoint", train_argv(extra=["--init", "missing.pt"]),
          "not found"),
     Case("train", "malicious pickle as --init", lambda e: train_argv(
@@ -462,6 +473,8 @@ CASES = [
          "could not be read"),
     Case("evaluate", "data file as model", fixed("evaluate", P("data"), P("data")),
          "could not be read"),
+    Case("evaluate", "CUDA asked for on a machine without it", fixed(
+        "evaluate", P("model"), P("data"), "--device", "cuda:7"), "cuda"),
     Case("evaluate", "missing data", fixed("evaluate", P("model"), "missing.npz"),
          "no such file"),
     Case("evaluate", "negative batch size", fixed("evaluate", P("model"), P("data"),
@@ -591,6 +604,19 @@ CASES = [
          "--temperature must be > 0"),
     Case("fes", "HILLS file of garbage", lambda e: ["fes", str(e["csv"]), "-o",
                                                     str(e["dir"] / "f")], "frames.csv"),
+    # ---------------------------------------------------------------- export
+    Case("export", "missing model", fixed("export", "missing.pt", "-o", "m.pt"), "not found",
+         check=no_output(lambda e: e["tmp"] / "m.pt")),
+    Case("export", "malicious pickle as model", fixed("export", P("evil"), "-o", "m.pt"),
+         "could not be read", check=no_output(lambda e: e["tmp"] / "m.pt")),
+    Case("export", "output without .pt", fixed("export", P("model"), "-o", "m.json"),
+         "ending in .pt", check=no_output(lambda e: e["tmp"] / "m.json")),
+    Case("export", "OpenMM structure with an element the model lacks", fixed(
+        "export", P("model"), "-o", "m.pt", "--openmm", P("cl")), "not known to the model",
+         check=no_output(lambda e: e["tmp"] / "m.pt")),
+    Case("export", "missing OpenMM structure", fixed("export", P("model"), "-o", "m.pt",
+                                                     "--openmm", "missing.xyz"),
+         "structure file not found", check=no_output(lambda e: e["tmp"] / "m.pt")),
     # ---------------------------------------------------------------- other commands
     Case("demo", "negative pre-training time", fixed("demo", "-o", "d", "--quick",
                                                      "--pretrain-minutes", "-1"),

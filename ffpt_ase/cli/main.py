@@ -9,6 +9,7 @@
     ffpt-ase data info FILE
     ffpt-ase train --stage pretrain --data pt.npz -o runs/pt
     ffpt-ase evaluate runs/pt/best.pt test.xyz --json
+    ffpt-ase export runs/ft/best.pt -o model.pt [--openmm start.xyz]
     ffpt-ase metad --reaction 09 --model runs/ft/best.pt --steps 50000 -o runs/rxn09
     ffpt-ase metad --deck my.dat --start my.xyz --model runs/ft/best.pt --steps 50000 -o runs/my
     ffpt-ase fes runs/rxn09 -o runs/rxn09/fes
@@ -94,7 +95,8 @@ def _cmd_parametrize(args):
 def _cmd_data(args):
     from ..data import read_frames, write_frames
 
-    keys = {k: getattr(args, k, None) for k in ("energy_key", "forces_key")}
+    from ..training.config import LABEL_KEY_FIELDS
+    keys = {k: getattr(args, k, None) for k in LABEL_KEY_FIELDS}
     if args.action == "info":
         print(read_frames(args.input, **keys).summary())
         return 0
@@ -107,16 +109,23 @@ def _cmd_data(args):
 
 
 def _cmd_train(args):
+    import os
+
     from ..analysis.plots import plot_learning_curve
     from ..training.config import TrainConfig
     from ..training.trainer import train
 
     cfg = TrainConfig.from_sources(args.config, args=args)
+    main_process = int(os.environ.get("RANK", "0")) == 0   # under torchrun: rank 0 reports
+    if not main_process:
+        logging.getLogger().setLevel(logging.WARNING)
     try:
         summary = train(cfg, start_over=args.start_over)
     finally:
-        if (cfg.output_dir / "log.csv").exists():
+        if main_process and (cfg.output_dir / "log.csv").exists():
             plot_learning_curve(cfg.output_dir / "log.csv", cfg.output_dir / "learning_curve.png")
+    if not main_process:
+        return 0
     final = summary["final"] or {}
     print(f"{cfg.stage}: {summary['epochs']} epochs ({summary['stop_reason']}); validation "
           f"energy MAE {final.get('val_energy_mae', float('nan')):.4f} eV, force MAE "
@@ -131,16 +140,18 @@ def _cmd_evaluate(args):
     from ..analysis.plots import plot_parity
     from ..data import read_frames
     from ..model.potential import load_potential
-    from ..runtime import set_threads, torch_dtype
+    from ..runtime import set_threads, torch_dtype, usable_device
+    from ..training.config import LABEL_KEY_FIELDS
     from ..training.metrics import error_metrics, predict
 
     set_threads(args.threads)
     dtype = torch_dtype(args.dtype)
-    model = load_potential(args.model, dtype=dtype)
-    frames = read_frames(args.data, energy_key=getattr(args, "energy_key", None),
-                         forces_key=getattr(args, "forces_key", None))
-    e, f = predict(model, frames, batch_size=args.batch_size, dtype=dtype)
-    metrics = error_metrics(frames, e, f)
+    model = load_potential(args.model, dtype=dtype, device=usable_device(args.device))
+    frames = read_frames(args.data, **{k: getattr(args, k, None) for k in LABEL_KEY_FIELDS})
+    with_stress = frames.stress is not None and bool(frames.pbc.all())
+    e, f, *s = predict(model, frames, batch_size=args.batch_size, dtype=dtype,
+                       stress=with_stress)
+    metrics = error_metrics(frames, e, f, s[0] if s else None)
     metrics.update(model=str(args.model), data=str(args.data))
     if args.plot:
         real = frames.numbers_per_frame > 0
@@ -155,6 +166,33 @@ def _cmd_evaluate(args):
     return 0
 
 
+def _cmd_export(args):
+    from ..data.graphs import species_index
+    from ..files import make_folder
+    from ..model.export import export_potential
+    from ..model.potential import load_potential
+    from ..runtime import torch_dtype
+    from ..simulate.md import read_structures
+
+    out = Path(args.output)
+    if out.is_dir() or out.suffix != ".pt":
+        raise ValueError(f"-o {out}: give a file name ending in .pt")
+    model = load_potential(args.model, dtype=torch_dtype(args.dtype))
+    atoms = None
+    if args.openmm:
+        atoms = read_structures(args.openmm, 0, what="--openmm structure file")
+        species_index(atoms.numbers, model.elements)   # unknown elements named now
+    make_folder(out.parent)
+    export_potential(model, out, dtype=args.dtype, openmm_atoms=atoms)
+    kind = (f"OpenMM-Torch TorchForce for the {len(atoms)} atoms of {args.openmm} (nm, kJ/mol; "
+            f"setOutputsForces(True))" if atoms is not None else
+            "forward(numbers, positions [A], cell [A], pbc) -> energy [eV], forces [eV/A], "
+            "stress [eV/A^3]")
+    print(f"wrote {out}: TorchScript, {args.dtype}, elements {model.elements}, cutoff "
+          f"{model.cutoff} A; {kind}; load it with torch.jit.load('{out}')")
+    return 0
+
+
 def _cmd_bench(args):
     import json
 
@@ -165,7 +203,7 @@ def _cmd_bench(args):
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got "
                              f"{getattr(args, name)}")
     kw = dict(system=args.system, features=args.features, interactions=args.interactions,
-              dtype=args.dtype, threads=args.threads)
+              dtype=args.dtype, threads=args.threads, device=args.device)
     if args.what == "speed":
         res = inference_speed(n_calls=args.calls, compile=args.compile, **kw)
     else:
@@ -300,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ..applications.h2combustion.metad import ChannelMetadConfig
     from ..settings import add_arguments
     from ..simulate.stability import StabilityConfig
-    from ..training.config import TrainConfig
+    from ..training.config import LABEL_KEY_FIELDS, TrainConfig
 
     parser = Parser(
         prog="ffpt-ase", allow_abbrev=False, description="Force-field pre-training and fine-tuning of MLIPs "
@@ -347,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_label_keys(p):   # the same options as train's, with train's help
         add_arguments(p, TrainConfig, skip=[f.name for f in dataclasses.fields(TrainConfig)
-                                            if f.name not in ("energy_key", "forces_key")])
+                                            if f.name not in LABEL_KEY_FIELDS])
 
     p = add_command("data", help="inspect or convert frame files")
     p.add_argument("action", choices=["info", "convert"])
@@ -370,8 +408,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     add_label_keys(p)
     p.set_defaults(func=_cmd_evaluate)
+
+    p = add_command("export", help="write a model as a TorchScript file that torch alone "
+                                   "loads (for other MD engines)")
+    p.add_argument("model", help="checkpoint (best.pt, pretrained:NAME)")
+    p.add_argument("-o", "--output", required=True, help="TorchScript file (.pt)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float64",
+                   help="precision of the network (energies are summed in float64 either way)")
+    p.add_argument("--openmm", default=None, metavar="STRUCTURE",
+                   help="write OpenMM-Torch's TorchForce convention instead, for the atoms of "
+                        "this structure file (positions and box in nm, energy in kJ/mol)")
+    p.set_defaults(func=_cmd_export)
 
     p = add_command("bench", help="speed of the model (random weights, no data needed)")
     p.add_argument("what", choices=["speed", "train"])
@@ -383,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calls", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench)
 

@@ -10,6 +10,8 @@ key            shape                     meaning
                (frames, atoms)           different atom counts (padding rows are ignored)
 ``energy``     (frames,)                 total energy in eV (optional)
 ``forces``     (frames, atoms, 3)        forces in eV/Angstrom (optional)
+``stress``     (frames, 3, 3)            stress in eV/Angstrom^3, ASE's sign convention
+                                         (sigma = (1/V) dE/d(strain); optional, periodic)
 ``cell``       (frames, 3, 3)            cell vectors (rows) in Angstrom; zeros if none
 ``pbc``        (3,)                      periodic directions
 ``time``       (frames,)                 time index of trajectory frames (optional; unit in
@@ -60,6 +62,21 @@ ENERGY_KEYS = ("energy", "REF_energy", "dft_energy", "DFT_energy", "total_energy
 #: ``Atoms.info`` keys that carry a frame set's provenance through extended XYZ / ASE files
 PROVENANCE_KEYS = {"label_sources": "ffpt_label_sources", "source": "ffpt_source"}
 FORCES_KEYS = ("forces", "REF_forces", "dft_forces", "DFT_forces", "force")
+#: stress labels in ``Atoms.info`` (eV/A^3, 3x3, 9 or Voigt 6 values), or virials (eV, as
+#: MACE's ``REF_virials`` and DeePMD's ``virial``: W = -V sigma)
+STRESS_KEYS = ("stress", "REF_stress", "dft_stress", "DFT_stress")
+VIRIAL_KEYS = ("virial", "virials", "REF_virial", "REF_virials")
+
+
+def stress_matrix(value, what: str = "stress") -> np.ndarray:
+    """A 3x3 stress from 3x3, 9 or Voigt 6 values (xx yy zz yz xz xy, ASE's order)."""
+    v = np.asarray(value, float).reshape(-1)
+    if v.size == 9:
+        return v.reshape(3, 3)
+    if v.size == 6:
+        xx, yy, zz, yz, xz, xy = v
+        return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+    raise DataFormatError(f"{what} must have 9 or 6 (Voigt) components, got {v.size}")
 
 
 @contextmanager
@@ -90,6 +107,7 @@ class Frames:
     cell: np.ndarray | None = None
     pbc: np.ndarray = field(default_factory=lambda: np.zeros(3, bool))
     time: np.ndarray | None = None
+    stress: np.ndarray | None = None
     extras: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
 
@@ -109,6 +127,11 @@ class Frames:
         self.pbc = np.asarray(self.pbc, bool).reshape(3)
         if self.time is not None:
             self.time = np.asarray(self.time, float).reshape(-1)
+        if self.stress is not None:
+            self.stress = np.asarray(self.stress, float)
+            if self.stress.ndim == 2 and self.stress.shape[1] in (6, 9):
+                self.stress = np.stack([stress_matrix(v) for v in self.stress]) \
+                    if len(self.stress) else np.zeros((0, 3, 3))
         self.validate()
 
     # -- shape checks ---------------------------------------------------------------------
@@ -129,6 +152,9 @@ class Frames:
             raise DataFormatError(f"{where}: cell must be ({nf}, 3, 3), got {self.cell.shape}")
         if self.time is not None and self.time.shape != (nf,):
             raise DataFormatError(f"{where}: time must be ({nf},), got {self.time.shape}")
+        if self.stress is not None and self.stress.shape != (nf, 3, 3):
+            raise DataFormatError(f"{where}: stress must be ({nf}, 3, 3), got "
+                                  f"{self.stress.shape}")
         for k, v in self.extras.items():
             if len(v) != nf:
                 raise DataFormatError(f"{where}: extra array {k!r} has {len(v)} rows, not {nf}")
@@ -166,7 +192,7 @@ class Frames:
             positions=self.positions[index],
             numbers=self.numbers if self.numbers.ndim == 1 else self.numbers[index],
             energy=pick(self.energy), forces=pick(self.forces), cell=self.cell[index],
-            pbc=self.pbc, time=pick(self.time),
+            pbc=self.pbc, time=pick(self.time), stress=pick(self.stress),
             extras={k: v[index] for k, v in self.extras.items()},
             metadata=dict(self.metadata))
 
@@ -188,6 +214,8 @@ class Frames:
             bad |= ~np.isfinite(self.energy)
         if self.forces is not None:
             bad |= ~np.isfinite(self.forces).all(axis=(1, 2))
+        if self.stress is not None:
+            bad |= ~np.isfinite(self.stress).all(axis=(1, 2))
         return np.nonzero(bad)[0]
 
     # -- conversion -----------------------------------------------------------------------
@@ -197,11 +225,14 @@ class Frames:
         real = z > 0
         atoms = Atoms(numbers=z[real], positions=self.positions[index][real],
                       cell=self.cell[index], pbc=self.pbc)
-        if self.energy is not None or self.forces is not None:
+        if self.energy is not None or self.forces is not None or self.stress is not None:
+            from ase.stress import full_3x3_to_voigt_6_stress
             atoms.calc = SinglePointCalculator(
                 atoms,
                 energy=None if self.energy is None else float(self.energy[index]),
-                forces=None if self.forces is None else self.forces[index][real])
+                forces=None if self.forces is None else self.forces[index][real],
+                stress=None if self.stress is None else
+                full_3x3_to_voigt_6_stress(self.stress[index]))
         return atoms
 
     def to_atoms_list(self) -> list:
@@ -209,18 +240,21 @@ class Frames:
 
     @classmethod
     def from_atoms_list(cls, images, metadata=None, energy_key: str | None = None,
-                        forces_key: str | None = None) -> "Frames":
-        """Build from ASE Atoms; energies/forces from an attached calculator, or from
-        ``info``/``arrays`` under the first of :data:`ENERGY_KEYS` / :data:`FORCES_KEYS`
-        found (ASE's ``energy``/``forces``, MACE's ``REF_energy``/``REF_forces``, ...), or
-        only under ``energy_key`` / ``forces_key`` when given (every frame must have them).
-        The keys used are recorded in ``metadata['label_keys']``; provenance written by
-        :meth:`to_atoms` (label sources, source) is read back into the metadata."""
+                        forces_key: str | None = None,
+                        stress_key: str | None = None) -> "Frames":
+        """Build from ASE Atoms; energies/forces/stresses from an attached calculator, or
+        from ``info``/``arrays`` under the first of :data:`ENERGY_KEYS` /
+        :data:`FORCES_KEYS` / :data:`STRESS_KEYS` (or a virial under :data:`VIRIAL_KEYS`)
+        found (ASE's ``energy``/``forces``/``stress``, MACE's ``REF_*``, ...), or only under
+        ``energy_key`` / ``forces_key`` / ``stress_key`` when given (every frame must have
+        them). The keys used are recorded in ``metadata['label_keys']``; provenance written
+        by :meth:`to_atoms` (label sources, source) is read back into the metadata."""
         images = list(images)
         if not images:
             raise DataFormatError("no frames given")
-        if energy_key or forces_key:
-            images = [_relabel(a, k, energy_key, forces_key) for k, a in enumerate(images)]
+        if energy_key or forces_key or stress_key:
+            images = [_relabel(a, k, energy_key, forces_key, stress_key)
+                      for k, a in enumerate(images)]
         n_max = max(len(a) for a in images)
         nf = len(images)
         pos = np.zeros((nf, n_max, 3))
@@ -228,6 +262,7 @@ class Frames:
         energy = np.full(nf, np.nan)
         forces = np.full((nf, n_max, 3), np.nan)
         cell = np.zeros((nf, 3, 3))
+        stress = np.full((nf, 3, 3), np.nan)
         have_e = have_f = False
         used = {}
         for i, a in enumerate(images):
@@ -246,7 +281,10 @@ class Frames:
                                 "forces" if "forces" in res else f_key)
                 e = res.get("energy", e)
                 f = res.get("forces", f)
-            for kind, key in (("energy", e_key), ("forces", f_key)):
+            s, s_key = _stress_label(a, i)
+            if s is not None:
+                stress[i] = s
+            for kind, key in (("energy", e_key), ("forces", f_key), ("stress", s_key)):
                 if key:
                     used.setdefault(kind, set()).add(key)
             if e is not None:
@@ -258,16 +296,22 @@ class Frames:
                 have_f = True
         if have_e and np.isnan(energy).any():
             raise DataFormatError(f"energy missing in frames {np.nonzero(np.isnan(energy))[0][:10]}")
+        have_s = "stress" in used
+        if have_s and np.isnan(stress).any():
+            raise DataFormatError(f"stress missing in frames "
+                                  f"{np.nonzero(np.isnan(stress).any(axis=(1, 2)))[0][:10]}")
         same = (num == num[0]).all()
         metadata = dict(metadata or {})
         metadata["label_keys"] = {k: sorted(v) for k, v in used.items()}
         metadata.update(_provenance(images))
-        for kind, key in (("energy", energy_key), ("forces", forces_key)):
+        for kind, key in (("energy", energy_key), ("forces", forces_key),
+                          ("stress", stress_key)):
             if key:
                 metadata["label_keys"][kind] = [key]
         return cls(positions=pos, numbers=num[0] if same else num,
                    energy=energy if have_e else None, forces=forces if have_f else None,
-                   cell=cell, pbc=images[0].pbc, metadata=metadata)
+                   stress=stress if have_s else None, cell=cell, pbc=images[0].pbc,
+                   metadata=metadata)
 
     @classmethod
     def concatenate(cls, parts) -> "Frames":
@@ -292,6 +336,7 @@ class Frames:
             forces=np.concatenate([pad(p.forces) for p in parts]) if has("forces") else None,
             cell=np.concatenate([p.cell for p in parts]), pbc=parts[0].pbc,
             time=np.concatenate([p.time for p in parts]) if has("time") else None,
+            stress=np.concatenate([p.stress for p in parts]) if has("stress") else None,
             extras={k: np.concatenate([p.extras[k] for p in parts]) for k in keys},
             metadata={"concatenated_from": [p.metadata for p in parts]})
 
@@ -305,6 +350,8 @@ class Frames:
         for name in ("energy", "forces", "time"):
             value = getattr(self, name)
             parts.append(b"" if value is None else np.ascontiguousarray(value).tobytes())
+        if self.stress is not None:   # (absent: the digest of sets from before stresses)
+            parts += [b"stress", np.ascontiguousarray(self.stress).tobytes()]
         return bytes_digest(*parts)
 
     def save(self, path: str | Path) -> Path:
@@ -313,7 +360,7 @@ class Frames:
         arrays = {"positions": self.positions, "numbers": self.numbers, "cell": self.cell,
                   "pbc": self.pbc, "format_version": np.array(FORMAT_VERSION),
                   "metadata": np.array(json.dumps(self.metadata, default=str))}
-        for name in ("energy", "forces", "time"):
+        for name in ("energy", "forces", "time", "stress"):
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
         for k, v in self.extras.items():
@@ -341,7 +388,7 @@ class Frames:
                 positions=data["positions"], numbers=data["numbers"], energy=get("energy"),
                 forces=get("forces"), cell=get("cell"),
                 pbc=get("pbc") if "pbc" in data.files else np.zeros(3, bool),
-                time=get("time"),
+                time=get("time"), stress=get("stress"),
                 extras={k[7:]: data[k] for k in data.files if k.startswith("extra__")},
                 metadata=meta)
 
@@ -368,6 +415,10 @@ class Frames:
             real = self.numbers_per_frame > 0
             fn = np.linalg.norm(self.forces, axis=-1)[real]
             lines.append(f"|force| [eV/A]: mean {fn.mean():.4f}  max {fn.max():.4f}")
+        if self.stress is not None:
+            p = -np.trace(self.stress, axis1=1, axis2=2) / 3.0
+            lines.append(f"stress [eV/A^3]: pressure -tr/3 min {p.min():.5f}  max "
+                         f"{p.max():.5f} ({p.mean() * 160.21766:.3f} GPa on average)")
         if self.time is not None:
             lines.append(f"time: {self.time[0]:g} .. {self.time[-1]:g} "
                          f"{self.metadata.get('time_unit', '')}")
@@ -381,27 +432,60 @@ class Frames:
         return "\n".join(lines)
 
 
-def _relabel(atoms, k: int, energy_key: str | None, forces_key: str | None):
+def _stress_label(atoms, index: int):
+    """``(3x3 stress in eV/A^3, key)`` of a frame, or ``(None, None)``: the calculator's
+    stress, else the first of :data:`STRESS_KEYS`, else a virial (eV) of
+    :data:`VIRIAL_KEYS` divided by -V."""
+    res = atoms.calc.results if atoms.calc is not None else {}
+    if "stress" in res:
+        return stress_matrix(res["stress"], f"frame {index}: stress"), "stress"
+    key = next((k for k in STRESS_KEYS if k in atoms.info), None)
+    if key:
+        return stress_matrix(atoms.info[key], f"frame {index}: {key}"), key
+    key = next((k for k in VIRIAL_KEYS if k in atoms.info), None)
+    if key:
+        volume = abs(atoms.cell.volume)
+        if volume < 1e-9:
+            raise DataFormatError(f"frame {index}: a virial ({key}) needs a cell with a "
+                                  f"volume")
+        return -stress_matrix(atoms.info[key], f"frame {index}: {key}") / volume, key
+    return None, None
+
+
+def _relabel(atoms, k: int, energy_key: str | None, forces_key: str | None,
+             stress_key: str | None = None):
     """A copy of ``atoms`` labelled by the user's keys: a kind with a key given takes its
-    label only from there (ASE's reader may have put ``energy``/``forces`` on a single-point
-    calculator: those count too), a kind without keeps the calculator's label."""
+    label only from there (ASE's reader may have put ``energy``/``forces``/``stress`` on a
+    single-point calculator: those count too), a kind without keeps the calculator's
+    label. A stress key naming a virial (:data:`VIRIAL_KEYS`) is converted to a stress."""
     from ase.calculators.singlepoint import SinglePointCalculator
     results = dict(atoms.calc.results) if atoms.calc is not None else {}
     out = atoms.copy()
     labels = {}
     for kind, key, known, table in (("energy", energy_key, ENERGY_KEYS, atoms.info),
-                                    ("forces", forces_key, FORCES_KEYS, atoms.arrays)):
+                                    ("forces", forces_key, FORCES_KEYS, atoms.arrays),
+                                    ("stress", stress_key, STRESS_KEYS + VIRIAL_KEYS,
+                                     atoms.info)):
         if not key:
             if kind in results:
                 labels[kind] = results[kind]
             continue
         for other in known:   # no fallback to another key of this kind
-            (out.info if kind == "energy" else out.arrays).pop(other, None)
+            (out.arrays if kind == "forces" else out.info).pop(other, None)
         value = table.get(key, results.get(key) if key == kind else None)
         if value is None:
             raise DataFormatError(f"frame {k} has no {kind} under the key {key!r} (it has "
                                   f"info keys {sorted(atoms.info)[:8]} and array keys "
                                   f"{sorted(atoms.arrays)[:8]})")
+        if kind == "stress":
+            value = stress_matrix(value, f"frame {k}: {key}")
+            if key in VIRIAL_KEYS:
+                if abs(atoms.cell.volume) < 1e-9:
+                    raise DataFormatError(f"frame {k}: a virial ({key}) needs a cell with a "
+                                          f"volume")
+                value = -value / abs(atoms.cell.volume)
+            from ase.stress import full_3x3_to_voigt_6_stress
+            value = full_3x3_to_voigt_6_stress(value)
         labels[kind] = value
     if labels:
         out.calc = SinglePointCalculator(out, **labels)

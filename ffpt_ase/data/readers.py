@@ -84,7 +84,7 @@ def read_combustion_npz(path: str | Path, time_ordered: bool | None = None) -> F
 
 
 def read_extxyz(path: str | Path, index=":", energy_key: str | None = None,
-                forces_key: str | None = None) -> Frames:
+                forces_key: str | None = None, stress_key: str | None = None) -> Frames:
     """Extended XYZ via ASE (energies in eV, forces in eV/A as stored; labels under the
     given keys, else the first known key, see :meth:`Frames.from_atoms_list`)."""
     from ase.io import read
@@ -97,7 +97,8 @@ def read_extxyz(path: str | Path, index=":", energy_key: str | None = None,
     if not isinstance(images, list):
         images = [images]
     return Frames.from_atoms_list(images, metadata={"source": str(path), "format": "extxyz"},
-                                  energy_key=energy_key, forces_key=forces_key)
+                                  energy_key=energy_key, forces_key=forces_key,
+                                  stress_key=stress_key)
 
 
 def _deepmd_system(folder: Path) -> Frames:
@@ -114,7 +115,7 @@ def _deepmd_system(folder: Path) -> Frames:
     if not sets:
         raise DataFormatError(f"{folder}: no set.* subfolders")
     n = len(numbers)
-    pos, frc, ene, box = [], [], [], []
+    pos, frc, ene, box, vir = [], [], [], [], []
     for s in sets:
         try:
             c = np.load(s / "coord.npy")
@@ -132,8 +133,17 @@ def _deepmd_system(folder: Path) -> Frames:
         frc.append(f.reshape(nf, n, 3))
         ene.append(e.reshape(-1))
         box.append(b.reshape(nf, 3, 3))
+        if (s / "virial.npy").exists():   # virial in eV: stress = -W / V
+            try:
+                w = np.load(s / "virial.npy").reshape(nf, 3, 3)
+            except (OSError, ValueError, EOFError) as err:
+                raise DataFormatError(f"{s}: damaged or misshaped virial.npy ({err})") from err
+            vir.append(-w / np.abs(np.linalg.det(box[-1]))[:, None, None])
+    if vir and len(vir) != len(sets):
+        raise DataFormatError(f"{folder}: virial.npy is in some set.* folders only")
     return Frames(positions=np.concatenate(pos), numbers=numbers, energy=np.concatenate(ene),
                   forces=np.concatenate(frc), cell=np.concatenate(box), pbc=[True] * 3,
+                  stress=np.concatenate(vir) if vir else None,
                   metadata={"source": str(folder), "format": "deepmd-raw"})
 
 
@@ -152,7 +162,7 @@ def read_deepmd(path: str | Path) -> Frames:
 
 
 def read_ase_trajectory(path: str | Path, energy_key: str | None = None,
-                        forces_key: str | None = None) -> Frames:
+                        forces_key: str | None = None, stress_key: str | None = None) -> Frames:
     """An ASE ``.traj`` file; energies/forces come from the calculator results stored (or
     the ``info``/``arrays`` keys given)."""
     from ase.io import Trajectory
@@ -164,24 +174,27 @@ def read_ase_trajectory(path: str | Path, energy_key: str | None = None,
     except Exception as err:
         raise DataFormatError(f"{path}: not a readable ASE trajectory ({err})") from err
     frames = Frames.from_atoms_list(images, metadata={"source": str(path), "format": "ase-traj"},
-                                    energy_key=energy_key, forces_key=forces_key)
+                                    energy_key=energy_key, forces_key=forces_key,
+                                    stress_key=stress_key)
     frames.time = np.arange(len(frames), dtype=float)
     frames.metadata["time_unit"] = "frame"
     return frames
 
 
 def read_frames(path: str | Path, energy_key: str | None = None,
-                forces_key: str | None = None) -> Frames:
+                forces_key: str | None = None, stress_key: str | None = None) -> Frames:
     """Read any supported file or folder, choosing the reader from its name and content.
-    ``energy_key``/``forces_key``: where extended XYZ and ASE trajectory files keep their
-    labels (default: the first of the known keys, ASE's and MACE's among them)."""
+    ``energy_key``/``forces_key``/``stress_key``: where extended XYZ and ASE trajectory
+    files keep their labels (default: the first of the known keys, ASE's and MACE's among
+    them; a stress key may name a virial in eV)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such file or folder: {path}")
-    keys = energy_key or forces_key
+    keys = energy_key or forces_key or stress_key
     if keys and (path.is_dir() or path.suffix.lower() not in (".xyz", ".extxyz", ".traj")):
-        raise DataFormatError(f"{path}: --energy-key/--forces-key name labels of extended XYZ "
-                              "or ASE trajectory files; this format has fixed labels")
+        raise DataFormatError(f"{path}: --energy-key/--forces-key/--stress-key name labels "
+                              "of extended XYZ or ASE trajectory files; this format has "
+                              "fixed labels")
     if path.is_dir():
         return read_deepmd(path)
     suffix = path.suffix.lower()
@@ -194,9 +207,10 @@ def read_frames(path: str | Path, energy_key: str | None = None,
             return read_combustion_npz(path)
         raise DataFormatError(f"{path}: unknown .npz layout (keys {sorted(keys)})")
     if suffix == ".traj":
-        return read_ase_trajectory(path, energy_key, forces_key)
+        return read_ase_trajectory(path, energy_key, forces_key, stress_key)
     if suffix in (".xyz", ".extxyz"):
-        return read_extxyz(path, energy_key=energy_key, forces_key=forces_key)
+        return read_extxyz(path, energy_key=energy_key, forces_key=forces_key,
+                           stress_key=stress_key)
     raise DataFormatError(f"{path}: unknown data format (use .npz, .xyz/.extxyz, .traj or a "
                           f"DeePMD folder)")
 

@@ -37,30 +37,33 @@ def mlp(n_in: int, n_out: int, act: nn.Module, bias: bool = True) -> nn.Sequenti
     return nn.Sequential(nn.Linear(n_in, n_in, bias=bias), act, nn.Linear(n_in, n_out, bias=bias))
 
 
-class EdgeOps:
-    """Moves features between atoms and unordered edges (i < j): gathers by index and sums
-    with ``index_add``. (Incidence-matrix products were tried for single small molecules and
-    were not measurably faster on CPU.)"""
+# Moving features between atoms and unordered edges (i < j): gathers by index, sums with
+# ``index_add``. Plain functions of tensors, so the network compiles with TorchScript
+# (``ffpt-ase export``). (Incidence-matrix products were tried for single small molecules
+# and were not measurably faster on CPU.)
 
-    def __init__(self, ei, ej, n: int, unit):
-        self.ei, self.ej, self.n, self.unit = ei, ej, n, unit
+def gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Atom features (n, ...) -> edge features (E, ...) of the atoms ``index`` (E,)
+    (``index_select``: one contiguous copy, cheaper than advanced indexing)."""
+    return x.index_select(0, index)
 
-    def gather(self, x, side: str):
-        """Atom features (n, ...) -> edge features (E, ...) of atom i or j of each edge
-        (``index_select``: one contiguous copy, cheaper than advanced indexing)."""
-        return x.index_select(0, self.ei if side == "i" else self.ej)
 
-    def sum_to_atoms(self, to_i, to_j, sign_j: float = 1.0):
-        """Atom sums of edge terms: to_i goes to atom i of each edge, ``sign_j`` * to_j to
-        atom j."""
-        out = to_i.new_zeros((self.n,) + to_i.shape[1:])
-        return out.index_add(0, self.ei, to_i).index_add(0, self.ej, to_j, alpha=sign_j)
+def sum_to_atoms(to_i: torch.Tensor, to_j: torch.Tensor, ei: torch.Tensor, ej: torch.Tensor,
+                 n: int, sign_j: float = 1.0) -> torch.Tensor:
+    """Atom sums of edge terms: ``to_i`` goes to atom i of each edge, ``sign_j`` * ``to_j``
+    to atom j."""
+    shape = [n] + list(to_i.shape[1:])
+    out = to_i.new_zeros(shape)
+    return out.index_add(0, ei, to_i).index_add(0, ej, to_j, alpha=sign_j)
 
-    def sum_directed(self, w):
-        """sum_j w_ij u_ij for every atom, (n, 3, F), from edge weights w (E, F); u_ji = -u_ij
-        (subtracted in the sum: no negated copy of the (E, 3, F) tensor)."""
-        Fij = w.unsqueeze(1) * self.unit.unsqueeze(-1)                  # (E, 3, F), i -> j
-        return self.sum_to_atoms(Fij, Fij, sign_j=-1.0)
+
+def sum_directed(w: torch.Tensor, unit: torch.Tensor, ei: torch.Tensor, ej: torch.Tensor,
+                 n: int) -> torch.Tensor:
+    """sum_j w_ij u_ij for every atom, (n, 3, F), from edge weights w (E, F) and unit vectors
+    u_ij (E, 3); u_ji = -u_ij (subtracted in the sum: no negated copy of the (E, 3, F)
+    tensor)."""
+    Fij = w.unsqueeze(1) * unit.unsqueeze(-1)                       # (E, 3, F), i -> j
+    return sum_to_atoms(Fij, Fij, ei, ej, n, sign_j=-1.0)
 
 
 class InteractionBlock(nn.Module):
@@ -82,20 +85,24 @@ class InteractionBlock(nn.Module):
         self.act = act
         self.n_features = F
 
-    def forward(self, a, f, d, edge_filter, envelope, ops: EdgeOps, first: bool = False):
+    def forward(self, a, f, d, edge_filter, envelope, unit, ei, ej, first: bool = False):
+        """One layer on atom features a (n, F), f and d (n, 3, F); edges ``ei < ej`` with
+        their filter (E, F), envelope (E, 1) and unit vectors i -> j (E, 3)."""
+        n = a.shape[0]
         pa = self.node_message(a)
-        m = ops.gather(pa, "i") * ops.gather(pa, "j") * edge_filter  # once per unordered pair
-        hm, hF, hd = self.act(self.edge_hidden(m)).split(self.n_features, dim=-1)
+        m = gather(pa, ei) * gather(pa, ej) * edge_filter       # once per unordered pair
+        h = self.act(self.edge_hidden(m)).split(self.n_features, dim=-1)
+        hm, hF, hd = h[0], h[1], h[2]
         # every edge output is multiplied by the cutoff envelope c(r_ij) (E, 1), so that an
         # edge's contribution goes smoothly to zero at the cutoff despite the biases
         msg = self.edge_out_m(hm) * envelope
-        a = a + ops.sum_to_atoms(msg, msg)
-        df = ops.sum_directed(self.edge_out_F(hF) * envelope)
+        a = a + sum_to_atoms(msg, msg, ei, ej, n)
+        df = sum_directed(self.edge_out_F(hF) * envelope, unit, ei, ej, n)
         f = f + df
         d = d + self.node_disp(a).unsqueeze(1) * df
         if not first:  # d is still zero in the first layer
             wd = (self.edge_out_d(hd) * envelope).unsqueeze(1)
-            d = d + ops.sum_to_atoms(wd * ops.gather(d, "j"), wd * ops.gather(d, "i"))
+            d = d + sum_to_atoms(wd * gather(d, ej), wd * gather(d, ei), ei, ej, n)
         a = a - self.node_energy(a) * (f * d).sum(dim=1)
         return a, f, d
 
@@ -136,7 +143,6 @@ class NewtonNet(nn.Module):
         f = a.new_zeros(n, 3, self.n_features)
         d = a.new_zeros(n, 3, self.n_features)
         filters = self.edge_filters(rbf).split(self.n_features, dim=-1)
-        ops = EdgeOps(edge_i, edge_j, n, unit)
         for k, block in enumerate(self.interactions):
-            a, f, d = block(a, f, d, filters[k], env, ops, first=(k == 0))
+            a, f, d = block(a, f, d, filters[k], env, unit, edge_i, edge_j, first=(k == 0))
         return self.readout(a).squeeze(-1)

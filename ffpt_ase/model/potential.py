@@ -167,9 +167,9 @@ class Potential(nn.Module):
 
     # ------------------------------------------------------------------------------------
     def checkpoint(self, **extra) -> dict:
-        """The model as a checkpoint dictionary; its tensors are copies, so the dictionary
-        keeps this moment's weights while training goes on."""
-        state = {k: v.detach().clone() for k, v in self.state_dict().items()}
+        """The model as a checkpoint dictionary; its tensors are copies on the CPU, so the
+        dictionary keeps this moment's weights while training goes on (on any device)."""
+        state = {k: v.detach().to("cpu", copy=True) for k, v in self.state_dict().items()}
         return {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
                 "config": dict(self.config), "model_state": state, **extra}
 

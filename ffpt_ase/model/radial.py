@@ -39,6 +39,14 @@ class BesselBasis(nn.Module):
                              / self.cutoff)
         self.prefactor = math.sqrt(2.0 / self.cutoff)
 
+    def _apply(self, fn, recurse=True):
+        """Dtype conversions leave the frequencies in float64 (they follow the device), so
+        a model taken to float32 and back computes what a float64 model computes."""
+        freq = self.freq
+        super()._apply(fn, recurse)
+        self.freq = freq.to(device=self.freq.device, dtype=torch.float64)
+        return self
+
     @property
     def n_basis(self) -> int:
         return self.freq.numel()

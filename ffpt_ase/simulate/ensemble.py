@@ -78,7 +78,8 @@ class BatchedForces(_ReplicaLayout):
 
     Molecular (non-periodic) replicas get their edges on the device: the candidate pairs of
     each molecule are listed once and every call keeps those closer than the cutoff.
-    Periodic replicas get matscipy's neighbour list on the host each call.
+    Periodic replicas get matscipy's neighbour list on the host each call on the CPU, and
+    :mod:`~ffpt_ase.data.neighbours` on a GPU.
     """
 
     def __init__(self, calc, replicas):
@@ -141,7 +142,21 @@ class BatchedForces(_ReplicaLayout):
         keep = (vec * vec).sum(-1) < self.cutoff ** 2
         ei, ej = pi[keep], pj[keep]
         shift = pos.new_zeros((ei.shape[0], 3))
-        if lay["periodic"]:
+        if lay["periodic"] and pos.device.type != "cpu":   # on the device, no host copy
+            from ..data.neighbours import padded_half_edges
+            parts_i, parts_j, parts_s = [ei], [ej], [shift]
+            for n, k in lay["periodic"]:
+                lo, hi = lay["local"][n], lay["local"][n + 1]
+                x = pos[lo:hi].detach().unsqueeze(0)
+                _, i, j, S = padded_half_edges(
+                    x, torch.ones(x.shape[:2], dtype=torch.bool, device=pos.device),
+                    lay["cell"][n:n + 1], torch.as_tensor(self.pbc[k], device=pos.device),
+                    self.cutoff)
+                parts_i.append(i + lo)
+                parts_j.append(j + lo)
+                parts_s.append(S.to(pos.dtype))
+            ei, ej, shift = torch.cat(parts_i), torch.cat(parts_j), torch.cat(parts_s)
+        elif lay["periodic"]:
             host = pos.detach().double().cpu().numpy()
             parts_i, parts_j, parts_s = [ei], [ej], [shift]
             for n, k in lay["periodic"]:

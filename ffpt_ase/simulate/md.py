@@ -20,8 +20,6 @@ class MDSettings(RunSettings):
     temperature_K: float = setting(300.0, "temperature", unit="K", flag="--temperature")
     timestep_fs: float = setting(0.5, "time step", unit="fs", flag="--timestep")
     friction_per_ps: float = setting(2.0, "Langevin friction", unit="1/ps", flag="--friction")
-    device: str = setting("cpu", "torch device of the model (cpu, cuda, cuda:1, ...)",
-                          role="free")
     compile: bool = setting(False, "torch.compile the network (about a minute once per "
                                    "process, then faster steps)", role="free")
 

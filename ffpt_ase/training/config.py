@@ -19,6 +19,9 @@ from ..settings import RunSettings, from_sources, redefault, setting
 STAGES = ("scratch", "pretrain", "finetune")
 LOSSES = ("mse", "huber")   # the error functions of training.losses.error_term
 STAGE_LR = {"scratch": 1e-3, "pretrain": 1e-4, "finetune": 1e-4}
+#: the settings that say where frame files keep their labels (every command that reads
+#: frames takes them)
+LABEL_KEY_FIELDS = ("energy_key", "forces_key", "stress_key")
 
 
 @dataclass(kw_only=True)
@@ -49,6 +52,8 @@ class TrainConfig(RunSettings):
                                        role="free")
     w_energy: float = setting(1.0, "energy loss weight")
     w_forces: float = setting(20.0, "force loss weight")
+    w_stress: float = setting(0.0, "stress loss weight (errors in eV/A^3; 0: stresses are "
+                                   "not trained; > 0 needs periodic frames with stresses)")
     temporal_pairs: bool = setting(False, "add the temporal-pair loss (time-ordered data "
                                           "only)")
     w_temporal: float = setting(1.0, "temporal-pair loss weight")
@@ -76,6 +81,10 @@ class TrainConfig(RunSettings):
     forces_key: str | None = setting(None, "extended XYZ / ASE trajectory: the force labels "
                                            "are under this key (default: forces, REF_forces, "
                                            "...)")
+    stress_key: str | None = setting(None, "extended XYZ / ASE trajectory: the stress labels "
+                                           "(eV/A^3) are under this key, or a virial (eV) "
+                                           "under virial/REF_virials (default: stress, "
+                                           "REF_stress, ..., then virials)")
     # data split
     n_train: int | None = setting(None, "training frames (default: all not in validation)")
     n_val: int | None = setting(None, "validation frames (default: val_fraction of them)")
@@ -110,6 +119,7 @@ class TrainConfig(RunSettings):
                   "min_lr_ratio": (0 < self.min_lr_ratio <= 1, "in (0, 1]"),
                   "w_energy": (self.w_energy >= 0, ">= 0"),
                   "w_forces": (self.w_forces >= 0, ">= 0"),
+                  "w_stress": (self.w_stress >= 0, ">= 0"),
                   "w_temporal": (self.w_temporal >= 0, ">= 0"),
                   "huber_delta": (self.huber_delta > 0, "> 0"),
                   "grad_clip": (self.grad_clip is None or self.grad_clip > 0, "> 0"),
@@ -125,6 +135,9 @@ class TrainConfig(RunSettings):
         if self.w_energy == 0 and self.w_forces == 0:
             raise ValueError("w_energy and w_forces are both 0: nothing to train on")
 
+    def label_keys(self) -> dict:
+        """``{energy_key: ..., forces_key: ..., stress_key: ...}`` for the frame readers."""
+        return {name: getattr(self, name) for name in LABEL_KEY_FIELDS}
 
     def e0_energies(self) -> dict | None:
         """``{atomic number: eV}`` of ``e0s`` (None when not given)."""

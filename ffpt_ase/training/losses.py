@@ -3,8 +3,10 @@
 Energy/force loss (the FFPT paper's weights by default):
 
     L = w_E * mean_frames rho(E_pred - E_ref) + w_F * mean_components rho(F_pred - F_ref)
+        [+ w_S * mean_components rho(sigma_pred - sigma_ref)]
 
-with w_E = 1 and w_F = 20; E is the total energy of a frame. rho is the square (``mse``,
+with w_E = 1 and w_F = 20; E is the total energy of a frame; the stress term (sigma in
+eV/A^3, all nine components) only with w_S > 0 (default 0, as in the paper). rho is the square (``mse``,
 the paper's) or the Huber function (``huber``: x^2/2 for |x| <= delta, delta (|x| - delta/2)
 above, torch's ``huber_loss``; delta in eV for energies and eV/A for force components), which
 lets frames with large errors pull linearly instead of quadratically.
@@ -33,35 +35,50 @@ import torch
 from .config import LOSSES
 
 
-def error_term(pred, ref, kind: str = "mse", delta: float = 0.01):
-    """mean rho(pred - ref) of the module docstring (tensors or numpy arrays)."""
+def error_term(pred, ref, kind: str = "mse", delta: float = 0.01, count=None):
+    """sum rho(pred - ref) / count (tensors or numpy arrays); ``count`` defaults to the
+    number of elements, which makes it the mean of the module docstring. (A share of a
+    distributed batch divides by the whole batch's count.)"""
     pred = torch.as_tensor(pred)
     ref = torch.as_tensor(ref, dtype=pred.dtype)
     if kind == "huber":
-        return torch.nn.functional.huber_loss(pred, ref, delta=delta)
-    if kind not in LOSSES:
+        total = torch.nn.functional.huber_loss(pred, ref, delta=delta, reduction="sum")
+    elif kind not in LOSSES:
         raise ValueError(f"unknown loss {kind!r} (one of {LOSSES})")
-    return torch.mean((pred - ref) ** 2)
+    else:
+        total = torch.sum((pred - ref) ** 2)
+    return total / (pred.numel() if count is None else count)
 
 
 def energy_force_loss(pred: dict, batch, w_energy: float = 1.0, w_forces: float = 20.0,
-                      kind: str = "mse", delta: float = 0.01):
-    """Weighted error of total energies and force components (``kind``: mse or huber);
-    returns (loss, parts dict)."""
+                      kind: str = "mse", delta: float = 0.01, counts: dict | None = None,
+                      w_stress: float = 0.0):
+    """Weighted error of total energies, force components and (``w_stress`` > 0) stress
+    components (``kind``: mse or huber); returns (loss, parts dict). ``counts``
+    (``{"frames": n, "components": n}``) are the divisors when ``batch`` is one share of a
+    larger batch (default: its own)."""
+    counts = counts or {}
     parts = {}
     loss = pred["energy"].new_zeros(())
     if w_energy and batch.energy is not None:
-        parts[f"energy_{kind}"] = error_term(pred["energy"], batch.energy, kind, delta)
+        parts[f"energy_{kind}"] = error_term(pred["energy"], batch.energy, kind, delta,
+                                             counts.get("frames"))
         loss = loss + w_energy * parts[f"energy_{kind}"]
     if w_forces and batch.forces is not None:
-        parts[f"forces_{kind}"] = error_term(pred["forces"], batch.forces, kind, delta)
+        parts[f"forces_{kind}"] = error_term(pred["forces"], batch.forces, kind, delta,
+                                             counts.get("components"))
         loss = loss + w_forces * parts[f"forces_{kind}"]
+    if w_stress and batch.stress is not None:
+        frames = counts.get("frames")
+        parts[f"stress_{kind}"] = error_term(pred["stress"], batch.stress, kind, delta,
+                                             None if frames is None else 9 * frames)
+        loss = loss + w_stress * parts[f"stress_{kind}"]
     return loss, parts
 
 
-def temporal_pair_loss(pred: dict, batch, pairs: torch.Tensor):
+def temporal_pair_loss(pred: dict, batch, pairs: torch.Tensor, n_pairs: int | None = None):
     """L_pair of the module docstring. ``pairs`` (P, 2) holds graph indices (t, t+1)
-    within ``batch``."""
+    within ``batch``; the means divide by ``n_pairs`` (default P)."""
     t0, t1 = pairs[:, 0], pairs[:, 1]
     dE_pred = pred["energy"][t1] - pred["energy"][t0]
     dE_ref = batch.energy[t1] - batch.energy[t0]
@@ -78,7 +95,8 @@ def temporal_pair_loss(pred: dict, batch, pairs: torch.Tensor):
     per_atom = ((batch.forces[ia] + batch.forces[ib])
                 * (batch.positions[ib] - batch.positions[ia])).sum(-1)
     w_ref = -0.5 * dE_pred.new_zeros(len(t0)).index_add(0, owner, per_atom.to(dE_pred.dtype))
-    return 0.5 * (torch.mean((dE_pred - dE_ref) ** 2) + torch.mean((dE_pred - w_ref) ** 2))
+    n = len(t0) if n_pairs is None else n_pairs
+    return 0.5 * (torch.sum((dE_pred - dE_ref) ** 2) + torch.sum((dE_pred - w_ref) ** 2)) / n
 
 
 class TrainingLoss:
@@ -87,22 +105,28 @@ class TrainingLoss:
     :func:`temporal_pair_loss` when pairs are given."""
 
     def __init__(self, w_energy: float = 1.0, w_forces: float = 20.0, w_temporal: float = 1.0,
-                 kind: str = "mse", delta: float = 0.01):
+                 kind: str = "mse", delta: float = 0.01, w_stress: float = 0.0):
         self.w_energy, self.w_forces, self.w_temporal = w_energy, w_forces, w_temporal
+        self.w_stress = w_stress
         if kind not in LOSSES:
             raise ValueError(f"unknown loss {kind!r} (one of {LOSSES})")
         self.kind, self.delta = kind, delta
 
-    def __call__(self, pred: dict, batch, pairs=None):
+    def __call__(self, pred: dict, batch, pairs=None, counts: dict | None = None):
+        """The loss of ``batch``; with ``counts`` (frames, components, pairs of the whole
+        batch) the loss of one share of it, so that the shares' losses add up to the
+        whole batch's."""
         loss, _ = energy_force_loss(pred, batch, self.w_energy, self.w_forces, self.kind,
-                                    self.delta)
+                                    self.delta, counts, self.w_stress)
         if pairs is not None:
-            loss = loss + self.w_temporal * temporal_pair_loss(pred, batch, pairs)
+            loss = loss + self.w_temporal * temporal_pair_loss(
+                pred, batch, pairs, (counts or {}).get("pairs"))
         return loss
 
-    def validation_loss(self, frames, energy_pred, forces_pred) -> float:
-        """The energy/force loss of a frame set (no temporal pairs) from predicted energies
-        (frames,) and forces (frames, atoms, 3; padding rows ignored), in float64."""
+    def validation_loss(self, frames, energy_pred, forces_pred, stress_pred=None) -> float:
+        """The energy/force(/stress) loss of a frame set (no temporal pairs) from predicted
+        energies (frames,), forces (frames, atoms, 3; padding rows ignored) and stresses
+        (frames, 3, 3), in float64."""
         loss = 0.0
         if self.w_energy and frames.energy is not None:
             loss += self.w_energy * float(error_term(
@@ -113,4 +137,8 @@ class TrainingLoss:
             loss += self.w_forces * float(error_term(
                 torch.as_tensor(forces_pred[real], dtype=torch.float64), frames.forces[real],
                 self.kind, self.delta))
+        if self.w_stress and frames.stress is not None and stress_pred is not None:
+            loss += self.w_stress * float(error_term(
+                torch.as_tensor(stress_pred, dtype=torch.float64), frames.stress, self.kind,
+                self.delta))
         return loss

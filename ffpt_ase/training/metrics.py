@@ -8,37 +8,46 @@ import torch
 from ..data.graphs import batch_from_frames
 
 
-def predict(model, frames, batch_size: int = 64, dtype=torch.float32, forces: bool = True):
-    """Predicted energies (frames,) and forces (frames, atoms, 3) (padding rows zero)."""
+def predict(model, frames, batch_size: int = 64, dtype=torch.float32, forces: bool = True,
+            stress: bool = False):
+    """Predicted energies (frames,) and forces (frames, atoms, 3) (padding rows zero), as
+    NumPy arrays; with ``stress`` also stresses (frames, 3, 3) in eV/A^3 as a third array.
+    The graphs are built and evaluated on the model's device."""
     if int(batch_size) < 1:
         raise ValueError(f"batch size must be >= 1 frame, got {batch_size}")
+    device = next(model.parameters()).device
     model.eval()
     n = len(frames)
     energy = np.empty(n)
     out_f = np.zeros(frames.positions.shape) if forces else None
+    out_s = np.zeros((n, 3, 3)) if stress else None
     real = frames.numbers_per_frame > 0
     for start in range(0, n, batch_size):
         idx = np.arange(start, min(start + batch_size, n))
-        batch = batch_from_frames(frames, idx, model.elements, model.cutoff).to(dtype=dtype)
-        with torch.set_grad_enabled(forces):
-            pred = model(batch, forces=forces)
-        energy[idx] = pred["energy"].detach().double().numpy()
+        batch = batch_from_frames(frames, idx, model.elements, model.cutoff, device=device
+                                  ).to(dtype=dtype)
+        with torch.set_grad_enabled(forces or stress):
+            pred = model(batch, forces=forces, stress=stress)
+        energy[idx] = pred["energy"].detach().double().cpu().numpy()
         if forces:
-            f = pred["forces"].detach().double().numpy()
+            f = pred["forces"].detach().double().cpu().numpy()
             block = np.zeros((len(idx),) + frames.positions.shape[1:])
             block[real[idx]] = f
             out_f[idx] = block
-    return energy, out_f
+        if stress:
+            out_s[idx] = pred["stress"].detach().double().cpu().numpy()
+    return (energy, out_f, out_s) if stress else (energy, out_f)
 
 
-def error_metrics(frames, energy_pred, forces_pred) -> dict:
-    """MAE/RMSE of total energy, energy per atom and force components. Frames without
+def error_metrics(frames, energy_pred, forces_pred, stress_pred=None) -> dict:
+    """MAE/RMSE of total energy, energy per atom, force components and (with
+    ``stress_pred`` and reference stresses) stress components in eV/A^3. Frames without
     reference labels, or predictions that are not finite, are an error (never a silent
     number)."""
     if frames.energy is None and frames.forces is None:
         raise ValueError("the frames have no reference energies or forces to compare with")
-    if not np.all(np.isfinite(energy_pred)) or (
-            forces_pred is not None and not np.all(np.isfinite(forces_pred))):
+    if not np.all(np.isfinite(energy_pred)) or any(
+            p is not None and not np.all(np.isfinite(p)) for p in (forces_pred, stress_pred)):
         raise FloatingPointError("the model predicts non-finite energies or forces for "
                                  f"{int((~np.isfinite(energy_pred)).sum())} of {len(frames)} "
                                  "frames")
@@ -53,6 +62,10 @@ def error_metrics(frames, energy_pred, forces_pred) -> dict:
         real = frames.numbers_per_frame > 0
         df = (forces_pred - frames.forces)[real]
         out.update(forces_mae=float(np.mean(np.abs(df))), forces_rmse=float(np.sqrt(np.mean(df**2))))
+    if frames.stress is not None and stress_pred is not None:
+        ds = np.asarray(stress_pred) - frames.stress
+        out.update(stress_mae=float(np.mean(np.abs(ds))),
+                   stress_rmse=float(np.sqrt(np.mean(ds**2))))
     return out
 
 

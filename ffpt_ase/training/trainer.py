@@ -46,8 +46,9 @@ from ..data.readers import read_frames
 from ..model.potential import CheckpointError, Potential, load_checkpoint
 from ..runfolder import RunFolder, file_digest
 from ..progress import progress
-from ..runtime import set_threads, torch_dtype
+from ..runtime import set_threads, torch_dtype, usable_device
 from .config import TrainConfig
+from .distributed import Distributed
 from .losses import TrainingLoss
 from .metrics import error_metrics, predict
 
@@ -77,15 +78,21 @@ class TrainingData:
 class CheckpointHandler:
     """The files of a training stage's :class:`~ffpt_ase.runfolder.RunFolder`: checkpoints
     and logs written atomically, checkpoints read back with :func:`load_checkpoint`
-    (``weights_only=True``)."""
+    (``weights_only=True``). Without a run folder (``run=None``: the other processes of a
+    distributed run) it only reads ``folder``, and writing is left to rank 0."""
 
-    def __init__(self, run: RunFolder):
+    def __init__(self, run: RunFolder | None, folder: Path | None = None):
         self.run = run
-        self.folder = run.path
+        self.folder = run.path if run is not None else Path(folder)
+
+    @property
+    def writes(self) -> bool:
+        return self.run is not None
 
     def save(self, name: str, contents: dict) -> Path:
-        with self.run.atomic(name) as tmp:
-            torch.save(contents, tmp)
+        if self.writes:
+            with self.run.atomic(name) as tmp:
+                torch.save(contents, tmp)
         return self.folder / name
 
     def load(self, name: str) -> dict | None:
@@ -93,14 +100,19 @@ class CheckpointHandler:
         return load_checkpoint(path) if path.exists() else None
 
     def write_text(self, name: str, text: str) -> Path:
-        return self.run.write_text(name, text)
+        return self.run.write_text(name, text) if self.writes else self.folder / name
+
+    def close(self, *exc) -> None:
+        if self.run is not None:
+            self.run.__exit__(*exc)  # releases the run folder's lock
 
 
 def check_training_frames(frames: Frames, what: str = "training data",
-                          like: Frames | None = None) -> None:
+                          like: Frames | None = None, stress: bool = False) -> None:
     """Refuse data that mix label sources, lack labels or hold non-finite values; with
     ``like`` (the training frames), also validation or test frames of another label source
-    or with elements the training frames lack."""
+    or with elements the training frames lack; with ``stress`` (a stress loss weight),
+    frames without stresses or not periodic in all directions."""
     sources = label_sources(frames.metadata)
     if len(sources) > 1:
         raise ValueError(f"the {what} mix label sources {sorted(sources)}; FFPT never "
@@ -123,6 +135,12 @@ def check_training_frames(frames: Frames, what: str = "training data",
         raise ValueError(f"{what} need energies and forces; these have no {missing} "
                          f"(extended XYZ: looked for {', '.join(ENERGY_KEYS)} and "
                          f"{', '.join(FORCES_KEYS)})")
+    if stress and (frames.stress is None or not frames.pbc.all()):
+        from ..data.frames import STRESS_KEYS, VIRIAL_KEYS
+        why = "are not periodic in all directions" if frames.stress is not None else \
+            (f"have no stresses (extended XYZ: looked for {', '.join(STRESS_KEYS)}, then the "
+             f"virials {', '.join(VIRIAL_KEYS)})")
+        raise ValueError(f"w_stress > 0 trains on stresses, but the {what} {why}")
     bad = frames.nonfinite_frames()
     if len(bad):
         raise ValueError(f"{len(bad)} frames of the {what} have non-finite values (first: "
@@ -175,6 +193,8 @@ def split_frames(frames: Frames, cfg: TrainConfig, checkpoints: CheckpointHandle
     if n_val + n_train > n or n_train < 1 or (n_val < 1 and not cfg.valid_data):
         raise ValueError(f"cannot take {n_train} training + {n_val} validation frames from {n}")
     val, train = np.sort(perm[:n_val]), np.sort(perm[n_val:n_val + n_train])
+    if not checkpoints.writes:
+        raise RuntimeError(f"{path} is missing: rank 0 writes it before the others read it")
     with checkpoints.run.atomic("split.npz") as tmp, open(tmp, "wb") as fh:
         np.savez(fh, train=train, val=val, n_frames=n, seed=cfg.seed)
     return train, val
@@ -240,11 +260,14 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, model: Potential, data: TrainingData,
                  loss: TrainingLoss, optimizer, scheduler, checkpoints: CheckpointHandler,
-                 init_stage: str | None = None):
+                 init_stage: str | None = None, dist: Distributed | None = None):
         self.cfg, self.model, self.data, self.loss = cfg, model, data, loss
         self.opt, self.sched, self.checkpoints = optimizer, scheduler, checkpoints
+        self.dist = dist or Distributed()
         self.out = checkpoints.folder
         self.dtype = torch_dtype(cfg.dtype)
+        self.device = next(model.parameters()).device
+        self.stress = loss.w_stress > 0   # stresses are predicted and trained
         self.frames = data.frames
         self.data = data
         self.train_idx, self.val_idx, self.pairs = data.train_idx, data.val_idx, data.pair_starts
@@ -255,7 +278,8 @@ class Trainer:
         return self
 
     def __exit__(self, *exc):
-        self.checkpoints.run.__exit__(*exc)  # releases the run folder's lock
+        self.checkpoints.close(*exc)
+        self.dist.close()
         return False
 
     # ------------------------------------------------------------------ running
@@ -267,11 +291,14 @@ class Trainer:
             log.info("normalization for the %s stage: %s", cfg.stage, norm)
             self.checkpoints.write_text("config.json", json.dumps(
                 {**cfg.to_dict(), "init_stage": self.init_stage, "normalization": norm,
-                 "data_metadata": self.frames.metadata}, indent=2, default=str))
+                 "world_size": self.dist.world_size, "data_metadata": self.frames.metadata},
+                indent=2, default=str))
+        # every process continues from rank 0's weights (GPU sums are not bit-reproducible)
+        self.dist.broadcast_model(self.model)
         t_start = time.perf_counter() - (history[-1]["time_s"] if history else 0.0)
         stop_reason = "max epochs"
         bar = progress(total=cfg.epochs, initial=start_epoch, unit="epoch",
-                       desc=f"{cfg.stage}")
+                       desc=f"{cfg.stage}", disable=not self.dist.is_main)
         try:
             for epoch in range(start_epoch, cfg.epochs):
                 reason = self._stop_reason(history)  # (a resumed run may have met one)
@@ -281,13 +308,18 @@ class Trainer:
                 train_loss = self._train_epoch(epoch)
                 val = self._validate()
                 sched.step(val["loss"])
-                row = {"epoch": epoch + 1, "time_s": round(time.perf_counter() - t_start, 2),
+                # rank 0's clock for all, so that a time budget stops every process together
+                elapsed = self.dist.broadcast(round(time.perf_counter() - t_start, 2))
+                row = {"epoch": epoch + 1, "time_s": elapsed,
                        "lr": opt.param_groups[0]["lr"], "train_loss": train_loss,
                        "val_loss": val["loss"], "val_energy_mae": val.get("energy_mae"),
                        "val_energy_rmse": val.get("energy_rmse"),
                        "val_energy_per_atom_mae": val.get("energy_per_atom_mae"),
                        "val_forces_mae": val.get("forces_mae"),
                        "val_forces_rmse": val.get("forces_rmse")}
+                if self.stress:
+                    row.update(val_stress_mae=val.get("stress_mae"),
+                               val_stress_rmse=val.get("stress_rmse"))
                 history.append(row)
                 if val["loss"] < best:
                     best = val["loss"]
@@ -371,41 +403,57 @@ class Trainer:
         return {"predicted_force_rms": pred, "reference_force_rms": ref, "ratio": ratio}
 
     def _batches(self, epoch):
+        """``(frames, pairs, counts)`` of each step: this process's share of the global batch
+        (all of it in a plain run), the temporal pairs within it, and the global batch's
+        counts of frames, force components and pairs that the loss divides by."""
         rng = np.random.default_rng([self.cfg.seed, epoch])
         bs = self.cfg.batch_size
+        n_atoms = self.frames.n_atoms
         if self.pairs is None:
             order = rng.permutation(self.train_idx)
             for s in range(0, len(order), bs):
-                yield order[s:s + bs], None
+                idx = order[s:s + bs]
+                counts = {"frames": len(idx), "components": 3 * int(n_atoms[idx].sum())}
+                yield self.dist.share(idx), None, counts
         else:
             order = rng.permutation(self.pairs)
             half = max(1, bs // 2)
             for s in range(0, len(order), half):
                 t0 = order[s:s + half]
-                idx = np.concatenate([t0, t0 + 1])
+                both = np.concatenate([t0, t0 + 1])
+                counts = {"frames": len(both), "components": 3 * int(n_atoms[both].sum()),
+                          "pairs": len(t0)}
+                t0 = self.dist.share(t0)
                 p = len(t0)
-                yield idx, torch.stack([torch.arange(p), torch.arange(p) + p], dim=1)
+                yield (np.concatenate([t0, t0 + 1]),
+                       torch.stack([torch.arange(p), torch.arange(p) + p], dim=1
+                                   ).to(self.device), counts)
 
     def _train_epoch(self, epoch) -> float:
         model, opt = self.model, self.opt
         model.train()
         total, n = 0.0, 0
-        for idx, pairs in self._batches(epoch):
-            batch = batch_from_frames(self.frames, idx, model.elements, model.cutoff
-                                      ).to(dtype=self.dtype)
-            pred = model(batch, forces=True)
-            loss = self.loss(pred, batch, pairs)
+        for idx, pairs, counts in self._batches(epoch):
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            value = 0.0
+            if len(idx):   # a share can be empty at the end of an epoch
+                batch = batch_from_frames(self.frames, idx, model.elements, model.cutoff,
+                                          device=self.device).to(dtype=self.dtype)
+                pred = model(batch, forces=True, stress=self.stress)
+                loss = self.loss(pred, batch, pairs, counts)
+                loss.backward()
+                value = loss.item()
+            self.dist.sum_gradients(model)   # the global batch's gradient on every process
+            value = self.dist.sum(value)
             if self.cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.grad_clip)
             opt.step()
             if self.ema is not None:
                 self.ema.update(model)
-            if not math.isfinite(loss.item()):
+            if not math.isfinite(value):
                 raise FloatingPointError(f"non-finite training loss in epoch {epoch + 1}")
-            total += loss.item() * len(idx)
-            n += len(idx)
+            total += value * counts["frames"]
+            n += counts["frames"]
         return total / max(n, 1)
 
     def _averaged(self):
@@ -413,13 +461,27 @@ class Trainer:
         for the duration of a ``with`` block."""
         return self.ema.applied(self.model) if self.ema is not None else nullcontext()
 
+    def _predict_shared(self, frames):
+        """Energies, forces and stresses (None unless trained) of ``frames``, each process
+        predicting its share and all of them gathering the whole (a plain run predicts
+        everything itself)."""
+        mine = self.dist.share(np.arange(len(frames)))
+        if len(mine):
+            out = predict(self.model, frames[mine], batch_size=max(self.cfg.batch_size, 64),
+                          dtype=self.dtype, stress=self.stress)
+        else:
+            out = (np.zeros(0), np.zeros((0,) + frames.positions.shape[1:]),
+                   np.zeros((0, 3, 3)))[:3 if self.stress else 2]
+        parts = self.dist.all_gather(out)
+        joined = [np.concatenate([p[k] for p in parts]) for k in range(len(out))]
+        return joined[0], joined[1], (joined[2] if self.stress else None)
+
     def _validate(self) -> dict:
         val = self.data.validation_frames
         with self._averaged():
-            e, f = predict(self.model, val, batch_size=max(self.cfg.batch_size, 64),
-                           dtype=self.dtype)
-        metrics = error_metrics(val, e, f)
-        metrics["loss"] = self.loss.validation_loss(val, e, f)
+            e, f, s = self._predict_shared(val)
+        metrics = error_metrics(val, e, f, s)
+        metrics["loss"] = self.loss.validation_loss(val, e, f, s)
         if not math.isfinite(metrics["loss"]):
             raise FloatingPointError(f"non-finite validation loss ({metrics['loss']}) in the "
                                      f"{self.cfg.stage} stage: the model diverged")
@@ -427,10 +489,12 @@ class Trainer:
 
     def _test_errors(self) -> dict:
         """Errors (eV, eV/A) of the best model on the test frames."""
-        best = Potential.from_checkpoint(self.best).to(self.dtype)
-        e, f = predict(best, self.data.test, batch_size=max(self.cfg.batch_size, 64),
-                       dtype=self.dtype)
-        return error_metrics(self.data.test, e, f)
+        best = Potential.from_checkpoint(self.best).to(self.device, self.dtype)
+        test = self.data.test
+        with_stress = test.stress is not None and bool(test.pbc.all())
+        out = predict(best, test, batch_size=max(self.cfg.batch_size, 64), dtype=self.dtype,
+                      stress=with_stress)
+        return error_metrics(test, *out)
 
     # ------------------------------------------------------------------ persistence
     def _contents(self, epoch, best, history, training_state=True) -> dict:
@@ -478,7 +542,8 @@ class Trainer:
     def _write_log(self, history):
         import io
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=LOG_FIELDS, lineterminator="\n")
+        fields = LOG_FIELDS + (["val_stress_mae", "val_stress_rmse"] if self.stress else [])
+        writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         writer.writerows(history)
         self.checkpoints.write_text("log.csv", buffer.getvalue())
@@ -516,35 +581,59 @@ def prepare(config: TrainConfig, frames: Frames | None = None,
     optimizer, scheduler and checkpoints. Use it as a context manager (``with prepare(cfg)
     as trainer: trainer.run()``) so the run folder is closed at the end."""
     set_threads(config.threads)
+    dist = Distributed.from_environment(config.device)
+    try:
+        return _prepare(config, frames, start_over, dist)
+    except BaseException:
+        dist.close()
+        raise
+
+
+def _prepare(config: TrainConfig, frames, start_over: bool, dist: Distributed) -> Trainer:
+    device = usable_device(dist.device_name(config.device))
     if frames is None and not config.data:
         raise ValueError("give the training data (--data FILE, or data = ... in the TOML "
                          "file)")
-    keys = {"energy_key": config.energy_key, "forces_key": config.forces_key}
+    keys = config.label_keys()
     frames = frames if frames is not None else read_frames(config.data, **keys)
-    check_training_frames(frames)
+    stress = config.w_stress > 0
+    check_training_frames(frames, stress=stress)
     extra = {}
     for name, what in (("valid_data", "validation data"), ("test_data", "test data")):
         if getattr(config, name):
             extra[name] = read_frames(getattr(config, name), **keys)
-            check_training_frames(extra[name], what, like=frames)
+            check_training_frames(extra[name], what, like=frames, stress=stress)
     torch.manual_seed(config.seed)  # weight initialisation is part of the seeded run
     model, init_stage = build_model(config, frames)
-    model = model.to(torch_dtype(config.dtype))
-    run = training_run_folder(config, frames, start_over).__enter__()
+    model = model.to(device=device, dtype=torch_dtype(config.dtype))
+    # rank 0 (the only process of a plain run) opens the run folder and writes the split;
+    # the others read them once it has, or stop with its error
+    run, error = None, None
+    if dist.is_main:
+        try:
+            run = training_run_folder(config, frames, start_over).__enter__()
+            split_frames(frames, config, CheckpointHandler(run))
+        except BaseException as err:
+            if run is not None:
+                run.__exit__(None, None, None)
+            if not dist.active:
+                raise
+            error = err
+    dist.agree(error)
+    checkpoints = CheckpointHandler(run, config.output_dir)
     try:
-        checkpoints = CheckpointHandler(run)
         train_idx, val_idx = split_frames(frames, config, checkpoints)
         pairs = pair_starts(frames, train_idx) if config.temporal_pairs else None
         optimizer, scheduler = make_optimizer(model, config)
     except BaseException:
-        run.__exit__(None, None, None)
+        checkpoints.close(None, None, None)
         raise
     data = TrainingData(frames, train_idx, val_idx, pairs, extra.get("valid_data"),
                         extra.get("test_data"))
     return Trainer(config, model, data,
                    TrainingLoss(config.w_energy, config.w_forces, config.w_temporal,
-                                config.loss, config.huber_delta),
-                   optimizer, scheduler, checkpoints, init_stage)
+                                config.loss, config.huber_delta, config.w_stress),
+                   optimizer, scheduler, checkpoints, init_stage, dist)
 
 
 def train(config: TrainConfig, frames: Frames | None = None, start_over: bool = False) -> dict:
