@@ -165,3 +165,78 @@ class RattleSampler:
         start = int(ck.metadata["checkpoint_next_block"])
         log.info("resuming from %s: %d blocks already labelled", path, start)
         return start, [ck.positions], [ck.energy], [ck.forces]
+
+
+def non_interacting_copies(frames: Frames, n_copies: int, cell, min_distance: float = 2.0,
+                           seed: int = 0, max_tries: int = 5000) -> Frames:
+    """Frames of ``n_copies`` molecules each, placed at random positions and orientations in
+    the periodic ``cell`` (3x3 A, rows are cell vectors) and labelled as the sum of their own
+    teacher labels: a gas of copies of a single-molecule force field's frames.
+
+    Every ``n_copies`` consecutive frames of ``frames`` (one molecule, teacher-labelled)
+    become one frame; each copy is rotated about its centroid (its forces with it) and
+    shifted, and is placed again (up to ``max_tries`` times) until no atom of it is closer
+    than ``min_distance`` (A, minimum image) to an atom of another copy. The labels are
+    exact for the teacher, which has no intermolecular terms; what such frames add to
+    pre-training is atom pairs at intermolecular distances that carry no force, so the
+    network's radial filters and neighbour sums meet the distances and neighbour counts of a
+    condensed phase before fine-tuning does (a monomer alone has no pair beyond ~2 A).
+    """
+    from ase.geometry import find_mic
+    from scipy.spatial.transform import Rotation
+
+    if n_copies < 1 or len(frames) < n_copies:
+        raise ValueError(f"need n_copies >= 1 and at least that many frames, got {n_copies} "
+                         f"copies of {len(frames)} frames")
+    if frames.energy is None or frames.forces is None:
+        raise ValueError("the frames need teacher energies and forces")
+    if frames.numbers.ndim != 1 or frames.pbc.any():
+        raise ValueError("give frames of one molecule (fixed atoms, not periodic)")
+    cell = np.asarray(cell, float).reshape(3, 3)
+    inverse = np.linalg.inv(cell)
+    rng = np.random.default_rng(seed)
+    n_out = len(frames) // n_copies
+    n_at = frames.positions.shape[1]
+    pos = np.zeros((n_out, n_copies * n_at, 3))
+    frc = np.zeros_like(pos)
+    energy = np.zeros(n_out)
+    for k in range(n_out):
+        for c in range(n_copies):
+            src = k * n_copies + c
+            x = frames.positions[src] - frames.positions[src].mean(axis=0)
+            others = pos[k, :c * n_at]
+            tried, trials = 0, 16   # placements tried at once: doubled after each miss
+            while tried < max_tries:
+                trials = min(2 * trials, 1024, max_tries - tried)
+                tried += trials
+                rots = Rotation.random(trials, random_state=rng)
+                cand = np.einsum("tij,aj->tai", rots.as_matrix(), x) \
+                    + (rng.uniform(size=(trials, 3)) @ cell)[:, None, :]
+                if c == 0:
+                    pick = 0
+                    break
+                # nearest images through rounded fractional differences: a quick filter
+                # (exact for orthorhombic cells), then the pick is checked exactly
+                d = (cand[:, :, None, :] - others[None, None, :, :]) @ inverse
+                d = (d - np.round(d)) @ cell
+                fits = np.flatnonzero(np.sqrt((d * d).sum(-1)).min(axis=(1, 2))
+                                      >= min_distance)
+                fits = [t for t in fits[:4] if find_mic(
+                    (cand[t][:, None] - others[None]).reshape(-1, 3), cell, pbc=True
+                )[1].min() >= min_distance]
+                if fits:
+                    pick = fits[0]
+                    break
+            else:   # (the while loop ran out of tries)
+                raise ValueError(f"could not place {n_copies} copies {min_distance} A apart in "
+                                 f"the cell within {max_tries} tries each: use a larger cell, "
+                                 f"fewer copies or a smaller min_distance")
+            pos[k, c * n_at:(c + 1) * n_at] = cand[pick]
+            frc[k, c * n_at:(c + 1) * n_at] = rots[pick].apply(frames.forces[src])
+            energy[k] += frames.energy[src]
+    meta = {**frames.metadata, "kind": "non-interacting copies", "copies": int(n_copies),
+            "cell_angstrom": cell.tolist(), "min_distance_angstrom": float(min_distance),
+            "copies_seed": int(seed)}
+    return Frames(positions=pos, numbers=np.tile(frames.numbers, n_copies), energy=energy,
+                  forces=frc, cell=np.broadcast_to(cell, (n_out, 3, 3)).copy(),
+                  pbc=np.ones(3, bool), metadata=meta)

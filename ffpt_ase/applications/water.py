@@ -83,3 +83,136 @@ def liquid_properties(folder: str | Path, summary: dict, skip_ps: float, save_fs
             "D_A2_per_ps_each": ds.tolist(), "D_A2_per_ps_mean": float(ds.mean()),
             "D_A2_per_ps_sem": float(_sem(ds[:, None])[0]),
             "msd": [(t.tolist(), m.tolist()) for t, m in msd_curves]}
+
+
+# ------------------------------------------------------------------------------------------
+# Why monomer pre-training does or does not transfer to the liquid (issue 13, item 5): what a
+# model does with the edges it never saw in pre-training.
+
+def water_molecules(atoms) -> np.ndarray:
+    """Molecule index of every atom of a water system (its O's index among the O atoms):
+    each H belongs to its nearest O, by the minimum image where periodic."""
+    from ase.geometry import get_distances
+    z = atoms.numbers
+    o, h = np.flatnonzero(z == 8), np.flatnonzero(z == 1)
+    if len(h) != 2 * len(o) or len(o) + len(h) != len(z):
+        raise ValueError(f"not a water system: {len(o)} O, {len(h)} H, {len(z)} atoms")
+    _, d = get_distances(atoms.positions[h], atoms.positions[o], cell=atoms.cell,
+                         pbc=atoms.pbc)
+    mol = np.empty(len(z), int)
+    mol[o] = np.arange(len(o))
+    mol[h] = np.argmin(d, axis=1)
+    if np.bincount(mol[h], minlength=len(o)).max() != 2:
+        raise ValueError("H atoms do not pair up into H2O molecules by nearest O")
+    return mol
+
+
+def forces_by_edges(model, atoms, keep=None) -> np.ndarray:
+    """Forces (eV/A, float64) of a :class:`~ffpt_ase.model.potential.Potential` on ``atoms``,
+    with only the edges for which ``keep(edge_i, edge_j)`` (atom index arrays) is true (all
+    edges without ``keep``)."""
+    import torch
+
+    from ..data.graphs import batch_from_atoms
+    batch = batch_from_atoms(atoms, model.elements, model.cutoff).to(dtype=torch.float64)
+    if keep is not None:
+        mask = torch.as_tensor(keep(batch.edge_i.numpy(), batch.edge_j.numpy()))
+        batch.edge_i, batch.edge_j = batch.edge_i[mask], batch.edge_j[mask]
+        batch.shift_frac = batch.shift_frac[mask]
+    return model(batch, forces=True)["forces"].detach().numpy()
+
+
+def _rms(x) -> float:
+    return float(np.sqrt(np.mean(np.asarray(x) ** 2)))
+
+
+def transfer_diagnostics(model, liquid, n_frames: int = 8, distances=(2.6, 3.0, 3.5, 4.0, 4.5,
+                                                                       4.9),
+                         cluster_sizes=(0, 1, 2, 4, 8, 16), seed: int = 0) -> dict:
+    """What a model does with intermolecular edges, measured on liquid frames (a
+    :class:`~ffpt_ase.data.frames.Frames` of periodic water, with reference forces):
+
+    * ``liquid``: force RMS (eV/A) with all edges, with the edges within molecules only, and
+      of the reference; a monomer-pre-trained model whose trouble is the liquid's
+      intermolecular edges is far off with them and close without them;
+    * ``one_neighbour``: the largest change of the force on a monomer (eV/A) when one more
+      monomer is put at each O-O distance (random orientations, the monomer teacher's answer
+      is 0): large already for one neighbour means the radial filters at those distances
+      are untrained (hypothesis a);
+    * ``cluster``: force RMS on a central molecule of a liquid frame cut out with its K
+      nearest molecules (no periodicity), for each K: growing with K means the unnormalised
+      sum over neighbours is the trouble (hypothesis c);
+    * ``filters``: mean |W_e e(r) c(r)| of the first layer's edge filter over the
+      intramolecular range (0.8-1.8 A) and the intermolecular range (2.5-5 A).
+    """
+    import copy
+
+    import torch
+    from ase import Atoms
+
+    from ..forcefields.tip3p import water_monomer
+    rng = np.random.default_rng(seed)
+    model = copy.deepcopy(model).double().eval()   # (the caller's model is left as it is)
+    rows = []
+    for k in rng.choice(len(liquid), size=min(n_frames, len(liquid)), replace=False):
+        atoms = liquid.to_atoms(int(k))
+        mol = water_molecules(atoms)
+        full = forces_by_edges(model, atoms)
+        intra = forces_by_edges(model, atoms, keep=lambda i, j: mol[i] == mol[j])
+        rows.append((_rms(full), _rms(intra), _rms(liquid.forces[k][:len(atoms)])))
+    rows = np.array(rows)
+    out = {"liquid": {"frames": len(rows), "force_rms_all_edges": float(rows[:, 0].mean()),
+                      "force_rms_intramolecular_edges": float(rows[:, 1].mean()),
+                      "force_rms_reference": float(rows[:, 2].mean())}}
+    # one neighbour at a time
+    w = water_monomer()
+    alone = forces_by_edges(model, w)[:3]
+    response = []
+    for d in distances:
+        worst = []
+        for _ in range(10):
+            other = w.copy()
+            other.rotate(rng.normal(size=3), float(rng.uniform(0, 360)), center=(0, 0, 0))
+            direction = rng.normal(size=3)
+            other.positions += d * direction / np.linalg.norm(direction)
+            pair = w + other
+            worst.append(float(np.abs(forces_by_edges(model, pair)[:3] - alone).max()))
+        response.append({"O_O_A": float(d), "max_force_change": float(np.median(worst))})
+    out["one_neighbour"] = response
+    # clusters of K nearest molecules around one molecule of a liquid frame
+    atoms = liquid.to_atoms(0)
+    mol = water_molecules(atoms)
+    centre = 0
+    from ase.geometry import get_distances
+    o = np.flatnonzero(atoms.numbers == 8)
+    vec, dist = get_distances(atoms.positions[o[centre]], atoms.positions, cell=atoms.cell,
+                              pbc=atoms.pbc)
+    unwrapped = atoms.positions[o[centre]] + vec[0]       # nearest images around the centre
+    order = np.argsort(dist[0][o])                         # molecules by O-O distance
+    cluster = []
+    for n in cluster_sizes:
+        chosen = order[:n + 1]
+        idx = np.flatnonzero(np.isin(mol, chosen))
+        # a molecule's H atoms are placed by the minimum image from their own O
+        pos = unwrapped[idx].copy()
+        for m in chosen:
+            sel = np.flatnonzero(mol[idx] == m)
+            oo = sel[atoms.numbers[idx][sel] == 8][0]
+            dvec, _ = get_distances(pos[oo], pos[sel], cell=atoms.cell, pbc=atoms.pbc)
+            pos[sel] = pos[oo] + dvec[0]
+        sub = Atoms(numbers=atoms.numbers[idx], positions=pos)
+        f = forces_by_edges(model, sub)
+        mine = mol[idx] == order[0]
+        cluster.append({"molecules": int(n + 1), "force_rms_central": _rms(f[mine])})
+    out["cluster"] = cluster
+    # the first layer's edge filter along r
+    r = torch.linspace(0.8, 5.0, 85, dtype=torch.float64)
+    net = model.net
+    with torch.no_grad():
+        filt = net.edge_filters(net.radial(r) * net.envelope(r).unsqueeze(-1))
+        first = filt[:, :net.n_features].abs().mean(dim=1).numpy()
+    r = r.numpy()
+    out["filters"] = {"intramolecular_0.8_1.8A": float(first[(r >= 0.8) & (r <= 1.8)].mean()),
+                      "intermolecular_2.5_5A": float(first[(r >= 2.5) & (r <= 5.0)].mean()),
+                      "r_A": r.tolist(), "mean_abs_first_layer": first.tolist()}
+    return out

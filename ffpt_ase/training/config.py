@@ -62,6 +62,9 @@ class TrainConfig(RunSettings):
                                "pull less)", choices=LOSSES)
     huber_delta: float = setting(0.01, "where the Huber loss turns linear (eV for total "
                                        "energies, eV/A for force components)")
+    refit_scale: bool = setting(False, "fine-tuning: refit the per-element force scale to the "
+                                       "new data (default: keep the pre-trained scale, so the "
+                                       "pre-trained PES is not rescaled)")
     grad_clip: float | None = setting(None, "clip the gradient norm to this value before "
                                             "each step (default: no clipping)")
     ema_decay: float | None = setting(None, "validate and save an exponential moving average "

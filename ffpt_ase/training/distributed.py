@@ -65,6 +65,8 @@ class Distributed:
         out = cls(int(os.environ["RANK"]), world, int(os.environ["LOCAL_RANK"]))
         if not dist.is_initialized():
             backend = "nccl" if str(device).startswith("cuda") else "gloo"
+            if backend == "nccl":   # each process's collectives on its own GPU
+                torch.cuda.set_device(out.local_rank)
             dist.init_process_group(backend=backend)
         return out
 

@@ -368,7 +368,8 @@ class Trainer:
         """From scratch: per-element shift and scale fitted on the training frames. From a
         checkpoint (fine-tuning): scale and network kept, shift moved by the residual of the
         loaded model on (up to 2,000) training frames, so the pre-trained PES is not
-        rescaled and only the new energy zero is absorbed."""
+        rescaled and only the new energy zero is absorbed; with ``refit_scale`` the scale is
+        fitted to the new data first."""
         train = self.frames[self.train_idx]
         e0s = self.cfg.e0_energies()
         if e0s is not None:   # the user's isolated-atom energies replace the fitted shifts
@@ -377,10 +378,14 @@ class Trainer:
             return norm
         if not self.cfg.init:
             return self.model.fit_normalization(train)
+        rescaled = self.model.fit_normalization(train)["scale"] if self.cfg.refit_scale \
+            else None   # (its fitted shifts are then moved by the residual, as always)
         sub = train[np.sort(np.random.default_rng(self.cfg.seed).permutation(len(train))[:2000])]
         e, _ = predict(self.model, sub, batch_size=max(self.cfg.batch_size, 64),
                        dtype=self.dtype, forces=False)
         norm = self.model.refit_shift(sub, e)
+        if rescaled is not None:
+            norm["scale (refitted)"] = norm.pop("scale (kept)")
         norm["start_check"] = self._start_check(sub[np.arange(min(len(sub), 64))])
         return norm
 
