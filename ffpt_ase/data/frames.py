@@ -79,6 +79,24 @@ def stress_matrix(value, what: str = "stress") -> np.ndarray:
     raise DataFormatError(f"{what} must have 9 or 6 (Voigt) components, got {v.size}")
 
 
+def stress_from_virial(virial, cell, what: str = "a virial") -> np.ndarray:
+    """sigma = -W / V (eV/A^3) of virials W (..., 3, 3) in eV and their cells (..., 3, 3)
+    in A; a cell without volume is a :class:`DataFormatError` naming ``what``."""
+    volume = np.abs(np.linalg.det(np.asarray(cell, float)))
+    if np.any(volume < 1e-9):
+        raise DataFormatError(f"{what} needs a cell with a volume")
+    return -np.asarray(virial, float) / volume[..., None, None]
+
+
+def _stress_value(value, key: str, atoms, where: str) -> np.ndarray:
+    """The 3x3 stress (eV/A^3) of a label found under ``key``: a stress as it is, a virial
+    (one of :data:`VIRIAL_KEYS`) converted by :func:`stress_from_virial`."""
+    stress = stress_matrix(value, f"{where}: {key}")
+    if key in VIRIAL_KEYS:
+        stress = stress_from_virial(stress, atoms.cell.array, f"{where}: a virial ({key})")
+    return stress
+
+
 @contextmanager
 def open_npz(path: str | Path):
     """``np.load`` of an ``.npz`` archive (no pickles) as a context: a file that is no
@@ -439,16 +457,9 @@ def _stress_label(atoms, index: int):
     res = atoms.calc.results if atoms.calc is not None else {}
     if "stress" in res:
         return stress_matrix(res["stress"], f"frame {index}: stress"), "stress"
-    key = next((k for k in STRESS_KEYS if k in atoms.info), None)
+    key = next((k for k in STRESS_KEYS + VIRIAL_KEYS if k in atoms.info), None)
     if key:
-        return stress_matrix(atoms.info[key], f"frame {index}: {key}"), key
-    key = next((k for k in VIRIAL_KEYS if k in atoms.info), None)
-    if key:
-        volume = abs(atoms.cell.volume)
-        if volume < 1e-9:
-            raise DataFormatError(f"frame {index}: a virial ({key}) needs a cell with a "
-                                  f"volume")
-        return -stress_matrix(atoms.info[key], f"frame {index}: {key}") / volume, key
+        return _stress_value(atoms.info[key], key, atoms, f"frame {index}"), key
     return None, None
 
 
@@ -478,14 +489,8 @@ def _relabel(atoms, k: int, energy_key: str | None, forces_key: str | None,
                                   f"info keys {sorted(atoms.info)[:8]} and array keys "
                                   f"{sorted(atoms.arrays)[:8]})")
         if kind == "stress":
-            value = stress_matrix(value, f"frame {k}: {key}")
-            if key in VIRIAL_KEYS:
-                if abs(atoms.cell.volume) < 1e-9:
-                    raise DataFormatError(f"frame {k}: a virial ({key}) needs a cell with a "
-                                          f"volume")
-                value = -value / abs(atoms.cell.volume)
             from ase.stress import full_3x3_to_voigt_6_stress
-            value = full_3x3_to_voigt_6_stress(value)
+            value = full_3x3_to_voigt_6_stress(_stress_value(value, key, atoms, f"frame {k}"))
         labels[kind] = value
     if labels:
         out.calc = SinglePointCalculator(out, **labels)

@@ -24,7 +24,7 @@ import numpy as np
 from ase import units
 from ase.data import atomic_numbers
 
-from .frames import DataFormatError, Frames, open_npz
+from .frames import DataFormatError, Frames, open_npz, stress_from_virial
 
 _KCAL = units.kcal / units.mol  # eV per kcal/mol
 BREAK_MIN_A = 0.1
@@ -138,7 +138,7 @@ def _deepmd_system(folder: Path) -> Frames:
                 w = np.load(s / "virial.npy").reshape(nf, 3, 3)
             except (OSError, ValueError, EOFError) as err:
                 raise DataFormatError(f"{s}: damaged or misshaped virial.npy ({err})") from err
-            vir.append(-w / np.abs(np.linalg.det(box[-1]))[:, None, None])
+            vir.append(stress_from_virial(w, box[-1], f"{s}: virial.npy"))
     if vir and len(vir) != len(sets):
         raise DataFormatError(f"{folder}: virial.npy is in some set.* folders only")
     return Frames(positions=np.concatenate(pos), numbers=numbers, energy=np.concatenate(ene),
