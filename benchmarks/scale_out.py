@@ -8,6 +8,7 @@
    64 water molecules (ms per batch, median of repeats).
 2. The exported TorchScript model vs FFPTCalculator: ms per energy+forces call on one
    aspirin molecule (paper-size model, random weights, float32).
+Both comparisons are timed in alternation (A B A B ...) in one process, medians quoted.
 3. Training throughput (frames/s, paper size, batch 32) on the device.
 
 Results go to ``benchmarks/results/scale_out_<device>.json``.
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ffpt_ase.applications.speed import inference_speed, training_speed
+from ffpt_ase.applications.speed import training_speed
 from ffpt_ase.applications.systems import get_system
 from ffpt_ase.data.graphs import build_batch
 from ffpt_ase.model.export import export_potential
@@ -45,18 +46,22 @@ def water_box(n_side=4, spacing=3.1):
     return box
 
 
-def median_ms(fn, repeats, device):
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t = time.perf_counter()
+def paired_ms(fns: dict, repeats, device) -> dict:
+    """Median milliseconds of each function, timed in alternation (A B A B ...) so that a
+    drift of this shared machine's speed affects all of them alike; each runs once first."""
+    for fn in fns.values():
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t)
-    return 1e3 * float(np.median(times))
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times[name].append(time.perf_counter() - t)
+    return {name: 1e3 * float(np.median(t)) for name, t in times.items()}
 
 
 def graph_speed(device, repeats=30):
@@ -72,31 +77,48 @@ def graph_speed(device, repeats=30):
         positions=box.positions[None], numbers=box.numbers, elements=[1, 8],
         cell=box.cell.array[None], pbc=box.pbc)
     for name, kw in cases.items():
-        row = {}
-        for method in ("numpy", "torch"):
-            row[f"{method}_ms"] = median_ms(lambda: build_batch(
-                cutoff=5.0, device=device, neighbour_list=method, **kw), repeats, device)
+        row = paired_ms({f"{method}_ms": (lambda m=method: build_batch(
+            cutoff=5.0, device=device, neighbour_list=m, **kw)) for method in ("numpy", "torch")},
+            repeats, device)
         out[name] = row
         print(f"graph {name:28s} numpy/matscipy {row['numpy_ms']:8.3f} ms   torch "
-              f"{row['torch_ms']:8.3f} ms   ({device})")
+              f"{row['torch_ms']:8.3f} ms   ({device}, paired medians)")
     return out
 
 
 def exported_speed(device, calls=200):
+    """One aspirin energy+forces call, the exported TorchScript file and FFPTCalculator
+    (graph, network, results on the host), timed in alternation on perturbed geometries."""
+    from ffpt_ase.calculators import FFPTCalculator
     ref = get_system("aspirin")[1]
     torch.manual_seed(0)
     model = Potential(sorted(set(ref.numbers)))
     with tempfile.TemporaryDirectory() as tmp:
         path = export_potential(model, Path(tmp) / "m.pt", dtype="float32")
         scripted = torch.jit.load(str(path), map_location=device)
-    args = [torch.tensor(ref.numbers, device=device),
-            torch.tensor(ref.positions, device=device),
-            torch.tensor(ref.cell.array, device=device), torch.tensor(ref.pbc, device=device)]
-    ms = median_ms(lambda: scripted(*args)["forces"].cpu(), calls, device)
-    calc = inference_speed(n_calls=calls, device=str(device))["ms_per_call"]
-    print(f"aspirin call: exported TorchScript {ms:.2f} ms, FFPTCalculator {calc:.2f} ms "
-          f"({device})")
-    return {"exported_ms_per_call": ms, "calculator_ms_per_call": calc}
+    atoms = ref.copy()
+    atoms.calc = FFPTCalculator(model, device=str(device))
+    rng = np.random.default_rng(0)
+    x0 = ref.positions.copy()
+    fixed = [torch.tensor(ref.numbers, device=device), None,
+             torch.tensor(ref.cell.array, device=device), torch.tensor(ref.pbc, device=device)]
+
+    def perturbed():
+        return x0 + 0.01 * rng.normal(size=x0.shape)
+
+    def exported():
+        fixed[1] = torch.tensor(perturbed(), device=device)
+        scripted(*fixed)["forces"].cpu()
+
+    def calculator():
+        atoms.positions = perturbed()
+        atoms.get_forces()
+
+    row = paired_ms({"exported_ms_per_call": exported, "calculator_ms_per_call": calculator},
+                    calls, device)
+    print(f"aspirin call: exported TorchScript {row['exported_ms_per_call']:.2f} ms, "
+          f"FFPTCalculator {row['calculator_ms_per_call']:.2f} ms ({device}, paired medians)")
+    return row
 
 
 def main():
@@ -105,7 +127,10 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     set_threads(args.threads)
-    device = usable_device(args.device)
+    try:
+        device = usable_device(args.device)
+    except ValueError as err:
+        sys.exit(f"scale_out: {err}")
     results = {"machine": platform.machine(), "device": str(device),
                "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
                else platform.processor() or platform.machine(),

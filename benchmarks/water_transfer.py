@@ -86,7 +86,8 @@ def main():
     wanted = [s for s in args.stages.split(",") if s]
     if args.stages == "all":
         wanted = list(STAGES)
-    unknown = sorted(set(wanted) - set(STAGES))
+    md_models = [m for m in args.md_models.split(",") if m]
+    unknown = sorted(set(wanted + md_models) - set(STAGES))
     if unknown:
         sys.exit(f"unknown stages {unknown}; choose from {', '.join(STAGES)}")
     liquid_file = work / "liquid_train.npz"
@@ -189,9 +190,8 @@ def main():
             "rattled_monomer_energy_mae_eV_offset_removed": float(np.mean(np.abs(
                 de - de.mean()))),
             "bend_150_eV": float(curves[name][1]), "bend_180_eV": float(curves[name][2])}
-    if args.md_models:
-        report["md"] = stability(work, test, [m for m in args.md_models.split(",") if m],
-                                 args)
+    if md_models:
+        report["md"] = stability(work, test, md_models, args)
     out = bench.RESULTS / "water_transfer.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     (bench.RESULTS / "water_transfer.md").write_text(markdown(report))

@@ -406,6 +406,8 @@ CASES = [
     Case("train", "unknown stage", fixed("train", "--stage", "warmup"), "invalid choice"),
     Case("train", "stress weight on frames without stresses", train_argv(
         extra=["--w-stress", "1"]), "have no stresses"),
+    Case("train", "--refit-scale without a checkpoint to start from", train_argv(
+        extra=["--refit-scale"]), "needs a checkpoint to start from"),
     Case("train", "negative stress weight", train_argv(extra=["--w-stress", "-1"]),
          "w_stress must be >= 0"),
     Case("train", "a device that is not a torch device", train_argv(

@@ -99,6 +99,9 @@ class TrainConfig(RunSettings):
         super().__post_init__()
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+        if self.refit_scale and not self.init:
+            raise ValueError("refit_scale refits a pre-trained model's force scale: it needs "
+                             "a checkpoint to start from (--init)")
         if self.stage == "finetune" and not self.init:
             raise ValueError("the finetune stage starts from a pre-trained checkpoint: give "
                              "--init runs/pt/best.pt")
