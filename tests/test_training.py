@@ -12,7 +12,7 @@ from ffpt_ase.model.potential import CheckpointError, load_checkpoint
 from ffpt_ase.applications.systems import sample_system
 from ffpt_ase.training.config import TrainConfig
 from ffpt_ase.training.losses import temporal_pair_loss
-from ffpt_ase.training.trainer import Trainer, prepare, train
+from ffpt_ase.training.trainer import Trainer, plateau_reached, prepare, train
 
 TINY = dict(features=8, interactions=1, basis=4, batch_size=16)
 
@@ -400,7 +400,9 @@ def test_user_e0s_fix_the_energy_shifts(ho2, tmp_path):
 
 @pytest.mark.parametrize("field,value,message", [
     ("loss", "l1", "loss must be one of"), ("huber_delta", 0.0, "huber_delta must be > 0"),
-    ("grad_clip", -1.0, "grad_clip must be > 0"), ("ema_decay", 1.0, "ema_decay must be")])
+    ("grad_clip", -1.0, "grad_clip must be > 0"), ("ema_decay", 1.0, "ema_decay must be"),
+    ("plateau_epochs", 0, "plateau_epochs must be >= 1"),
+    ("plateau_improvement", 1.0, "plateau_improvement must be between 0 and 1")])
 def test_training_option_values_are_checked(field, value, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(data="x.npz", **{field: value})
@@ -479,3 +481,54 @@ def test_training_reads_labels_under_the_given_keys(ho2, tmp_path):
     assert config["data_metadata"]["label_keys"] == {"energy": ["REF_energy"],
                                                      "forces": ["REF_forces"]}
     assert s["epochs"] == 1
+
+
+def test_the_plateau_rule_compares_the_last_window_with_the_best_before_it():
+    def hist(maes):
+        return [{"val_forces_mae": m, "val_loss": 10 * m} for m in maes]
+    assert plateau_reached(hist([1.0, 0.9, 0.8]), None, 0.01) is None     # rule off
+    assert plateau_reached(hist([1.0, 0.9, 0.8]), 3, 0.01) is None        # too few epochs
+    # best before the window 0.80; the window's best 0.795 is 0.6 % better: a plateau
+    reason = plateau_reached(hist([1.0, 0.8, 0.85, 0.795, 0.9]), 3, 0.01)
+    assert reason and "0.795" in reason and "0.8)" in reason and "1 %" in reason
+    # 0.79 is 1.25 % better: go on; a 2 % rule calls it a plateau
+    assert plateau_reached(hist([1.0, 0.8, 0.85, 0.79, 0.9]), 3, 0.01) is None
+    assert plateau_reached(hist([1.0, 0.8, 0.85, 0.79, 0.9]), 3, 0.02)
+    # without force errors the validation loss is judged
+    no_forces = [{"val_forces_mae": None, "val_loss": v} for v in (5.0, 4.0, 3.99, 3.98)]
+    assert "val_loss" in plateau_reached(no_forces, 2, 0.01)
+
+
+def test_training_stops_on_a_plateau_and_a_resumed_run_keeps_the_stop(ho2, tmp_path):
+    out = tmp_path / "plateau"
+    # lr so small that nothing improves: the rule must stop the run after window + 1 epochs
+    cfg = dict(stage="scratch", data=str(ho2), output=str(out), epochs=30, lr=1e-9,
+               plateau_epochs=2, **TINY)
+    summary = train(TrainConfig(**cfg))
+    assert summary["epochs"] == 3 and summary["stop_reason"].startswith("plateau")
+    log = rows(out / "log.csv")
+    maes = [float(r["val_forces_mae"]) for r in log]
+    assert min(maes[1:]) > 0.99 * maes[0]
+    again = train(TrainConfig(**cfg))   # resuming adds no epoch
+    assert again["epochs"] == 3 and again["stop_reason"] == summary["stop_reason"]
+    # the rule is a stopping rule (like --epochs): a looser one continues the same run
+    longer = train(TrainConfig(**{**cfg, "plateau_epochs": 4}))
+    assert longer["epochs"] == 5 and longer["stop_reason"].startswith("plateau")
+
+
+def test_the_start_check_looks_at_every_kind_of_frame(tmp_path):
+    """Frames sorted by species, free atoms first (zero forces): the fine-tuning start
+    check must still see the molecules' forces."""
+    from ffpt_ase.applications.h2combustion.workflows import (rattled_species_frames,
+                                                              rattled_species_sets)
+    frames = rattled_species_frames(rattled_species_sets(150, seed=0))
+    assert ((frames.numbers_per_frame[:150] > 0).sum(1) == 1).all()   # free atoms first
+    frames.save(tmp_path / "species.npz")
+    pt = tmp_path / "pt"
+    train(TrainConfig(stage="pretrain", data=str(tmp_path / "species.npz"), output=str(pt),
+                      epochs=1, **TINY))
+    train(TrainConfig(stage="pretrain", data=str(tmp_path / "species.npz"), epochs=1,
+                      init=str(pt / "best.pt"), output=str(tmp_path / "again"), **TINY))
+    check = json.loads((tmp_path / "again" / "config.json").read_text())["normalization"][
+        "start_check"]
+    assert check["reference_force_rms"] > 1.0 and check["predicted_force_rms"] > 0

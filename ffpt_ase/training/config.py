@@ -3,7 +3,8 @@
 Stages and their default learning rates: ``scratch`` 1e-3, ``pretrain`` 1e-4, ``finetune``
 1e-4 (fine-tuning must start from a checkpoint, ``init``). Adam, ReduceLROnPlateau (factor
 0.7, patience 50 epochs) on the validation loss, stop when the learning rate has fallen to
-1 % of its start, after ``epochs`` epochs, or after ``max_time_s`` seconds.
+1 % of its start, when the validation force MAE is on a plateau (``plateau_epochs``, off by
+default), after ``epochs`` epochs, or after ``max_time_s`` seconds.
 """
 
 from __future__ import annotations
@@ -48,6 +49,13 @@ class TrainConfig(RunSettings):
     lr_patience: int = setting(50, "ReduceLROnPlateau patience", unit="epochs")
     min_lr_ratio: float = setting(0.01, "stop when the learning rate falls to this fraction "
                                         "of its start")
+    plateau_epochs: int | None = setting(None, "stop when the best validation force MAE of "
+                                               "the last this many epochs improved on the "
+                                               "best before them by less than "
+                                               "plateau_improvement (default: no plateau "
+                                               "rule)", unit="epochs", role="free")
+    plateau_improvement: float = setting(0.01, "the plateau rule's smallest relative "
+                                               "improvement (0.01: one per cent)", role="free")
     max_time_s: float | None = setting(None, "wall-time budget", unit="s", flag="--max-time",
                                        role="free")
     w_energy: float = setting(1.0, "energy loss weight")
@@ -123,6 +131,10 @@ class TrainConfig(RunSettings):
                   "lr_factor": (0 < self.lr_factor < 1, "between 0 and 1"),
                   "lr_patience": (self.lr_patience >= 0, ">= 0 epochs"),
                   "min_lr_ratio": (0 < self.min_lr_ratio <= 1, "in (0, 1]"),
+                  "plateau_epochs": (self.plateau_epochs is None or self.plateau_epochs >= 1,
+                                     ">= 1 epoch"),
+                  "plateau_improvement": (0 < self.plateau_improvement < 1,
+                                          "between 0 and 1"),
                   "w_energy": (self.w_energy >= 0, ">= 0"),
                   "w_forces": (self.w_forces >= 0, ">= 0"),
                   "w_stress": (self.w_stress >= 0, ">= 0"),

@@ -250,6 +250,23 @@ class WeightAverage:
             self.average[n].copy_(t)
 
 
+
+def plateau_reached(history, window: int | None, improvement: float) -> str | None:
+    """The plateau rule: the best validation force MAE (the validation loss where a run has
+    no forces) of the last ``window`` epochs improved on the best before them by less than
+    the fraction ``improvement``. Returns the stop reason, or None (also when ``window`` is
+    None or fewer than ``window + 1`` epochs are done)."""
+    if not window or len(history) <= window:
+        return None
+    key = "val_forces_mae" if history[-1].get("val_forces_mae") is not None else "val_loss"
+    before = min(row[key] for row in history[:-window])
+    recent = min(row[key] for row in history[-window:])
+    if recent > (1.0 - improvement) * before:
+        return (f"plateau: best {key} of the last {window} epochs ({recent:.4g}) improved on "
+                f"the best before them ({before:.4g}) by less than {100 * improvement:g} %")
+    return None
+
+
 class Trainer:
     """The training loop of one stage, from pieces made by the caller (see :func:`train`).
 
@@ -355,11 +372,15 @@ class Trainer:
 
     def _stop_reason(self, history) -> str | None:
         """Why training should stop now, given the epochs done: the learning rate at its
-        floor or the wall-time budget spent; None to go on."""
+        floor, the validation error on a plateau, or the wall-time budget spent; None to go
+        on."""
         if not history:
             return None
         if self.opt.param_groups[0]["lr"] <= self.cfg.min_lr_ratio * self.cfg.lr * (1 + 1e-9):
-            return "learning rate reached 1% of its start"
+            return f"learning rate reached {self.cfg.min_lr_ratio:g} of its start"
+        plateau = plateau_reached(history, self.cfg.plateau_epochs, self.cfg.plateau_improvement)
+        if plateau:
+            return plateau
         if self.cfg.max_time_s and history[-1]["time_s"] >= self.cfg.max_time_s:
             return "max wall time"
         return None
@@ -386,7 +407,10 @@ class Trainer:
         norm = self.model.refit_shift(sub, e)
         if rescaled is not None:
             norm["scale (refitted)"] = norm.pop("scale (kept)")
-        norm["start_check"] = self._start_check(sub[np.arange(min(len(sub), 64))])
+        # evenly spread over the (ordered) sample: a data set sorted by species or file
+        # would otherwise be judged by its first kind of frame only (e.g. free atoms)
+        spread = np.unique(np.linspace(0, len(sub) - 1, min(len(sub), 64)).astype(int))
+        norm["start_check"] = self._start_check(sub[spread])
         return norm
 
     def _start_check(self, frames) -> dict:
@@ -400,7 +424,7 @@ class Trainer:
         pred = float(np.sqrt(np.mean(f[real] ** 2)))
         ref = float(np.sqrt(np.mean(frames.forces[real] ** 2)))
         ratio = pred / max(ref, 1e-12)
-        if not 0.1 <= ratio <= 10.0:
+        if ref > 0 and not 0.1 <= ratio <= 10.0:
             log.warning("the starting model predicts forces with RMS %.3g eV/A on the %s data, "
                         "whose forces have RMS %.3g eV/A (ratio %.3g): its pre-training did not "
                         "cover these environments, and fine-tuning starts far from them",
@@ -456,7 +480,8 @@ class Trainer:
             if self.ema is not None:
                 self.ema.update(model)
             if not math.isfinite(value):
-                raise FloatingPointError(f"non-finite training loss in epoch {epoch + 1}")
+                raise FloatingPointError(f"non-finite training loss in epoch {epoch + 1} (the "
+                                         f"model diverged: try --grad-clip or a lower --lr)")
             total += value * counts["frames"]
             n += counts["frames"]
         return total / max(n, 1)
