@@ -4,14 +4,21 @@ Protocol (issue 5, experiment 3), data from ``../shared/data/h2combustion`` (Gua
 Sci. Data 9, 215 (2022); wB97X-V/cc-pVTZ):
 
 1. pretrain: rattled H, O, H2, O2, OH, H2O, HO2, H2O2 (sigma 0.2 A) labelled by the shipped
-   Q-Force parameters, lr 1e-4.
+   Q-Force parameters, lr 1e-4; by default the shipped ``pretrained:h2combustion``
+   (``benchmarks/pretrain_h2combustion.py``).
 2. data: IRC + AIMD + normal-mode files of the 19 channels (``12_*`` for channel 12 with the
    corrected ``12a_irc_{d,q}_corr`` IRCs; the uncorrected ``12_irc``, the duplicate
    ``12a_*_all``/``12b_*_all`` files and the extra ``20``/``21`` AIMD sets are not used).
    A seeded ``--train-fraction`` of every file (default 10 %, the paper's) is the
    training + validation set; a disjoint sample of every file (up to ``--test-per-file``
    frames) is the test set.
-3. scratch (lr 1e-3) and finetune (from step 1, lr 1e-4) on the same frames.
+3. scratch (lr 1e-3) and finetune (from step 1, lr 1e-4) on the same frames, each trained
+   out (``bench_common.TRAINED_OUT``: learning rate at 1 % of its start or a 100-epoch
+   plateau of the validation force MAE, gradient norm clipped at 10). A stage longer than
+   a session continues from its run folder, committed in
+   ``benchmarks/models/h2combustion/runs/``; a finished stage's model is
+   ``benchmarks/models/h2combustion/{scratch,finetune}.pt``. ``--only scratch`` and
+   ``--only finetune`` train the two arms in two processes.
 4. energy/force errors per channel on the test set.
 5. the energy along the O-H distance of channel 09 (HO2 -> H + O2) from 0.4 to 3 A
    (the paper's Figure 4a) for scratch, FFPT, FFPT-FT, the Q-Force teacher and PySCF
@@ -64,7 +71,7 @@ def main():
         "h2combustion",
         "h2combustion",
         **MODEL,
-        minutes={"pretrain": PRETRAIN_MINUTES, "scratch": 20, "finetune": 20},
+        minutes={"pretrain": PRETRAIN_MINUTES, "scratch": None, "finetune": None},
     )
     ap.add_argument("--train-fraction", type=float, default=0.10)
     ap.add_argument("--test-per-file", type=int, default=500)
@@ -75,10 +82,17 @@ def main():
     ap.add_argument("--metad-steps", type=int, default=10000,
                     help=f"{METAD.timestep_fs} fs steps per walker")
     ap.add_argument("--no-dft-scan", action="store_true", help="skip the PySCF scan points")
-    ap.add_argument("--pretrained", default=None,
-                    help="start fine-tuning from this shipped pre-trained model (e.g. "
-                         "h2combustion-small) instead of pre-training here")
+    ap.add_argument("--pretrained", default="h2combustion",
+                    help="start fine-tuning from this shipped pre-trained model ('' to "
+                         "pre-train here within --minutes-pretrain)")
+    ap.add_argument("--only", choices=("scratch", "finetune"), default=None,
+                    help="train this stage only and stop (run the other in a second "
+                         "process); the run folders are kept in benchmarks/models/")
     args = ap.parse_args()
+    from ffpt_ase.pretrained import available
+    if args.pretrained and args.pretrained not in available():
+        sys.exit(f"no shipped pre-trained model {args.pretrained!r}; available: "
+                 f"{', '.join(available()) or 'none'}")
     command = bench.announce()
     data = Path(args.data)
     if not (data / "npz").is_dir():
@@ -89,8 +103,14 @@ def main():
 
     train_file, test_file = assemble(data, args.train_fraction, args.test_per_file, work)
     pt_file = bench.h2combustion_pretrain_set(work, args.n_pretrain)
+    bench.restore_runs(work, "h2combustion", ("scratch", "finetune"))
     runs = bench.three_stages(work, pt_file, train_file, args, batch_size=32,
-                              pretrained=args.pretrained)
+                              pretrained=args.pretrained or None,
+                              stop_rule=bench.TRAINED_OUT, only=args.only)
+    status = bench.keep_runs(work, "h2combustion", ("scratch", "finetune"))
+    print("[training]", status, flush=True)
+    if args.only:
+        return
     s_pt, s_sc, s_ft = runs["pretrain"], runs["scratch"], runs["finetune"]
     ckpt = {
         "scratch": work / "scratch" / "best.pt",
@@ -175,6 +195,7 @@ def main():
             "n_train_val": n_trainval,
             "n_test": len(test),
         },
+        "training_status": status,
         "errors": errors,
         "per_channel": channels,
         "oh_scan": {
