@@ -1,6 +1,7 @@
 """Workflows of the hydrogen-combustion application that the demo and the benchmark share:
 teacher data of the eight species, the channel-09 fine-tuning geometries, reaction energies
-side by side, per-channel errors, the channel-09 O-H scan, and metadynamics walkers.
+side by side, per-channel errors, the channel-09 O-H scan, what is left of the teacher's walls
+after fine-tuning, and metadynamics walkers.
 
 Energies in eV unless a name says kJ/mol; distances in Angstrom.
 """
@@ -205,6 +206,48 @@ def oh_scan(models: dict, dft_cache: Path | None = None, with_dft: bool = True) 
         dft = (rd, e - e[int(np.argmin(np.abs(rd - r0)))])
     return {"r": r, "r_eq": r0, "curves": {k: v - v[i0] for k, v in curves.items()},
             "dft": dft}
+
+
+#: the molecules whose walls are measured, and the atom pairs pushed together in each
+#: (indices in the species' reference geometry; bonded and non-bonded contacts)
+WALL_SPECIES = ("H2", "O2", "OH", "H2O", "HO2", "H2O2")
+
+
+def wall_retention(models: dict, n_per_species: int = 500, seed: int = 1000,
+                   closest_A: float = 0.5) -> dict:
+    """How much of the Q-Force teacher's walls each model keeps (issue 13, item 7):
+    :func:`~ffpt_ase.analysis.walls.errors_against_teacher` on held-out rattled frames of the
+    six molecules (``n_per_species`` each, seeds ``seed..seed+7``, disjoint from the
+    pre-training seeds 0..7) and :func:`~ffpt_ase.analysis.walls.contact_scans` of every
+    atom pair of each molecule from its reference distance to ``closest_A``. ``models`` maps
+    a name to a checkpoint. Energies in eV, forces in eV/A."""
+    from ...analysis.walls import contact_scans, errors_against_teacher, formula_of
+    from ...model.potential import load_potential
+    import torch
+
+    sets = rattled_species_sets(n_per_species, seed=seed)
+    frames = rattled_species_frames(sets)
+    equilibria, scans = {}, {}
+    calcs = {name: FFPTCalculator.from_checkpoints(ckpt, dtype="float64")
+             for name, ckpt in models.items()}
+    for name in WALL_SPECIES:
+        teacher, ref, _ = get_system(name)
+        atoms = ref.copy()
+        atoms.calc = teacher
+        equilibria[formula_of(ref.numbers)] = (ref.copy(), atoms.get_potential_energy())
+        pairs = [(i, j) for i in range(len(ref)) for j in range(i + 1, len(ref))]
+        for i, j in pairs:
+            r0 = float(ref.get_distance(i, j))
+            if r0 <= closest_A:
+                continue
+            scan = contact_scans({"teacher": teacher, **calcs}, ref, [(i, j)],
+                                 np.linspace(r0, closest_A, 12), reference="teacher")
+            (key, curves), = scan["pairs"].items()
+            scans[f"{name} {key}"] = {"distances_A": scan["distances_A"], **curves}
+    loaded = {name: load_potential(ckpt, dtype=torch.float64) for name, ckpt in models.items()}
+    return {"rattled": errors_against_teacher(loaded, frames, equilibria),
+            "rattled_seeds": [seed + k for k in range(len(sets))],
+            "contact_scans": scans}
 
 
 def run_walkers(reaction: str, checkpoint, seeds, steps: int, folder: Path, **settings) -> dict:

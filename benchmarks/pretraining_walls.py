@@ -1,0 +1,106 @@
+"""What pre-training leaves behind (issue 13, item 7): how much of the teacher's repulsive
+walls the pre-trained, fine-tuned and scratch models keep.
+
+Hydrogen combustion: held-out rattled frames of H2, O2, OH, H2O, HO2 and H2O2 (500 each,
+seeds 1000.., never used for training) labelled by the Table 1 teacher, errors in bins of
+the teacher's energy above equilibrium, and every atom pair of each molecule pushed from its
+reference distance to 0.5 A. The models default to the committed ones
+(``benchmarks/models/h2combustion/{scratch,finetune}.pt`` and the shipped pre-trained
+model); ``--model NAME=PATH`` replaces or adds one (e.g. a run still in training).
+
+    .venv/bin/python benchmarks/pretraining_walls.py
+
+Writes ``benchmarks/results/walls_h2combustion.{json,md}`` and ``..._scans.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import bench_common as bench
+import numpy as np
+
+from ffpt_ase.analysis.plots import label_and_save, subplots
+from ffpt_ase.applications.h2combustion.workflows import wall_retention
+from ffpt_ase.pretrained import resolve_checkpoint
+
+DEFAULT_MODELS = {"FFPT": "pretrained:h2combustion",
+                  "scratch": str(bench.MODELS / "h2combustion" / "scratch.pt"),
+                  "FFPT-FT": str(bench.MODELS / "h2combustion" / "finetune.pt")}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
+                    help="a model to measure (replaces the default of that name)")
+    ap.add_argument("--per-species", type=int, default=500)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    import torch
+    torch.set_num_threads(args.threads)
+    models = dict(DEFAULT_MODELS)
+    for item in args.model:
+        if "=" not in item:
+            sys.exit(f"--model {item!r}: expected NAME=PATH")
+        name, path = item.split("=", 1)
+        models[name] = path
+    for name, path in list(models.items()):
+        try:
+            resolved = resolve_checkpoint(path)
+        except FileNotFoundError as err:
+            sys.exit(f"model {name}: {err}")
+        if not resolved.exists():
+            print(f"[walls] {name}: {path} not there yet, left out", flush=True)
+            del models[name]
+    if not models:
+        sys.exit("no model to measure")
+    command = bench.announce()
+    out = wall_retention(models, n_per_species=args.per_species)
+    names = list(models)
+    rat = out["rattled"]
+    bins = rat["bins_eV"]
+    lines = [f"Held-out rattled frames ({rat['frames']}, Table 1 teacher labels): force MAE "
+             "(eV/A) / relative-energy MAE (eV) / retained fraction of the teacher's "
+             "energy above equilibrium (median; 1 = wall kept, 0 = flat, < 0 = hole)", "",
+             "| E_teacher - E_eq (eV) | n | " + " | ".join(names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for k in range(len(bins) - 1):
+        row = rat[names[0]][k]
+        if not row["n"]:
+            continue
+        cells = []
+        for name in names:
+            r = rat[name][k]
+            cells.append(f"{r['forces_mae']:.3g} / {r['energy_mae']:.3g} / "
+                         f"{r['retained']:.2f}")
+        lines.append(f"| {bins[k]:g}-{bins[k + 1]:g} | {row['n']} | " + " | ".join(cells) + " |")
+    scans = out["contact_scans"]
+    lines += ["", "Close-contact scans: E(0.5 A) - E(r_ref) in eV (ratio to the teacher's)", "",
+              "| molecule, pair | r_ref (A) | teacher | " + " | ".join(names) + " |",
+              "|---|---|---|" + "---|" * len(names)]
+    for key, s in scans.items():
+        cells = [f"{s[n]['wall_eV']:.2f} ({s[n]['wall_ratio']:.2f})" for n in names]
+        lines.append(f"| {key} | {s['distances_A'][0]:.2f} | {s['teacher']['wall_eV']:.2f} | "
+                     + " | ".join(cells) + " |")
+    ncol = 4
+    nrow = int(np.ceil(len(scans) / ncol))
+    fig, axes = subplots(nrow, ncol, figsize=(3.2 * ncol, 2.6 * nrow))
+    axes = np.atleast_1d(axes).ravel()
+    for ax, (key, s) in zip(axes, scans.items()):
+        for n in ["teacher"] + names:
+            ax.plot(s["distances_A"], s[n]["energy_eV"], label=n,
+                    **({"color": "k", "ls": "--"} if n == "teacher" else {}))
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("distance [A]")
+        ax.set_ylabel("E - E(r_ref) [eV]")
+    for ax in axes[len(scans):]:
+        ax.axis("off")
+    axes[0].legend(fontsize=7)
+    label_and_save(fig, axes[0], bench.RESULTS / "walls_h2combustion_scans.png")
+    result = {"command": command, "models": models, **out}
+    bench.write_results("walls_h2combustion", result, "\n".join(lines), command)
+
+
+if __name__ == "__main__":
+    main()
