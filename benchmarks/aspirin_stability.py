@@ -2,12 +2,17 @@
 
 1. Stability: 500 K Langevin (0.5 fs, friction 2/ps), K trajectories per model from the
    first frame of the training file, time to first failure by the harness's criteria
-   (bond deviation > 0.5 A, new bond, non-finite), survival curves of scratch vs FFPT-FT.
+   (bond deviation > 0.5 A, new bond, non-finite); Kaplan-Meier survival curves of scratch
+   vs FFPT-FT with 95 % bands, Fisher's exact test on the failure counts and the log-rank
+   test on the times to failure (``ffpt_ase.analysis.survival``).
 2. PES cuts (the paper's Figure 1c): energy along a stretched methyl C-H bond and a closing
    H-C-H angle, for scratch, FFPT (pre-trained only) and FFPT-FT, relative to each model's
    energy at the starting geometry.
 
-    .venv/bin/python benchmarks/aspirin_stability.py --trajectories 8 --time-ps 50
+    .venv/bin/python benchmarks/aspirin_stability.py --trajectories 32 --time-ps 50
+
+The models are the committed ``benchmarks/models/aspirin/{scratch,pretrain,finetune}.pt``
+where they exist, otherwise ``best.pt`` of aspirin_accuracy.py's work folder.
 
 Resumable: finished trajectories are kept in each model's stability folder. Writes
 ``benchmarks/results/aspirin_stability.{json,md}``, ``aspirin_survival.png`` and
@@ -20,16 +25,17 @@ from pathlib import Path
 import bench_common as bench
 
 from ffpt_ase.analysis.plots import plot_survival, save_figure, subplots
+from ffpt_ase.analysis.survival import compare_ensembles, from_trajectories
 from ffpt_ase.applications.aspirin import pes_cuts
 from ffpt_ase.data import read_frames
-from ffpt_ase.simulate.stability import StabilityConfig, run_stability, survival_curve
+from ffpt_ase.simulate.stability import StabilityConfig, run_stability
 
 MODELS = {"scratch": "scratch", "FFPT": "pretrain", "FFPT-FT": "finetune"}
 
 
 def main():
     ap = bench.parser(__doc__, "aspirin_ccsd", "aspirin")
-    ap.add_argument("--trajectories", type=int, default=8)
+    ap.add_argument("--trajectories", type=int, default=32)
     ap.add_argument("--time-ps", type=float, default=50.0)
     ap.add_argument("--temperature", type=float, default=500.0)
     ap.add_argument(
@@ -41,22 +47,24 @@ def main():
     args = ap.parse_args()
     command = bench.announce()
     work = Path(args.work)
-    for folder in MODELS.values():
-        if not (work / folder / "best.pt").exists():
-            sys.exit(
-                f"{work / folder / 'best.pt'} missing: run benchmarks/aspirin_accuracy.py first"
-            )
+    checkpoint = {}
+    for name, folder in MODELS.items():
+        kept = bench.MODELS / "aspirin" / f"{folder}.pt"
+        checkpoint[name] = kept if kept.exists() else work / folder / "best.pt"
+        if not checkpoint[name].exists():
+            sys.exit(f"{kept} and {work / folder / 'best.pt'} missing: run "
+                     "benchmarks/aspirin_accuracy.py first")
     start = read_frames(Path(args.data) / "aspirin_ccsd-train.xyz").to_atoms(0)
     start.calc = None
     start_file = work / "stability_start.xyz"
     start.write(start_file)
 
-    summaries, curves = {}, {}
+    summaries, ensembles = {}, {}
     for name in (args.only,) if args.only else ("scratch", "FFPT-FT"):
         folder = MODELS[name]
         cfg = StabilityConfig(
             system=str(start_file),
-            model=str(work / folder / "best.pt"),
+            model=str(checkpoint[name]),
             trajectories=args.trajectories,
             time_ps=args.time_ps,
             temperature_K=args.temperature,
@@ -67,20 +75,22 @@ def main():
         )
         s = run_stability(cfg)
         summaries[name] = bench.stability_record(s)
-        curves[name] = survival_curve(s["trajectories"], args.time_ps)
+        ensembles[name] = from_trajectories(s["trajectories"])
         print(
             f"{name}: {s['n_failed']}/{s['n_trajectories']} failed, "
             f"time to failure {s['time_to_failure_ps']}"
         )
     if args.only:
         return
+    statistics = compare_ensembles(ensembles)
     plot_survival(
-        curves,
+        statistics["curves"],
         bench.RESULTS / "aspirin_survival.png",
-        title=f"aspirin, {args.temperature:g} K Langevin",
+        title=f"aspirin, {args.temperature:g} K Langevin (95 % bands)",
+        until_ps=args.time_ps,
     )
 
-    cuts = pes_cuts(start, {name: work / folder / "best.pt" for name, folder in MODELS.items()})
+    cuts = pes_cuts(start, checkpoint)
     fig, axes = subplots(1, 2, figsize=(11, 4))
     for ax, key, xlabel in (
         (axes[0], "stretch", "methyl C-H distance [A]"),
@@ -94,7 +104,9 @@ def main():
     save_figure(fig, bench.RESULTS / "aspirin_pes_cuts.png")
     result = {
         "command": command,
+        "models": {name: str(path) for name, path in checkpoint.items()},
         "stability": summaries,
+        "statistics": statistics,
         "pes_cuts": cuts,
         "settings": {
             "temperature_K": args.temperature,
@@ -114,6 +126,10 @@ def main():
             f"| {name} | {s['n_failed']} / {s['n_trajectories']} | "
             f"{'-' if med is None else f'{med:.2f}'} | {s['mean_simulated_ps']:.2f} |"
         )
+    test = statistics["tests"]["scratch vs FFPT-FT"]
+    lines += ["", f"Fisher's exact test on the failure counts: p = {test['fisher_p']:.3g}; "
+              f"log-rank test on the times: z = {test['logrank']['z']:.2f}, "
+              f"p = {test['logrank']['p']:.3g} (two-sided)."]
     bench.write_results("aspirin_stability", result, "\n".join(lines), command)
 
 

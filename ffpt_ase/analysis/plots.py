@@ -173,11 +173,22 @@ def plot_convergence_runs(runs: dict, path: str | Path, title: str = "") -> Path
     return save_figure(fig, path)
 
 
-def plot_survival(curves: dict, path: str | Path, title: str = "") -> Path:
-    """Survival curves ``curves[name] = (t_ps, fraction_surviving)``."""
+def plot_survival(curves: dict, path: str | Path, title: str = "", until_ps=None) -> Path:
+    """Survival curves: ``curves[name]`` is ``(t_ps, fraction_surviving)`` or a
+    :func:`~ffpt_ase.analysis.survival.kaplan_meier` result, drawn with its confidence band;
+    steps are extended to ``until_ps`` when given."""
     fig, ax = subplots(figsize=(6, 4))
-    for name, (t, s) in curves.items():
-        ax.step(t, s, where="post", label=name)
+    for name, curve in curves.items():
+        if isinstance(curve, dict):
+            t, s = list(curve["time_ps"]), list(curve["surviving"])
+            lo, hi = list(curve["low"]), list(curve["high"])
+            if until_ps is not None and until_ps > t[-1]:
+                t, s, lo, hi = t + [until_ps], s + s[-1:], lo + lo[-1:], hi + hi[-1:]
+            line, = ax.step(t, s, where="post",
+                            label=f"{name} ({curve['failed']}/{curve['n']} failed)")
+            ax.fill_between(t, lo, hi, step="post", alpha=0.2, color=line.get_color())
+        else:
+            ax.step(*curve, where="post", label=name)
     ax.set_ylim(-0.02, 1.02)
     return label_and_save(fig, ax, path, "time [ps]", "fraction of stable trajectories", title,
                           legend=True)
