@@ -16,7 +16,7 @@ molecules only.
 Arms (same architecture, seed and liquid split; wall-time budgets per stage). Round 1, 8 min
 of pre-training and 10 min per liquid stage: ``pt_monomer`` (rattled TIP3P monomers, the
 paper's data), ``pt_gas`` (the same teacher's rattled monomers as a gas of 32
-non-interacting copies in the liquid's cell, ``ffpt_ase.sampling.non_interacting_copies``),
+non-interacting copies in the liquid's cell, ``ffpt_ase.sampling.molecule_copies``),
 ``scratch``, ``ft_monomer``, ``ft_monomer_refit_scale``, ``ft_gas``. Round 2, 12 min of
 pre-training and 15 min per liquid stage: ``pt_mix`` (the monomers and a denser gas of 40
 copies, one teacher, one stage), ``scratch_15``, ``ft_mix`` (lr 1e-4, the paper's) and
@@ -44,7 +44,7 @@ from ffpt_ase.applications.water import (TEST_FOLDER, TRAIN_FOLDERS, monomer_ang
                                          transfer_diagnostics)
 from ffpt_ase.data import Frames, read_deepmd
 from ffpt_ase.model.potential import Potential, load_potential
-from ffpt_ase.sampling import non_interacting_copies
+from ffpt_ase.sampling import molecule_copies
 from ffpt_ase.training.metrics import predict
 
 #: stage -> wall-time budget (minutes)
@@ -105,12 +105,12 @@ def main():
             sample_system("water", args.n_monomers, seed=0, show_progress=False).save(mono_file)
         if not gas_file.exists():
             monomers = sample_system("water", args.n_monomers, seed=1, show_progress=False)
-            non_interacting_copies(monomers, args.copies, cell, args.min_distance,
+            molecule_copies(monomers, args.copies, cell, args.min_distance,
                                    seed=0).save(gas_file)
         if not mix_file.exists():
             more = sample_system("water", args.dense_copies * args.dense_frames, seed=2,
                                  show_progress=False)
-            dense = non_interacting_copies(more, args.dense_copies, cell, args.min_distance,
+            dense = molecule_copies(more, args.dense_copies, cell, args.min_distance,
                                            seed=1)
             mono = Frames.load(mono_file)
             # one periodicity per set: each monomer alone in the liquid's cell (its images are

@@ -5,13 +5,14 @@ fs (ASE's)."""
 from .data import Frames, read_frames, write_frames
 from .forcefields.openmm_ff import OpenMMCalculator
 from .forcefields.qforce import QForceCalculator
-from .forcefields.tip3p import FlexibleTIP3PCalculator
+from .forcefields.tip3p import FlexibleTIP3PCalculator, TIP3PLiquidCalculator
 from .sampling import RattleSampler, relax
 
 __version__ = "0.1.0"
 
 __all__ = ["Ensemble", "FFPTCalculator", "FlexibleTIP3PCalculator", "Frames", "OpenMMCalculator",
-           "Potential", "QForceCalculator", "RattleSampler", "TrainConfig", "read_frames",
+           "Potential", "QForceCalculator", "RattleSampler", "TIP3PLiquidCalculator",
+           "TrainConfig", "read_frames",
            "relax", "sample_system", "train", "write_frames"]
 
 _LAZY = {  # torch-backed names, imported on first use so that `import ffpt_ase` stays light

@@ -167,20 +167,25 @@ class RattleSampler:
         return start, [ck.positions], [ck.energy], [ck.forces]
 
 
-def non_interacting_copies(frames: Frames, n_copies: int, cell, min_distance: float = 2.0,
-                           seed: int = 0, max_tries: int = 5000) -> Frames:
+def molecule_copies(frames: Frames, n_copies: int, cell, min_distance: float = 2.0,
+                    seed: int = 0, max_tries: int = 5000, teacher=None) -> Frames:
     """Frames of ``n_copies`` molecules each, placed at random positions and orientations in
-    the periodic ``cell`` (3x3 A, rows are cell vectors) and labelled as the sum of their own
-    teacher labels: a gas of copies of a single-molecule force field's frames.
+    the periodic ``cell`` (3x3 A, rows are cell vectors): without ``teacher``, labelled as the
+    sum of their own labels (a gas of non-interacting copies of a single-molecule force
+    field's frames); with ``teacher`` (an ASE calculator for the periodic system, e.g.
+    :class:`~ffpt_ase.forcefields.tip3p.TIP3PLiquidCalculator`), labelled by it, so that the
+    frames carry the intermolecular forces too, the repulsive walls of close contacts
+    among them.
 
     Every ``n_copies`` consecutive frames of ``frames`` (one molecule, teacher-labelled)
     become one frame; each copy is rotated about its centroid (its forces with it) and
     shifted, and is placed again (up to ``max_tries`` times) until no atom of it is closer
     than ``min_distance`` (A, minimum image) to an atom of another copy. The labels are
-    exact for the teacher, which has no intermolecular terms; what such frames add to
-    pre-training is atom pairs at intermolecular distances that carry no force, so the
-    network's radial filters and neighbour sums meet the distances and neighbour counts of a
-    condensed phase before fine-tuning does (a monomer alone has no pair beyond ~2 A).
+    exact for a teacher without intermolecular terms; what such frames add to pre-training
+    is atom pairs at intermolecular distances, so the network's radial filters and neighbour
+    sums meet the distances and neighbour counts of a condensed phase before fine-tuning does
+    (a monomer alone has no pair beyond ~2 A); with ``teacher`` those pairs carry the
+    teacher's intermolecular forces (energies: the teacher's, eV).
     """
     from ase.geometry import find_mic
     from scipy.spatial.transform import Rotation
@@ -234,9 +239,19 @@ def non_interacting_copies(frames: Frames, n_copies: int, cell, min_distance: fl
             pos[k, c * n_at:(c + 1) * n_at] = cand[pick]
             frc[k, c * n_at:(c + 1) * n_at] = rots[pick].apply(frames.forces[src])
             energy[k] += frames.energy[src]
-    meta = {**frames.metadata, "kind": "non-interacting copies", "copies": int(n_copies),
+    numbers = np.tile(frames.numbers, n_copies)
+    kind = "non-interacting copies"
+    if teacher is not None:   # the teacher's labels of the whole periodic system
+        kind = f"interacting copies ({type(teacher).__name__})"
+        from ase import Atoms
+        for k in range(n_out):
+            atoms = Atoms(numbers=numbers, positions=pos[k], cell=cell, pbc=True)
+            atoms.calc = teacher
+            energy[k] = atoms.get_potential_energy()
+            frc[k] = atoms.get_forces()
+    meta = {**frames.metadata, "kind": kind, "copies": int(n_copies),
             "cell_angstrom": cell.tolist(), "min_distance_angstrom": float(min_distance),
             "copies_seed": int(seed)}
-    return Frames(positions=pos, numbers=np.tile(frames.numbers, n_copies), energy=energy,
+    return Frames(positions=pos, numbers=numbers, energy=energy,
                   forces=frc, cell=np.broadcast_to(cell, (n_out, 3, 3)).copy(),
                   pbc=np.ones(3, bool), metadata=meta)

@@ -123,3 +123,109 @@ def test_parametrize_gaff2_unknown_molecule():
     from ffpt_ase.forcefields.gaff2 import load_molecule
     with pytest.raises(FileNotFoundError, match="neither a known molecule"):
         load_molecule("not-a-molecule")
+
+
+def _two_waters(offset=(2.9, 0.3, 0.1), seed=0):
+    from ffpt_ase.forcefields.tip3p import water_monomer
+    m = water_monomer()
+    m.positions += 0.05 * np.random.default_rng(seed).normal(size=(3, 3))
+    other = m.copy()
+    other.rotate(70, "z", center="COM")
+    other.positions += offset
+    return m, m + other
+
+
+def test_tip3p_liquid_is_the_monomer_teacher_plus_coulomb_and_lj_between_molecules():
+    from ase.units import kcal, mol
+
+    from ffpt_ase.forcefields.tip3p import (CHARGE, LJ_EPSILON, LJ_RMIN_HALF,
+                                            FlexibleTIP3PCalculator, TIP3PLiquidCalculator)
+    m, dimer = _two_waters()
+    single = m.copy()
+    single.calc = TIP3PLiquidCalculator()
+    alone = m.copy()
+    alone.calc = FlexibleTIP3PCalculator()
+    assert single.get_potential_energy() == pytest.approx(alone.get_potential_energy(),
+                                                          abs=1e-12)
+    # the intermolecular sum written out: Coulomb (14.3996 eV A / e^2) and CHARMM LJ
+    inter = 0.0
+    for i in range(3):
+        for j in range(3, 6):
+            zi, zj = dimer.numbers[i], dimer.numbers[j]
+            r = dimer.get_distance(i, j)
+            eps = np.sqrt(LJ_EPSILON[zi] * LJ_EPSILON[zj]) * kcal / mol
+            rmin = LJ_RMIN_HALF[zi] + LJ_RMIN_HALF[zj]
+            inter += 14.3996454784 * CHARGE[zi] * CHARGE[zj] / r \
+                + eps * ((rmin / r) ** 12 - 2 * (rmin / r) ** 6)
+    intra = 0.0
+    for part in (dimer[:3], dimer[3:]):
+        part.calc = FlexibleTIP3PCalculator()
+        intra += part.get_potential_energy()
+    dimer.calc = TIP3PLiquidCalculator()
+    assert dimer.get_potential_energy() == pytest.approx(intra + inter, abs=1e-6)
+    # a wall: pushing the two O atoms to 2 A costs more than 0.3 eV
+    _, close = _two_waters(offset=(2.0, 0.0, 0.0))
+    close.calc = TIP3PLiquidCalculator()
+    _, far = _two_waters(offset=(3.0, 0.0, 0.0))
+    far.calc = TIP3PLiquidCalculator()
+    assert close.get_potential_energy() - far.get_potential_energy() > 0.3
+
+
+def test_tip3p_liquid_periodic_forces_are_the_energy_gradient():
+    from ffpt_ase.forcefields.tip3p import TIP3PLiquidCalculator
+    _, box = _two_waters()
+    box.cell = np.diag([9.0, 8.5, 9.5])
+    box.pbc = True
+    box.positions += 1.0
+    box.calc = TIP3PLiquidCalculator(ewald_tolerance=1e-7)
+    f = box.get_forces()
+    h = 1e-4
+    for i, k in ((0, 0), (4, 2), (5, 1)):
+        e = []
+        for s in (1, -1):
+            moved = box.copy()
+            moved.positions[i, k] += s * h
+            moved.calc = TIP3PLiquidCalculator(ewald_tolerance=1e-7)
+            e.append(moved.get_potential_energy())
+        assert f[i, k] == pytest.approx(-(e[0] - e[1]) / (2 * h), abs=2e-4)
+    # the real-space cutoff follows the cell (just under half of 8.5 A), the energy is finite
+    assert np.isfinite(box.get_potential_energy())
+
+
+def test_tip3p_liquid_refuses_what_it_cannot_do():
+    from ase import Atoms
+
+    from ffpt_ase.forcefields.tip3p import TIP3PLiquidCalculator
+    _, dimer = _two_waters()
+    bad = dimer.copy()
+    bad.pbc = [True, True, False]
+    bad.cell = np.eye(3) * 20
+    with pytest.raises(ValueError, match="all three directions or in none"):
+        bad.calc = TIP3PLiquidCalculator()
+        bad.get_potential_energy()
+    tiny = dimer.copy()
+    tiny.cell, tiny.pbc = np.eye(3) * 5.0, True
+    with pytest.raises(ValueError, match="too small"):
+        tiny.calc = TIP3PLiquidCalculator()
+        tiny.get_potential_energy()
+    with pytest.raises(ValueError, match="whole H2O molecules"):
+        hooh = Atoms("HOOH", positions=[[0, 0, 0], [0.96, 0, 0], [1.4, 1.4, 0], [2.3, 1.4, 0]])
+        hooh.calc = TIP3PLiquidCalculator()
+        hooh.get_potential_energy()
+
+
+def test_tip3p_liquid_keeps_its_molecules_and_checks_given_ones():
+    from ffpt_ase.forcefields.tip3p import TIP3PLiquidCalculator, water_molecules_of
+    _, dimer = _two_waters()
+    assert water_molecules_of(dimer) == [(0, 1, 2), (3, 4, 5)]          # O, H, H order
+    shuffled = dimer[[0, 3, 1, 2, 4, 5]]                                  # O, O, H, H, H, H
+    assert water_molecules_of(shuffled) == [(0, 2, 3), (1, 4, 5)]        # nearest O
+    given = TIP3PLiquidCalculator(molecules=[(0, 2, 3), (1, 4, 5)])
+    shuffled.calc = given
+    dimer.calc = TIP3PLiquidCalculator()
+    assert shuffled.get_potential_energy() == pytest.approx(dimer.get_potential_energy(),
+                                                            abs=1e-9)
+    wrong = dimer.copy()
+    wrong.calc = TIP3PLiquidCalculator(molecules=[(1, 0, 2), (3, 4, 5)])
+    with pytest.raises(ValueError, match=r"\(O, H, H\) triplets"):
+        wrong.get_potential_energy()

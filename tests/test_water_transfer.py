@@ -17,7 +17,7 @@ from ffpt_ase.calculators import FFPTCalculator
 from ffpt_ase.data.frames import Frames
 from ffpt_ase.forcefields.tip3p import FlexibleTIP3PCalculator, water_monomer
 from ffpt_ase.model.potential import Potential
-from ffpt_ase.sampling import non_interacting_copies
+from ffpt_ase.sampling import molecule_copies
 
 from conftest import water_box
 
@@ -29,7 +29,7 @@ def monomers():
 
 def test_copies_carry_the_teachers_labels_and_keep_their_distance(monomers):
     cell = np.eye(3) * 9.0
-    gas = non_interacting_copies(monomers, 8, cell, min_distance=2.2, seed=1)
+    gas = molecule_copies(monomers, 8, cell, min_distance=2.2, seed=1)
     assert len(gas) == 50 and gas.positions.shape == (50, 24, 3) and gas.pbc.all()
     reference = Atoms()
     for k in range(8):   # the teacher's topology: 8 separate TIP3P monomers
@@ -50,11 +50,29 @@ def test_copies_carry_the_teachers_labels_and_keep_their_distance(monomers):
     assert gas.metadata["teacher"] == monomers.metadata["teacher"]
 
 
+def test_interacting_copies_carry_the_liquid_teachers_labels(monomers):
+    from ffpt_ase.forcefields.tip3p import TIP3PLiquidCalculator
+    cell = np.eye(3) * 9.0
+    plain = molecule_copies(monomers[:48], 8, cell, min_distance=1.8, seed=2)
+    teacher = TIP3PLiquidCalculator()
+    gas = molecule_copies(monomers[:48], 8, cell, min_distance=1.8, seed=2, teacher=teacher)
+    np.testing.assert_array_equal(gas.positions, plain.positions)   # the same placements
+    for k in (0, 5):
+        atoms = gas.to_atoms(k)
+        atoms.calc = TIP3PLiquidCalculator()
+        assert gas.energy[k] == pytest.approx(atoms.get_potential_energy(), abs=1e-9)
+        np.testing.assert_allclose(gas.forces[k], atoms.get_forces(), atol=1e-9)
+    # the intermolecular terms are there: labels differ from the sum of the monomers'
+    assert np.abs(gas.energy - plain.energy).min() > 1e-3
+    assert gas.metadata["kind"] == "interacting copies (TIP3PLiquidCalculator)"
+    assert gas.metadata["teacher"] == monomers.metadata["teacher"]   # one force field
+
+
 def test_copies_that_cannot_fit_are_refused(monomers):
     with pytest.raises(ValueError, match="could not place 40 copies"):
-        non_interacting_copies(monomers, 40, np.eye(3) * 5.0, min_distance=2.5, max_tries=20)
+        molecule_copies(monomers, 40, np.eye(3) * 5.0, min_distance=2.5, max_tries=20)
     with pytest.raises(ValueError, match="one molecule"):
-        non_interacting_copies(Frames(**{**monomers.__dict__, "pbc": np.ones(3, bool)}), 2,
+        molecule_copies(Frames(**{**monomers.__dict__, "pbc": np.ones(3, bool)}), 2,
                                np.eye(3) * 9.0)
 
 
