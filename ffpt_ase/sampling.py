@@ -167,7 +167,7 @@ class RattleSampler:
         return start, [ck.positions], [ck.energy], [ck.forces]
 
 
-def molecule_copies(frames: Frames, n_copies: int, cell, min_distance: float = 2.0,
+def molecule_copies(frames: Frames, n_copies: int, cell, min_distance=2.0,
                     seed: int = 0, max_tries: int = 5000, teacher=None) -> Frames:
     """Frames of ``n_copies`` molecules each, placed at random positions and orientations in
     the periodic ``cell`` (3x3 A, rows are cell vectors): without ``teacher``, labelled as the
@@ -180,7 +180,9 @@ def molecule_copies(frames: Frames, n_copies: int, cell, min_distance: float = 2
     Every ``n_copies`` consecutive frames of ``frames`` (one molecule, teacher-labelled)
     become one frame; each copy is rotated about its centroid (its forces with it) and
     shifted, and is placed again (up to ``max_tries`` times) until no atom of it is closer
-    than ``min_distance`` (A, minimum image) to an atom of another copy. The labels are
+    than ``min_distance`` (A, minimum image) to an atom of another copy; ``min_distance`` is
+    one distance for all pairs or ``{(Z1, Z2): A}`` for each pair of elements (e.g. O-O
+    2.4 A but O-H 1.5 A, as hydrogen bonds have them). The labels are
     exact for a teacher without intermolecular terms; what such frames add to pre-training
     is atom pairs at intermolecular distances, so the network's radial filters and neighbour
     sums meet the distances and neighbour counts of a condensed phase before fine-tuning does
@@ -202,6 +204,17 @@ def molecule_copies(frames: Frames, n_copies: int, cell, min_distance: float = 2
     rng = np.random.default_rng(seed)
     n_out = len(frames) // n_copies
     n_at = frames.positions.shape[1]
+    z = np.asarray(frames.numbers)
+    if isinstance(min_distance, dict):
+        pairs = {tuple(sorted(map(int, k))): float(v) for k, v in min_distance.items()}
+        missing = {tuple(sorted((int(a), int(b)))) for a in z for b in z} - set(pairs)
+        if missing:
+            raise ValueError(f"min_distance gives no distance for the element pairs "
+                             f"{sorted(missing)}")
+        # (atom of a copy, atom of another copy) -> the closest allowed distance
+        limit = np.array([[pairs[tuple(sorted((int(a), int(b))))] for b in z] for a in z])
+    else:
+        limit = np.full((n_at, n_at), float(min_distance))
     pos = np.zeros((n_out, n_copies * n_at, 3))
     frc = np.zeros_like(pos)
     energy = np.zeros(n_out)
@@ -222,13 +235,13 @@ def molecule_copies(frames: Frames, n_copies: int, cell, min_distance: float = 2
                     break
                 # nearest images through rounded fractional differences: a quick filter
                 # (exact for orthorhombic cells), then the pick is checked exactly
+                lim = np.tile(limit, (1, c))            # (atom of cand, atom of others)
                 d = (cand[:, :, None, :] - others[None, None, :, :]) @ inverse
                 d = (d - np.round(d)) @ cell
-                fits = np.flatnonzero(np.sqrt((d * d).sum(-1)).min(axis=(1, 2))
-                                      >= min_distance)
-                fits = [t for t in fits[:4] if find_mic(
+                fits = np.flatnonzero((np.sqrt((d * d).sum(-1)) >= lim).all(axis=(1, 2)))
+                fits = [t for t in fits[:4] if (find_mic(
                     (cand[t][:, None] - others[None]).reshape(-1, 3), cell, pbc=True
-                )[1].min() >= min_distance]
+                )[1].reshape(n_at, -1) >= lim).all()]
                 if fits:
                     pick = fits[0]
                     break
@@ -250,7 +263,9 @@ def molecule_copies(frames: Frames, n_copies: int, cell, min_distance: float = 2
             energy[k] = atoms.get_potential_energy()
             frc[k] = atoms.get_forces()
     meta = {**frames.metadata, "kind": kind, "copies": int(n_copies),
-            "cell_angstrom": cell.tolist(), "min_distance_angstrom": float(min_distance),
+            "cell_angstrom": cell.tolist(),
+            "min_distance_angstrom": float(min_distance) if not isinstance(min_distance, dict) else
+            {f"{a}-{b}": v for (a, b), v in pairs.items()},
             "copies_seed": int(seed)}
     return Frames(positions=pos, numbers=numbers, energy=energy,
                   forces=frc, cell=np.broadcast_to(cell, (n_out, 3, 3)).copy(),

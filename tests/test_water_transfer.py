@@ -68,6 +68,25 @@ def test_interacting_copies_carry_the_liquid_teachers_labels(monomers):
     assert gas.metadata["teacher"] == monomers.metadata["teacher"]   # one force field
 
 
+def test_copies_keep_a_distance_per_element_pair(monomers):
+    limits = {(8, 8): 2.6, (1, 8): 1.5, (1, 1): 1.5}
+    gas = molecule_copies(monomers[:80], 8, np.eye(3) * 9.0, min_distance=limits, seed=4)
+    molecule = np.repeat(np.arange(8), 3)
+    other = molecule[:, None] != molecule[None, :]
+    oo = np.outer(gas.numbers == 8, gas.numbers == 8)
+    closest_oo, closest_any = [], []
+    for k in range(len(gas)):
+        d = gas.to_atoms(k).get_all_distances(mic=True)
+        closest_oo.append(d[other & oo].min())
+        closest_any.append(d[other].min())
+    assert min(closest_oo) >= 2.6 and min(closest_any) >= 1.5
+    assert min(closest_any) < 2.6      # O-H contacts closer than the O-O limit do occur
+    assert gas.metadata["min_distance_angstrom"] == {"8-8": 2.6, "1-8": 1.5, "1-1": 1.5}
+    with pytest.raises(ValueError, match=r"no distance for the element pairs \[\(1, 1\)\]"):
+        molecule_copies(monomers[:16], 8, np.eye(3) * 9.0, min_distance={(8, 8): 2.6,
+                                                                        (8, 1): 1.5})
+
+
 def test_copies_that_cannot_fit_are_refused(monomers):
     with pytest.raises(ValueError, match="could not place 40 copies"):
         molecule_copies(monomers, 40, np.eye(3) * 5.0, min_distance=2.5, max_tries=20)
