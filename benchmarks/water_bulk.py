@@ -2,7 +2,11 @@
 
 Protocol (issue 5, experiment 2), data from ``../shared/data/water_bulk`` (DeePMD layout):
 
-1. pretrain: rattled water *monomers* (sigma 0.2 A) labelled by flexible TIP3P, lr 1e-4.
+1. pretrain: rattled water *monomers* (sigma 0.2 A) labelled by flexible TIP3P and, since
+   issue 13 (monomers alone do not transfer, RESULTS.md 2b), ``--copies-frames`` frames of
+   64 rattled monomers placed at random in the liquid's cell (closest O-O 2.4 A, O-H and
+   H-H 1.5 A) labelled by the full flexible TIP3P (``TIP3PLiquidCalculator``: Coulomb and
+   Lennard-Jones between molecules, PME), lr 1e-4.
 2. scratch:  the same architecture on the periodic frames of data_0..data_2, lr 1e-3.
 3. finetune: from the pre-trained checkpoint on the same periodic frames, lr 1e-4; and a
    second fine-tuning run at lr 1e-3 (``--extra-finetune-lr``, same budget): a model
@@ -15,9 +19,11 @@ Protocol (issue 5, experiment 2), data from ``../shared/data/water_bulk`` (DeePM
    coefficient (mean +- standard error over the stable trajectories, after discarding an
    equilibration time).
 
-Every stage resumes (training from last.pt, MD per finished trajectory). Scaled for a 2-core
-CPU: a small model (``--features``/``--interactions``) and wall-time budgets per stage; the
-JSON records exactly what each stage got.
+Every stage resumes (training from last.pt, MD per finished trajectory) and is trained out
+(``bench_common.TRAINED_OUT``); the run folders are kept in ``benchmarks/models/water/runs/``
+and the finished models at ``benchmarks/models/water/{pretrain,scratch,finetune}.pt``.
+``--only scratch`` / ``--only finetune`` train one arm per process. Scaled for a 2-core CPU:
+a small model (``--features``/``--interactions``); the JSON records what each stage got.
 
     .venv/bin/python benchmarks/water_bulk.py --data ../shared/data/water_bulk
 
@@ -37,9 +43,15 @@ from ffpt_ase.applications.systems import sample_system
 from ffpt_ase.applications.water import (TEST_FOLDER, TRAIN_FOLDERS, liquid_properties,
                                          monomer_angle_scan)
 from ffpt_ase.data import Frames, read_deepmd
-from ffpt_ase.simulate.stability import StabilityConfig, run_stability, survival_curve
+from ffpt_ase.forcefields.tip3p import TIP3PLiquidCalculator
+from ffpt_ase.sampling import molecule_copies
+from ffpt_ase.analysis.survival import compare_ensembles, from_trajectories
+from ffpt_ase.simulate.stability import StabilityConfig, run_stability
 
 EXTRA_FT = "finetune_lr{lr:g}"
+#: closest contacts between the pre-training copies (A): O-O outside TIP3P's wall, O-H and
+#: H-H at hydrogen-bond distances
+COPY_DISTANCES = {(8, 8): 2.4, (1, 8): 1.5, (1, 1): 1.5}
 
 
 def main():
@@ -49,17 +61,21 @@ def main():
         "water",
         features=32,
         interactions=2,
-        minutes={"pretrain": 8, "scratch": 20, "finetune": 20},
+        minutes={"pretrain": None, "scratch": None, "finetune": None},
     )
     ap.add_argument("--n-pretrain", type=int, default=50000, help="rattled TIP3P monomers")
+    ap.add_argument("--copies-frames", type=int, default=2000,
+                    help="pre-training frames of 64 interacting TIP3P copies (0: monomers only)")
+    ap.add_argument("--only", choices=("scratch", "finetune"), default=None,
+                    help="train this stage only and stop (run the other in a second process)")
     ap.add_argument("--trajectories", type=int, default=4)
-    ap.add_argument("--time-ps", type=float, default=2.0)
+    ap.add_argument("--time-ps", type=float, default=100.0)
     ap.add_argument("--skip-ps", type=float, default=0.5, help="equilibration not analysed")
     ap.add_argument("--save-interval", type=int, default=10, help="MD steps between frames")
     ap.add_argument(
         "--extra-finetune-lr",
         type=float,
-        default=1e-3,
+        default=0.0,
         help="a second fine-tuning run at this learning rate (0: none)",
     )
     args = ap.parse_args()
@@ -85,9 +101,20 @@ def main():
     test = read_deepmd(data / TEST_FOLDER)
     n_frames = len(Frames.load(train_file))
     n_val = max(1, n_frames // 10)
-    pt_file = work / "pretrain_tip3p_monomers.npz"
+    pt_file = work / f"pretrain_tip3p_{args.n_pretrain}_monomers_{args.copies_frames}_liquid.npz"
     if not pt_file.exists():
-        sample_system("water", args.n_pretrain, sigma=0.2, seed=0).save(pt_file)
+        monomers = sample_system("water", args.n_pretrain, sigma=0.2, seed=0)
+        parts = [monomers]
+        if args.copies_frames:
+            copies = sample_system("water", 64 * args.copies_frames, sigma=0.2, seed=1)
+            cell = Frames.load(train_file).cell[0]
+            # one periodicity per frame set: each monomer alone in the liquid's cell (its
+            # images are 12.4 A away, beyond the cutoff: the same graph, the same labels)
+            parts = [molecule_copies(monomers, 1, cell, seed=3)]
+            parts.append(molecule_copies(copies, 64, cell, min_distance=COPY_DISTANCES, seed=2,
+                                         teacher=TIP3PLiquidCalculator()))
+        Frames.concatenate(parts).save(pt_file)
+    bench.restore_runs(work, "water", ("pretrain", "scratch", "finetune"))
     runs = bench.three_stages(
         work,
         pt_file,
@@ -96,7 +123,13 @@ def main():
         batch_size=4,
         pretrain_batch_size=32,
         split={"n_val": n_val},
+        stop_rule=bench.TRAINED_OUT,
+        only=args.only,
     )
+    status = bench.keep_runs(work, "water", ("pretrain", "scratch", "finetune"))
+    print("[training]", status, flush=True)
+    if args.only:
+        return
     s_pt = runs["pretrain"]
     trained = {"scratch": ("scratch", runs["scratch"]), "FFPT-FT": ("finetune", runs["finetune"])}
     if args.extra_finetune_lr:
@@ -131,7 +164,8 @@ def main():
             **bench.training_record(summary),
         }
         bench.copy_learning_curve(work, folder, "water")
-    errors["FFPT-FT"]["pretrain"] = {**bench.training_record(s_pt), "frames": args.n_pretrain}
+    errors["FFPT-FT"]["pretrain"] = {**bench.training_record(s_pt), "monomers": args.n_pretrain,
+                                     "liquid_copies_frames": args.copies_frames}
     # the pre-trained model alone on the liquid: how far fine-tuning has to go
     errors["FFPT"] = bench.test_errors(
         work / "pretrain" / "best.pt", test, "water, FFPT only", "water_pretrain", batch_size=8
@@ -170,10 +204,12 @@ def main():
             )
         )
         stability[name] = bench.stability_record(s)
-        curves[name] = survival_curve(s["trajectories"], args.time_ps)
+        curves[name] = from_trajectories(s["trajectories"])
         liquid[name] = liquid_properties(out, s, args.skip_ps, save_fs)
         print(f"{name}: {s['n_failed']}/{s['n_trajectories']} failed", flush=True)
-    plot_survival(curves, bench.RESULTS / "water_survival.png", title="bulk water, 300 K Langevin")
+    survival = compare_ensembles(curves)
+    plot_survival(survival["curves"], bench.RESULTS / "water_survival.png",
+                  title="bulk water, 300 K Langevin (95 % bands)", until_ps=args.time_ps)
 
     # a rerun with no stable trajectory leaves no stale MSD plot
     (bench.RESULTS / "water_msd.png").unlink(missing_ok=True)
@@ -227,6 +263,7 @@ def main():
             "test": TEST_FOLDER,
             "n_test": len(test),
         },
+        "training_status": status,
         "errors": errors,
         "angle_scan": {
             "theta_min_deg": theta0,
@@ -234,6 +271,7 @@ def main():
             **{k: v.tolist() for k, v in scan.items()},
         },
         "stability": stability,
+        "survival_statistics": survival,
         "liquid": {
             k: ({kk: vv for kk, vv in v.items() if kk != "msd"} if v else None)
             for k, v in liquid.items()

@@ -106,12 +106,12 @@ def main():
         if not gas_file.exists():
             monomers = sample_system("water", args.n_monomers, seed=1, show_progress=False)
             molecule_copies(monomers, args.copies, cell, args.min_distance,
-                                   seed=0).save(gas_file)
+                            seed=0).save(gas_file)
         if not mix_file.exists():
             more = sample_system("water", args.dense_copies * args.dense_frames, seed=2,
                                  show_progress=False)
             dense = molecule_copies(more, args.dense_copies, cell, args.min_distance,
-                                           seed=1)
+                                    seed=1)
             mono = Frames.load(mono_file)
             # one periodicity per set: each monomer alone in the liquid's cell (its images are
             # 12.4 A away, beyond the cutoff: still an isolated molecule)

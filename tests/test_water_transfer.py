@@ -92,7 +92,7 @@ def test_copies_that_cannot_fit_are_refused(monomers):
         molecule_copies(monomers, 40, np.eye(3) * 5.0, min_distance=2.5, max_tries=20)
     with pytest.raises(ValueError, match="one molecule"):
         molecule_copies(Frames(**{**monomers.__dict__, "pbc": np.ones(3, bool)}), 2,
-                               np.eye(3) * 9.0)
+                        np.eye(3) * 9.0)
 
 
 def test_water_molecules_pair_each_h_with_its_o():
@@ -183,3 +183,13 @@ def test_fine_tuning_can_refit_the_force_scale(monomers, tmp_path):
             assert not np.allclose(scale, pre.numpy(), rtol=0.1)
         else:
             np.testing.assert_allclose(list(norm["scale (kept)"].values()), pre.numpy())
+
+
+def test_sets_of_different_periodicity_are_not_joined(monomers):
+    gas = molecule_copies(monomers[:16], 8, np.eye(3) * 9.0, min_distance=2.0)
+    with pytest.raises(ValueError, match="different periodicity"):
+        Frames.concatenate([monomers[:4], gas])
+    alone = molecule_copies(monomers[:4], 1, np.eye(3) * 9.0)    # each monomer in the cell
+    joined = Frames.concatenate([alone, gas])
+    assert joined.pbc.all() and len(joined) == 6
+    np.testing.assert_allclose(joined.energy[:4], monomers.energy[:4], atol=1e-12)

@@ -333,8 +333,16 @@ class Frames:
 
     @classmethod
     def concatenate(cls, parts) -> "Frames":
-        """Join frame sets (atom counts may differ: shorter frames are zero-padded)."""
+        """Join frame sets (atom counts may differ: shorter frames are zero-padded). A set has
+        one periodicity, so sets of different ``pbc`` are refused (the joined frames would
+        lose or gain periodic images); put molecules into a periodic cell first
+        (``sampling.molecule_copies(frames, 1, cell)``)."""
         parts = list(parts)
+        if any((p.pbc != parts[0].pbc).any() for p in parts):
+            raise ValueError("cannot join frame sets of different periodicity ("
+                             + ", ".join(str(p.pbc.astype(int).tolist()) for p in parts)
+                             + "): put the molecules into a periodic cell first, e.g. "
+                               "sampling.molecule_copies(frames, 1, cell)")
         n_max = max(p.positions.shape[1] for p in parts)
 
         def pad(a, fill=0.0):
