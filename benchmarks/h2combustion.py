@@ -5,7 +5,7 @@ Sci. Data 9, 215 (2022); wB97X-V/cc-pVTZ):
 
 1. pretrain: rattled H, O, H2, O2, OH, H2O, HO2, H2O2 (sigma 0.2 A) labelled by the shipped
    Q-Force parameters, lr 1e-4; by default the shipped ``pretrained:h2combustion``
-   (``benchmarks/pretrain_h2combustion.py``).
+   (``benchmarks/pretrain_shipped.py h2combustion``).
 2. data: IRC + AIMD + normal-mode files of the 19 channels (``12_*`` for channel 12 with the
    corrected ``12a_irc_{d,q}_corr`` IRCs; the uncorrected ``12_irc``, the duplicate
    ``12a_*_all``/``12b_*_all`` files and the extra ``20``/``21`` AIMD sets are not used).

@@ -5,7 +5,8 @@
    plot of the labels and of the teacher's O-H dissociation curve of HO2;
 2. the pre-trained model: by default the shipped ``pretrained:h2combustion-small`` (a
    64-feature NewtonNet pre-trained on 100,000 such frames by
-   ``benchmarks/pretrain_h2combustion.py``; its provenance is printed), or, with
+   ``benchmarks/pretrain_shipped.py``, then named pretrain_h2combustion.py; its provenance
+   is printed), or, with
    ``--pretrain-minutes M``, a pre-training run here on the frames of step 1;
 3. a small ab initio fine-tuning set labelled here with PySCF at UKS B3LYP/6-31G* (HO2 and
    its H-shifted isomer near the minimum, the O-H dissociation to H + O2 and the H shift)
