@@ -25,10 +25,12 @@ MODELS = HERE / "models"   # committed: final models and the run folders that re
 
 #: the stopping rule of a trained-out stage (issue 13): the paper's rule (learning rate at
 #: 1 % of its start) or a plateau, whichever comes first, with the gradient norm clipped at
-#: 10 (MACE's default; without it, scratch training at lr 1e-3 on the combustion data
-#: diverged in epoch 55, see RESULTS.md). The plateau window is 100 epochs of an ab initio
-#: set; a pre-training set with ~4x the frames per epoch gets 25 (the same optimizer steps).
-TRAINED_OUT = {"plateau_epochs": 100, "grad_clip": 10.0}
+#: 10 (MACE's default) and float64 weights: scratch training at lr 1e-3 on the combustion
+#: data diverged in float32, in epoch 55 unclipped and in epoch 19 clipped, both times by
+#: an overflow on close-contact frames (RESULTS.md). The plateau window is 100 epochs of an
+#: ab initio set; a pre-training set with ~4x the frames per epoch gets 25 (the same
+#: optimizer steps).
+TRAINED_OUT = {"plateau_epochs": 100, "grad_clip": 10.0, "dtype": "float64"}
 PRETRAIN_PLATEAU_EPOCHS = 25
 #: the files of a run folder that resume it (best.pt and the plot are rebuilt from these)
 RUN_STATE = ("run.json", "config.json", "split.npz", "log.csv", "last.pt", "summary.json")

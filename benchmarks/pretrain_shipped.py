@@ -104,6 +104,9 @@ def main():
     ap.add_argument("--plateau-epochs", type=int, default=bench.PRETRAIN_PLATEAU_EPOCHS)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32", choices=("float32", "float64"),
+                    help="training precision (the ab initio stages train in float64, see "
+                         "bench_common.TRAINED_OUT)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default=str(HERE / "work" / EXPERIMENT))
     args = ap.parse_args()
@@ -129,6 +132,7 @@ def main():
                       init=args.init, epochs=100000,
                       max_time_s=None if args.minutes is None else 60 * args.minutes,
                       threads=args.threads, device=args.device, seed=args.seed,
+                      dtype=args.dtype,
                       batch_size=batch_size, grad_clip=bench.TRAINED_OUT["grad_clip"],
                       plateau_epochs=args.plateau_epochs, **arch)
     summary = train(cfg)
@@ -143,7 +147,7 @@ def main():
     size = best["config"]
     command = (f".venv/bin/python benchmarks/pretrain_shipped.py {args.system} --name {name} "
                f"--plateau-epochs {args.plateau_epochs} --threads {args.threads} "
-               f"--seed {args.seed}"
+               f"--seed {args.seed} --dtype {args.dtype}"
                + (f" --init {args.init}" if args.init else
                   f" --features {arch['features']} --interactions {arch['interactions']}")
                + (f" --minutes {args.minutes}" if args.minutes is not None else ""))
@@ -163,7 +167,7 @@ def main():
         "stop_reason": summary.get("stop_reason"),
         "stopping_rule": f"learning rate at 1 % of its start, or a {args.plateau_epochs}-epoch "
                          "plateau of the validation force MAE (< 1 % better); gradient norm "
-                         f"clipped at {bench.TRAINED_OUT['grad_clip']:g}",
+                         f"clipped at {bench.TRAINED_OUT['grad_clip']:g}, {args.dtype}",
         "command": command,
         "hardware": f"2-core CPU (the project's development machine), {args.device}, "
                     f"{args.threads} torch thread(s)",
