@@ -55,7 +55,10 @@ def main():
     reactant = Path(args.data) / "geometries" / "reactant_09.xyz"
     irc = Path(args.data) / "npz" / "09_irc.npz"
     if reactant.exists() and irc.exists():
-        total = float(reactant.read_text().splitlines()[1].split()[-1]) * HARTREE
+        import re
+        # the comment line reads "Step -22 E=    -150.912955 |G|= ..." (Hartree)
+        total = float(re.search(r"E=\s*(-?\d+\.\d+)",
+                                reactant.read_text().splitlines()[1]).group(1)) * HARTREE
         atoms = frames.metadata["free_atom_energies_eV"]
         ours = total - atoms["H"] - 2 * atoms["O"]
         data_min = float(np.load(irc)["E"].min()) * KCAL
