@@ -90,7 +90,7 @@ def main():
                          "process); the run folders are kept in benchmarks/models/")
     args = ap.parse_args()
     from ffpt_ase.pretrained import available
-    if args.pretrained and args.pretrained not in available():
+    if args.pretrained and args.only != "scratch" and args.pretrained not in available():
         sys.exit(f"no shipped pre-trained model {args.pretrained!r}; available: "
                  f"{', '.join(available()) or 'none'}")
     command = bench.announce()
