@@ -89,10 +89,12 @@ def main():
                     help="train this stage only and stop (run the other in a second "
                          "process); the run folders are kept in benchmarks/models/")
     args = ap.parse_args()
-    from ffpt_ase.pretrained import available
-    if args.pretrained and args.only != "scratch" and args.pretrained not in available():
-        sys.exit(f"no shipped pre-trained model {args.pretrained!r}; available: "
-                 f"{', '.join(available()) or 'none'}")
+    from ffpt_ase.pretrained import resolve_checkpoint
+    if args.pretrained and args.only != "scratch":
+        try:
+            resolve_checkpoint(f"pretrained:{args.pretrained}")
+        except FileNotFoundError as err:
+            sys.exit(str(err))
     command = bench.announce()
     data = Path(args.data)
     if not (data / "npz").is_dir():

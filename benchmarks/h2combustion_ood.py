@@ -23,13 +23,13 @@ from pathlib import Path
 
 import bench_common as bench
 import numpy as np
+from ase import units
 
 from ffpt_ase.applications.h2combustion.ood import DATA_LEVEL, label_ood
 from ffpt_ase.data import Frames
 
 FRAMES = bench.RESULTS / "h2combustion_ood_frames.npz"
-KCAL = 0.0433641043   # eV per kcal/mol
-HARTREE = 27.211386245988
+KCAL = units.kcal / units.mol   # eV per kcal/mol (the data set's energy unit)
 
 
 def main():
@@ -58,7 +58,7 @@ def main():
         import re
         # the comment line reads "Step -22 E=    -150.912955 |G|= ..." (Hartree)
         total = float(re.search(r"E=\s*(-?\d+\.\d+)",
-                                reactant.read_text().splitlines()[1]).group(1)) * HARTREE
+                                reactant.read_text().splitlines()[1]).group(1)) * units.Hartree
         atoms = frames.metadata["free_atom_energies_eV"]
         ours = total - atoms["H"] - 2 * atoms["O"]
         data_min = float(np.load(irc)["E"].min()) * KCAL

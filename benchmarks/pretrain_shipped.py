@@ -36,7 +36,7 @@ import bench_common as bench
 import numpy as np
 
 from ffpt_ase.analysis.plots import plot_learning_curve
-from ffpt_ase.pretrained import available, install_pretrained
+from ffpt_ase.pretrained import available, install_pretrained, resolve_checkpoint
 from ffpt_ase.training.config import TrainConfig
 from ffpt_ase.training.trainer import train
 
@@ -112,10 +112,11 @@ def main():
     args = ap.parse_args()
     build, teacher, (features, interactions), batch_size = SYSTEMS[args.system]
     name = args.name or args.system
-    if args.init and args.init.startswith("pretrained:") and \
-            args.init.split(":", 1)[1] not in available():
-        sys.exit(f"no shipped pre-trained model {args.init!r}; available: "
-                 f"{', '.join(available()) or 'none'}")
+    if args.init:
+        try:
+            resolve_checkpoint(args.init)
+        except FileNotFoundError as err:
+            sys.exit(str(err))
     work = Path(args.work)
     folder = f"{name}/run"
     (work / name).mkdir(parents=True, exist_ok=True)

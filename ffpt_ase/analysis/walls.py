@@ -52,11 +52,8 @@ def errors_against_teacher(models: dict, frames: Frames, equilibria: dict,
     e_ref = np.array([equilibria[f][1] for f in formulas])
     rel_teacher = frames.energy - e_ref
     which = np.digitize(rel_teacher, bins[1:-1])   # bin index per frame
-    n_atoms = frames.positions.shape[1]
     names = sorted(equilibria)
-    eq_frames = Frames(
-        positions=np.stack([_padded(equilibria[f][0].positions, n_atoms) for f in names]),
-        numbers=np.stack([_padded(equilibria[f][0].numbers, n_atoms) for f in names]))
+    eq_frames = Frames.from_atoms_list([equilibria[f][0] for f in names])
     out = {"bins_eV": [float(b) for b in bins], "frames": int(len(frames))}
     for name, model in models.items():
         dtype = next(model.parameters()).dtype     # each model in its own precision
@@ -81,12 +78,6 @@ def errors_against_teacher(models: dict, frames: Frames, equilibria: dict,
                          else None})
         out[name] = rows
     return out
-
-
-def _padded(values, n_atoms):
-    values = np.asarray(values)
-    pad = [(0, n_atoms - len(values))] + [(0, 0)] * (values.ndim - 1)
-    return np.pad(values, pad)
 
 
 def contact_scans(calculators: dict, molecule: Atoms, pairs, distances,

@@ -19,6 +19,7 @@ from ase import Atoms, units
 from ase.calculators.calculator import Calculator, all_changes
 
 from .bonded import BondedForceField
+from .openmm_ff import _KJMOL, _NM
 from .topology import perceive
 
 _KCAL = units.kcal / units.mol  # eV per kcal/mol
@@ -108,7 +109,7 @@ class TIP3PLiquidCalculator(Calculator):
 
     def __init__(self, molecules=None, **kwargs):
         super().__init__(**kwargs)
-        self._contexts = {}
+        self._key = self._ctx = None   # the OpenMM Context of the last system and its key
         self._molecules = None if molecules is None else [tuple(map(int, m))
                                                           for m in molecules]
         self._fixed = molecules is not None
@@ -132,40 +133,40 @@ class TIP3PLiquidCalculator(Calculator):
                                  f"cutoff of 3 A (smallest width {widths.min():.2f} A)")
         key = (tuple(atoms.get_atomic_numbers()), tuple(map(tuple, molecules)), periodic,
                round(cutoff, 6))
-        if key in self._contexts:
-            return self._contexts[key]
-        kj, nm = 4.184, 0.1   # kJ per kcal, nm per A
+        if key == self._key:
+            return self._ctx
         system = openmm.System()
         bonds = openmm.HarmonicBondForce()
         angles = openmm.HarmonicAngleForce()
         nb = openmm.NonbondedForce()
         for z in atoms.get_atomic_numbers():
             system.addParticle(15.999 if z == 8 else 1.008)
-            sigma = 2.0 * LJ_RMIN_HALF[z] / 2 ** (1 / 6) * nm
-            nb.addParticle(CHARGE[z], sigma, LJ_EPSILON[z] * kj)
-        k_bond = 2.0 * KB_CHARMM / _KCAL * kj / nm ** 2      # kJ/mol/nm^2
-        k_angle = 2.0 * KTHETA_CHARMM / _KCAL * kj           # kJ/mol/rad^2
+            sigma = 2.0 * LJ_RMIN_HALF[z] / 2 ** (1 / 6) / _NM          # nm
+            nb.addParticle(CHARGE[z], sigma, LJ_EPSILON[z] * _KCAL / _KJMOL)   # kJ/mol
+        k_bond = 2.0 * KB_CHARMM / _KJMOL * _NM ** 2      # kJ/mol/nm^2
+        k_angle = 2.0 * KTHETA_CHARMM / _KJMOL            # kJ/mol/rad^2
         for o, h1, h2 in molecules:
-            bonds.addBond(o, h1, R0 * nm, k_bond)
-            bonds.addBond(o, h2, R0 * nm, k_bond)
+            bonds.addBond(o, h1, R0 / _NM, k_bond)
+            bonds.addBond(o, h2, R0 / _NM, k_bond)
             angles.addAngle(h1, o, h2, THETA0, k_angle)
             for i, j in ((o, h1), (o, h2), (h1, h2)):
                 nb.addException(i, j, 0.0, 1.0, 0.0)
         if periodic:
             nb.setNonbondedMethod(openmm.NonbondedForce.PME)
-            nb.setCutoffDistance(cutoff * nm)
+            nb.setCutoffDistance(cutoff / _NM)
             nb.setEwaldErrorTolerance(self.parameters["ewald_tolerance"])
             nb.setUseDispersionCorrection(False)
             system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*v) for v in
-                                                  atoms.cell.array * nm))
+                                                  atoms.cell.array / _NM))
         else:
             nb.setNonbondedMethod(openmm.NonbondedForce.NoCutoff)
         for force in (bonds, angles, nb):
             system.addForce(force)
-        ctx = openmm.Context(system, openmm.VerletIntegrator(1.0),
-                             openmm.Platform.getPlatformByName("Reference"))
-        self._contexts = {key: ctx}   # one system at a time: frames of a set share it
-        return ctx
+        # one system at a time: the frames of a set share it
+        self._key = key
+        self._ctx = openmm.Context(system, openmm.VerletIntegrator(1.0),
+                                   openmm.Platform.getPlatformByName("Reference"))
+        return self._ctx
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         import openmm
@@ -188,9 +189,9 @@ class TIP3PLiquidCalculator(Calculator):
                     and cell[1, 1] >= 2 * abs(cell[2, 1])):
                 raise ValueError("TIP3P liquid: OpenMM needs a reduced lower-triangular cell "
                                  "(a along x, b in the xy plane)")
-            ctx.setPeriodicBoxVectors(*(openmm.Vec3(*v) for v in cell * 0.1))
-        ctx.setPositions(atoms.positions * 0.1)
+            ctx.setPeriodicBoxVectors(*(openmm.Vec3(*v) for v in cell / _NM))
+        ctx.setPositions(atoms.positions / _NM)
         state = ctx.getState(getEnergy=True, getForces=True)
-        self.results = {
-            "energy": state.getPotentialEnergy()._value * units.kJ / units.mol,
-            "forces": state.getForces(asNumpy=True)._value * units.kJ / units.mol / 10.0}
+        self.results = {   # kJ/mol and kJ/mol/nm from OpenMM
+            "energy": state.getPotentialEnergy()._value * _KJMOL,
+            "forces": state.getForces(asNumpy=True)._value * (_KJMOL / _NM)}

@@ -71,7 +71,8 @@ def label_ood(folder: Path, xc: str = DATA_LEVEL["xc"], basis: str = DATA_LEVEL[
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    atoms_cache = folder / f"free_atoms_{xc}_{basis}.npz".replace("*", "s")
+    level = f"{xc}_{basis}".replace("*", "s")   # in file names
+    atoms_cache = folder / f"free_atoms_{level}.npz"
     if atoms_cache.exists():
         atom_e = {k: float(v) for k, v in np.load(atoms_cache).items()}
     else:
@@ -81,8 +82,7 @@ def label_ood(folder: Path, xc: str = DATA_LEVEL["xc"], basis: str = DATA_LEVEL[
     for species, items in ood_geometries().items():
         calc = PySCFCalculator(xc=xc, basis=basis, multiplicity=MULTIPLICITY[species])
         frames = label_frames([a for _, a in items], calc,
-                              checkpoint=folder / f"ood_{species}_{xc}_{basis}.npz".replace(
-                                  "*", "s"),
+                              checkpoint=folder / f"ood_{species}_{level}.npz",
                               show_progress=show_progress, atom_energies=atom_e,
                               metadata={"kind": "out-of-distribution", "species": species})
         if len(frames) < len(items):

@@ -222,8 +222,6 @@ def wall_retention(models: dict, n_per_species: int = 500, seed: int = 1000,
     atom pair of each molecule from its reference distance to ``closest_A``. ``models`` maps
     a name to a checkpoint. Energies in eV, forces in eV/A."""
     from ...analysis.walls import contact_scans, errors_against_teacher, formula_of
-    from ...model.potential import load_potential
-    import torch
 
     sets = rattled_species_sets(n_per_species, seed=seed)
     frames = rattled_species_frames(sets)
@@ -244,7 +242,8 @@ def wall_retention(models: dict, n_per_species: int = 500, seed: int = 1000,
                                  np.linspace(r0, closest_A, 12), reference="teacher")
             (key, curves), = scan["pairs"].items()
             scans[f"{name} {key}"] = {"distances_A": scan["distances_A"], **curves}
-    loaded = {name: load_potential(ckpt, dtype=torch.float64) for name, ckpt in models.items()}
+    # the calculators' own (float64) networks: each checkpoint is read once
+    loaded = {name: calc.models[0] for name, calc in calcs.items()}
     return {"rattled": errors_against_teacher(loaded, frames, equilibria),
             "rattled_seeds": [seed + k for k in range(len(sets))],
             "contact_scans": scans}
