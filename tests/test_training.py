@@ -12,7 +12,8 @@ from ffpt_ase.model.potential import CheckpointError, load_checkpoint
 from ffpt_ase.applications.systems import sample_system
 from ffpt_ase.training.config import TrainConfig
 from ffpt_ase.training.losses import temporal_pair_loss
-from ffpt_ase.training.trainer import Trainer, plateau_reached, prepare, train
+from ffpt_ase.training.trainer import (Trainer, earliest_plateau_stop, plateau_reached,
+                                      prepare, train)
 
 TINY = dict(features=8, interactions=1, basis=4, batch_size=16)
 
@@ -497,6 +498,22 @@ def test_the_plateau_rule_compares_the_last_window_with_the_best_before_it():
     # without force errors the validation loss is judged
     no_forces = [{"val_forces_mae": None, "val_loss": v} for v in (5.0, 4.0, 3.99, 3.98)]
     assert "val_loss" in plateau_reached(no_forces, 2, 0.01)
+
+
+def test_the_earliest_plateau_stop_is_where_the_rule_first_holds_without_improvement():
+    def hist(maes):
+        return [{"val_forces_mae": m, "val_loss": 10 * m} for m in maes]
+    assert earliest_plateau_stop(hist([1.0]), None, 0.01) is None
+    # the best (0.5) is the last epoch: the rule needs it out of the window, 3 epochs on
+    assert earliest_plateau_stop(hist([1.0, 0.9, 0.5]), 3, 0.01) == 6
+    # the last 1 %-improvement was at epoch 2 (0.8); 0.795 at epoch 4 does not count
+    values = [1.0, 0.8, 0.85, 0.795]
+    assert earliest_plateau_stop(hist(values), 3, 0.01) == 5
+    # and the rule agrees: with two more epochs that do not improve it holds at 5, not 4
+    assert plateau_reached(hist(values + [0.9]), 3, 0.01)
+    assert not plateau_reached(hist([1.0, 0.8, 0.85, 0.79]), 3, 0.01)
+    # never before window + 1 epochs
+    assert earliest_plateau_stop(hist([1.0]), 3, 0.01) == 4
 
 
 def test_training_stops_on_a_plateau_and_a_resumed_run_keeps_the_stop(ho2, tmp_path):

@@ -29,7 +29,7 @@ from torch import nn
 
 from ..data.neighbours import padded_half_edges
 from ..files import atomic_path
-from .potential import Potential
+from .potential import Potential, atomic_energies, symmetric
 
 #: ASE's units: 1 eV in kJ/mol and 1 nm in Angstrom (OpenMM's units)
 KJ_PER_MOL_PER_EV = 96.48533212331
@@ -74,7 +74,7 @@ class ExportedPotential(nn.Module):
         periodic = bool(pbc.all())
         strain = torch.zeros((3, 3), dtype=dtype, device=pos.device).requires_grad_(periodic)
         if periodic:   # stress from the derivative with respect to a symmetric strain
-            sym = 0.5 * (strain + strain.t())
+            sym = symmetric(strain)
             x = pos + pos @ sym
             cell_s = cell + cell @ sym
         else:
@@ -85,7 +85,7 @@ class ExportedPotential(nn.Module):
                                              cell.unsqueeze(0), pbc, self.cutoff)
         shift = S.to(dtype) @ cell_s
         eps = self.net(species, x, ei, ej, shift)
-        e_atom = (eps * self.scale.to(dtype)[species]).double() + self.shift[species]
+        e_atom = atomic_energies(eps, species, self.scale, self.shift)
         energy = e_atom.sum()
         inputs = [pos, strain] if periodic else [pos]
         grads = torch.autograd.grad([energy], inputs)

@@ -28,6 +28,23 @@ class CheckpointError(ValueError):
     """A file is not an ffpt-ase model checkpoint, or does not fit the model it should."""
 
 
+def symmetric(strain: torch.Tensor) -> torch.Tensor:
+    """The symmetric part of a strain (..., 3, 3): the derivative of the energy with respect
+    to it is the virial, whatever the rotation part of the deformation."""
+    return 0.5 * (strain + strain.transpose(-1, -2))
+
+
+def atomic_energies(eps: torch.Tensor, species: torch.Tensor, scale: torch.Tensor,
+                    shift: torch.Tensor) -> torch.Tensor:
+    """Atomic energies in eV, float64: ``scale[Z] * eps + shift[Z]``.
+
+    The network output ``eps`` stays in its own dtype; the large per-element shifts
+    (hundreds of eV per atom) are added in float64, so total energies keep meV resolution
+    when the network runs in float32. Used by :class:`Potential` and by the TorchScript
+    export, so both give the same numbers."""
+    return (eps * scale.to(eps.dtype)[species]).double() + shift[species]
+
+
 class Potential(nn.Module):
     """Energy, forces and stress of a :class:`~ffpt_ase.data.graphs.GraphBatch`."""
 
@@ -74,16 +91,13 @@ class Potential(nn.Module):
         strain = None
         if stress:
             strain = torch.zeros_like(cell, requires_grad=True)
-            sym = 0.5 * (strain + strain.transpose(1, 2))
+            sym = symmetric(strain)
             pos = pos + torch.einsum("ak,akl->al", pos, sym[graph])
             cell = cell + torch.bmm(cell, sym)
         edge_graph = graph[batch.edge_i]
         shift = torch.einsum("ek,ekl->el", batch.shift_frac, cell[edge_graph])
         eps = self.net(batch.species, pos, batch.edge_i, batch.edge_j, shift)
-        sp = batch.species
-        # network in its own dtype; the large per-element shifts (hundreds of eV per atom)
-        # and the sum over atoms in float64, so total energies keep meV resolution in float32
-        e_atom = (eps * self.scale.to(eps.dtype)[sp]).double() + self.shift[sp]
+        e_atom = atomic_energies(eps, batch.species, self.scale, self.shift)
         energy = torch.zeros(batch.n_graphs, dtype=torch.float64, device=eps.device)
         energy = energy.index_add(0, graph, e_atom)
         out = {"energy": energy, "atomic_energy": e_atom}

@@ -267,6 +267,23 @@ def plateau_reached(history, window: int | None, improvement: float) -> str | No
     return None
 
 
+def earliest_plateau_stop(history, window: int | None, improvement: float) -> int | None:
+    """The smallest epoch count at which :func:`plateau_reached` can hold if no later epoch
+    improves on the errors so far (at most ``len(history) + window``): a lower bound on
+    when a plateau-ruled run stops, which is what its progress bar counts down to. None
+    without a window or before the first epoch."""
+    if not window or not history:
+        return None
+    key = "val_forces_mae" if history[-1].get("val_forces_mae") is not None else "val_loss"
+    values = [row[key] for row in history]
+    for epochs in range(max(len(values), window) + 1, len(values) + window + 1):
+        before = min(values[:epochs - window])
+        recent = min(values[epochs - window:], default=float("inf"))
+        if recent > (1.0 - improvement) * before:
+            return epochs
+    return len(values) + window
+
+
 class Trainer:
     """The training loop of one stage, from pieces made by the caller (see :func:`train`).
 
@@ -314,8 +331,16 @@ class Trainer:
         self.dist.broadcast_model(self.model)
         t_start = time.perf_counter() - (history[-1]["time_s"] if history else 0.0)
         stop_reason = "max epochs"
+        # a plateau-ruled run counts down to the earliest epoch its rule can stop it (the
+        # ETA is then a lower bound, and says so); otherwise to the epoch cap or time budget
+        plateau_eta = bool(cfg.plateau_epochs) and not cfg.max_time_s
         bar = progress(total=cfg.epochs, initial=start_epoch, unit="epoch",
-                       desc=f"{cfg.stage}", disable=not self.dist.is_main)
+                       desc=f"{cfg.stage}" + (" (ETA to the earliest plateau stop)"
+                                              if plateau_eta else ""),
+                       disable=not self.dist.is_main)
+        if plateau_eta and history:
+            bar.total = min(cfg.epochs, earliest_plateau_stop(
+                history, cfg.plateau_epochs, cfg.plateau_improvement))
         try:
             for epoch in range(start_epoch, cfg.epochs):
                 reason = self._stop_reason(history)  # (a resumed run may have met one)
@@ -352,6 +377,9 @@ class Trainer:
                 if cfg.max_time_s:  # a time-budgeted run: the ETA is the budget's, not epochs'
                     per_epoch = row["time_s"] / (epoch + 1)
                     bar.total = min(cfg.epochs, max(epoch + 1, int(cfg.max_time_s / per_epoch)))
+                elif plateau_eta:
+                    bar.total = min(cfg.epochs, earliest_plateau_stop(
+                        history, cfg.plateau_epochs, cfg.plateau_improvement))
                 # refresh=False: the bar's own rate limit decides when a line is printed
                 bar.set_postfix(val_F_MAE=f"{row['val_forces_mae']:.4f}",
                                 val_E_MAE=f"{row['val_energy_mae']:.4f}", lr=f"{row['lr']:.1e}",
