@@ -283,13 +283,13 @@ def h2combustion_pretrain_set(work: Path, n_per_species: int) -> Path:
 
 def metad_figures(work: Path, reaction: str, names, stem: str) -> None:
     """Side by side: the F(product) - F(reactant) convergence of every walker of each model
-    (``work/metad_<reaction>_<name>/seed*``), and each model's seed-0 FES."""
+    (``work/metad_<reaction>_<name>/walker_*``), and each model's walker-0 FES."""
     from ffpt_ase.analysis.plots import plot_convergence_runs
     runs = {name: {f.parts[-3]: json.loads(f.read_text()) for f in sorted(
-        (work / f"metad_{reaction}_{name}").glob("seed*/fes/convergence.json"))}
+        (work / f"metad_{reaction}_{name}").glob("walker_*/fes/convergence.json"))}
         for name in names}
     plot_convergence_runs(runs, RESULTS / f"{stem}_convergence.png", title=f"rxn {reaction}")
     for name in names:
-        src = work / f"metad_{reaction}_{name}" / "seed0" / "fes" / "fes.png"
+        src = work / f"metad_{reaction}_{name}" / "walker_00" / "fes" / "fes.png"
         if src.exists():
             shutil.copy(src, RESULTS / f"{stem}_fes_{name}.png")

@@ -183,3 +183,96 @@ def test_walkers_in_separate_processes_share_hills_through_walkers_dir(tiny_mode
     log = (tmp_path / "run1" / "plumed.log").read_text()
     assert "2 multiple walkers active" in log
     assert re.search(r"Reading hills from \S*shared/HILLS\.0:\s+3 Gaussians read", log)
+
+
+class _FailsOnce:
+    """An ASE calculator (the tiny model through the per-replica path) whose ``fail_at``-th
+    call fails: the engine sees a non-finite force for the replica being evaluated."""
+
+    def __new__(cls, model, fail_at):
+        from ase.calculators.calculator import Calculator, all_changes
+
+        class FailsOnce(Calculator):
+            implemented_properties = ["energy", "forces"]
+
+            def __init__(self):
+                super().__init__()
+                self.inner = FFPTCalculator.from_checkpoints(model, dtype="float64")
+                self.calls = 0
+
+            def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+                super().calculate(atoms, properties, system_changes)
+                self.calls += 1
+                if self.calls == fail_at:
+                    raise FloatingPointError("simulated blow-up")
+                a = self.atoms.copy()
+                a.calc = self.inner
+                self.results = {"energy": a.get_potential_energy(), "forces": a.get_forces()}
+
+        return FailsOnce()
+
+
+def test_a_failing_walker_leaves_the_run_and_the_others_go_on(tiny_model, tmp_path):
+    out = tmp_path / "run"
+
+    def run(steps, calc):
+        cfg = ChannelMetadConfig(reaction="09", model=str(tiny_model), steps=steps, seed=3,
+                                 walkers=3, share_bias=False, output=str(out),
+                                 traj_interval=100, check_interval=20)
+        return run_channel_metadynamics(cfg, calc=calc, show_progress=False)
+
+    calc = _FailsOnce(tiny_model, fail_at=400)   # a call during step ~132
+    s = run(300, calc)
+    failed = {int(k): v for k, v in s["failed_at_step"].items()}
+    assert len(failed) == 1
+    (k, step), = failed.items()
+    assert 100 < step < 200 and s["steps"] == 300
+    assert s["per_walker"][k]["failed_at_step"] == step
+    others = [w for w in range(3) if w != k]
+    assert all(s["per_walker"][w]["failed_at_step"] is None for w in others)
+    # its observers stopped at the failure: checked every 20 steps from step 0
+    checked = [s["per_walker"][w]["unphysical"]["checked_frames"] for w in range(3)]
+    assert checked[k] == step // 20 + 1 and all(checked[w] == 16 for w in others)
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert [e for e in events if e["type"] == "non_finite"] == [
+        {"step": step, "walker": k, "type": "non_finite",
+         "detail": "non-finite energy, force or position: the walker left the run"}]
+    # its PLUMED files end before the failed step (0.2 fs steps, COLVAR in fs), its
+    # trajectory at its last good checkpoint (steps 0 and 100)
+    from ase.io import read
+    colvar = _colvar(out / f"walker_{k:02d}" / "COLVAR")
+    assert np.isfinite(colvar).all() and colvar[-1, 0] < step * 0.2
+    assert len(read(out / f"walker_{k:02d}" / "trajectory.traj", ":")) == 2
+    assert all(len(read(out / f"walker_{w:02d}" / "trajectory.traj", ":")) == 4
+               for w in others)
+    # resumed for more steps: the failed walker stays out, the others continue
+    s2 = run(400, _FailsOnce(tiny_model, fail_at=10 ** 9))
+    assert s2["failed_at_step"] == {str(k): step} and s2["steps"] == 400
+    assert s2["per_walker"][k]["unphysical"]["checked_frames"] == checked[k]
+    assert all(s2["per_walker"][w]["unphysical"]["checked_frames"] == 21 for w in others)
+
+
+def test_channel_walkers_workflow_reports_each_walker_and_their_statistics(tiny_model,
+                                                                           tmp_path):
+    from ffpt_ase.applications.h2combustion.workflows import run_walkers
+    from ffpt_ase.cli.main import main
+    out = tmp_path / "w"
+    r = run_walkers("09", tiny_model, 3, 1000, out, show_progress=False, traj_interval=100,
+                    check_interval=20)
+    assert r["steps"] == 1000 and r["n_failed"] == 0 and len(r["walkers"]) == 3
+    assert [w["seed"] for w in r["walkers"]] == [[0, 0], [0, 1], [0, 2]]
+    fractions = [w["unphysical_fraction"] for w in r["walkers"]]
+    assert all(w["checked_frames"] == 51 for w in r["walkers"])
+    assert r["unphysical_fraction_mean"] == pytest.approx(np.mean(fractions))
+    assert r["unphysical_fraction_sem"] == pytest.approx(np.std(fractions, ddof=1) / 3 ** 0.5)
+    for k in range(3):   # each walker's own FES, from its own hills (PACE 100: 10 hills)
+        fes = json.loads((out / f"walker_{k:02d}" / "fes" / "fes_summary.json").read_text())
+        assert fes["n_hills"] == 10 and fes["walkers"] == 1
+    assert json.loads((out / "walkers.json").read_text())["walkers"] == r["walkers"]
+    # a walker's folder reads the run's settings (its temperature) for `ffpt-ase fes`
+    assert main(["fes", str(out / "walker_01"), "-o", str(tmp_path / "fes1")]) == 0
+    assert (tmp_path / "fes1" / "fes.png").exists()
+    # finished: running again reads the walkers back without new steps
+    again = run_walkers("09", tiny_model, 3, 1000, out, show_progress=False,
+                        traj_interval=100, check_interval=20)
+    assert again["walkers"] == r["walkers"]

@@ -84,8 +84,13 @@ def run_folder(source: str | Path) -> Path:
 
 def run_settings(source: str | Path) -> dict:
     """The settings a metadynamics run recorded in its ``state.json`` (``config`` merged with
-    ``record``), or {} when there is none; ``source`` is the run folder or its HILLS file."""
-    path = run_folder(source) / "state.json"
+    ``record``), or {} when there is none; ``source`` is the run folder or its HILLS file,
+    or one walker's folder (``walker_KK``) of a multi-walker run, whose settings are the
+    run's."""
+    folder = run_folder(source)
+    path = folder / "state.json"
+    if not path.exists() and folder.name.startswith("walker_"):
+        path = folder.parent / "state.json"
     if not path.exists():
         return {}
     try:

@@ -28,6 +28,12 @@ Run folder (a :class:`~ffpt_ase.runfolder.RunFolder`)::
                                   velocities, biased forces, random state, observers
     events.jsonl, summary.json    observers' events (with the walker's index), the summary
 
+**A walker that fails** (a non-finite energy, force or position after a step) leaves the
+batch (:meth:`Ensemble.freeze`) and the others go on: the step is recorded as the walker's
+``failed_at_step`` (``summary.json``, ``per_walker``; a ``non_finite`` event in
+``events.jsonl``), its files end at its last good checkpoint, and its observers count only
+the frames before it failed. The run stops early only when every walker has failed.
+
 Running the same command again resumes from the last checkpoint: every walker's files are
 cut back to it and PLUMED restarts reading the hills so far. Independent walkers then
 continue exactly as an uninterrupted run. Shared walkers read each other's hills at a restart
@@ -197,10 +203,12 @@ def run_walkers(run, cfg, deck_for, fs_per_unit, height, atoms, calc, observers,
         n_frames = [0] * n
         counts = {"events": 0, "frames_with_events": 0}
         wall_done, stopped = 0.0, None
+        failed = {}
     else:
         n_frames = [int(c) for c in state["trajectory_frames"]]
         counts, wall_done = dict(state["event_counts"]), float(state.get("wall_s", 0.0))
         stopped = state.get("stopped_on")
+        failed = {int(k): int(v) for k, v in state.get("failed_at_step", {}).items()}
         steps_done = int(state["steps_done"])
         for k, f in enumerate(folders):
             _cut_back_files(hills_of(k) + [f / "COLVAR"], steps_done, dt / fs_per_unit)
@@ -212,7 +220,8 @@ def run_walkers(run, cfg, deck_for, fs_per_unit, height, atoms, calc, observers,
         kept = [e for e in events if e.get("step", 0) <= steps_done]
         if len(kept) < len(events):
             run.write_text(events_name, "".join(json.dumps(e) + "\n" for e in kept))
-        complete = steps_done >= cfg.steps or bool(cfg.stop_on_event and stopped)
+        complete = steps_done >= cfg.steps or bool(cfg.stop_on_event and stopped) \
+            or len(failed) == n
         summary = run.read_json("summary.json") if complete else None
         if summary is not None:
             log.info("%s is complete (%d steps); nothing to do", out, steps_done)
@@ -239,15 +248,16 @@ def run_walkers(run, cfg, deck_for, fs_per_unit, height, atoms, calc, observers,
 
         def checkpoint():
             for k, w in enumerate(writers):
-                w.write(ens.atoms(k))
-                n_frames[k] += 1
+                if k not in failed:
+                    w.write(ens.atoms(k))
+                    n_frames[k] += 1
             run.after_write("trajectory.traj")
             run.write_json(state_name, {
                 "steps_done": ens.step_count, "trajectory_frames": n_frames,
                 "walkers": n, "share_bias": cfg.share_bias,
                 "wall_s": round(wall_done + time.perf_counter() - t0, 3),
                 "ensemble": state_to_json(ens.state_dict()), "event_counts": counts,
-                "stopped_on": stopped,
+                "stopped_on": stopped, "failed_at_step": {str(k): v for k, v in failed.items()},
                 "observers": [{o.name: o.state_dict() for o in obs} for obs in walker_obs],
                 "record": record,
                 "config": {k: (str(v) if k == "model" else v) for k, v in asdict(cfg).items()}})
@@ -257,6 +267,8 @@ def run_walkers(run, cfg, deck_for, fs_per_unit, height, atoms, calc, observers,
             step = ens.step_count
             first = None
             for k in range(n):
+                if k in failed:
+                    continue
                 frame = ens.atoms(k)
                 events = []
                 for o in walker_obs[k]:
@@ -272,15 +284,27 @@ def run_walkers(run, cfg, deck_for, fs_per_unit, height, atoms, calc, observers,
                 stopped = first
             return stopped is not None and cfg.stop_on_event
 
+        def fail(k, step):
+            ens.freeze(int(k))
+            failed[int(k)] = step
+            counts["events"] += 1
+            run.append_line(events_name, json.dumps(
+                {"step": step, "walker": int(k), "type": "non_finite",
+                 "detail": "non-finite energy, force or position: the walker left the run"}))
+            log.warning("walker %d: non-finite energy, force or position at step %d; it "
+                        "leaves the run, the others go on", k, step)
+
         finished = False
         try:
             stop = False
             if state is None:
                 stop = check()
                 checkpoint()
-            while ens.step_count < cfg.steps and not stop:
+            while ens.step_count < cfg.steps and not stop and len(failed) < n:
                 ens.step()
                 step = ens.step_count
+                for k in ens.nonfinite():
+                    fail(k, step)
                 if step % cfg.check_interval == 0:
                     stop = check()
                 if step % cfg.traj_interval == 0 or stop:
@@ -301,6 +325,8 @@ def run_walkers(run, cfg, deck_for, fs_per_unit, height, atoms, calc, observers,
                 checkpoint()
             for w in writers:
                 w.close()
+    for k, step in failed.items():   # (PLUMED's files are closed now) drop the failed step
+        _cut_back_files(hills_of(k) + [folders[k] / "COLVAR"], step - 1, dt / fs_per_unit)
     elapsed = time.perf_counter() - t0
     done = ens.step_count
     summary = {**record, "walkers": n, "share_bias": cfg.share_bias, "steps": done,
@@ -311,12 +337,15 @@ def run_walkers(run, cfg, deck_for, fs_per_unit, height, atoms, calc, observers,
                "ns_per_day_per_walker": ns_per_day(done - start_step, dt, elapsed),
                "hill_height_kJ_per_mol": height, "deck": str(cfg.deck),
                "friction_per_ps": cfg.friction_per_ps, **counts, "stopped_on": stopped,
+               "failed_at_step": {str(k): v for k, v in sorted(failed.items())},
                "output": str(out),
                "files": {"HILLS": [str(p) for k in range(n) for p in hills_of(k)],
                          "COLVAR": [str(f / "COLVAR") for f in folders],
                          "trajectory.traj": [str(f / "trajectory.traj") for f in folders],
                          "events.jsonl": str(out / events_name)}}
     summary.update(merge_summaries(walker_obs))
-    summary["per_walker"] = [{o.name: o.summary() for o in obs} for obs in walker_obs]
+    summary["per_walker"] = [{"failed_at_step": failed.get(k),
+                              **{o.name: o.summary() for o in obs}}
+                             for k, obs in enumerate(walker_obs)]
     run.write_json("summary.json", summary)
     return summary

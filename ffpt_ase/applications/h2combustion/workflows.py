@@ -249,52 +249,63 @@ def wall_retention(models: dict, n_per_species: int = 500, seed: int = 1000,
             "contact_scans": scans}
 
 
-def run_walkers(reaction: str, checkpoint, seeds, steps: int, folder: Path, **settings) -> dict:
-    """Independent well-tempered metadynamics walkers of one channel with one model (each
-    resumable; a finished walker is read back from its ``walker.json``), each walker's FES
-    report, and the mean and standard error over walkers of the unphysical fraction and of
-    F(product) - F(reactant). ``settings``: further :class:`ChannelMetadConfig` fields."""
-    walkers = []
-    for seed in seeds:
-        out = Path(folder) / f"seed{seed}"
-        done_file = out / "walker.json"
-        if done_file.exists():
-            walkers.append(json.loads(done_file.read_text()))
-            continue
+def run_walkers(reaction: str, checkpoint, walkers: int, steps: int, folder: Path,
+                seed: int = 0, show_progress: bool = True, **settings) -> dict:
+    """``walkers`` independent well-tempered metadynamics walkers of one channel with one
+    model, advanced together on the ensemble engine (one batched model call per step; walker
+    k's random streams are seeded from ``[seed, k]``), resumable; then each walker's FES report and
+    the mean and standard error over walkers of the unphysical fraction and of
+    F(product) - F(reactant). A walker whose dynamics turn non-finite leaves the run (its
+    ``failed_at_step``) and is counted in ``n_failed``; it contributes its frames up to then.
+    ``settings``: further :class:`ChannelMetadConfig` fields.
+
+    Files: ``folder/walker_KK/`` (COLVAR, HILLS, trajectory, ``fes/``), ``folder/walkers.json``.
+    """
+    from ...simulate.walkers import walker_folder
+    folder = Path(folder)
+    cfg = ChannelMetadConfig(reaction=reaction, model=str(checkpoint), steps=steps, seed=seed,
+                             output=str(folder), walkers=walkers, share_bias=False,
+                             **settings)
+    try:
+        s = run_channel_metadynamics(cfg, show_progress=show_progress)
+    except (ValueError, FloatingPointError, RuntimeError) as err:  # e.g. the start is refused
+        return {"walkers": [], "error": str(err)[:300], "n_failed": walkers,
+                "unphysical_fraction_mean": None, "unphysical_fraction_sem": None,
+                "delta_f_mean_kJ_per_mol": None, "delta_f_sem_kJ_per_mol": None}
+    per_walker = s["per_walker"] if walkers > 1 else [
+        {"failed_at_step": None, "unphysical": {k: s[k] for k in ("unphysical_fraction",
+                                                                  "checked_frames")}}]
+    records = []
+    for k, w in enumerate(per_walker):
+        out = walker_folder(folder, k) if walkers > 1 else folder
+        failed = w["failed_at_step"]
+        rec = {"walker": k, "seed": [seed, k], "failed_at_step": failed,
+               "simulated_ps": (failed if failed is not None else s["steps"])
+               * cfg.timestep_fs * 1e-3, **w["unphysical"]}
         try:
-            s = run_channel_metadynamics(ChannelMetadConfig(
-                reaction=reaction, model=str(checkpoint), steps=steps, seed=seed,
-                output=str(out), **settings), show_progress=False)
-            rec = {"seed": seed, "steps": s["steps"], "simulated_ps": s["simulated_ps"],
-                   "unphysical_fraction": s["unphysical_fraction"],
-                   "checked_frames": s["checked_frames"], "ns_per_day": s["ns_per_day"],
-                   "crashed": None}
-        except (ValueError, FloatingPointError, RuntimeError) as err:  # MD blew up
-            rec = {"seed": seed, "crashed": str(err)[:300]}
-        if (out / "HILLS").exists():
-            try:
-                rep = channel_fes_report(out, out / "fes")
-                rec["delta_f_kJ_per_mol"] = rep.get("delta_f_product_minus_reactant_kJ_per_mol")
-                rec["delta_f_error_kJ_per_mol"] = rep.get("delta_f_error_kJ_per_mol")
-                rec["delta_f_lower_bound_kJ_per_mol"] = rep.get("delta_f_lower_bound_kJ_per_mol")
-                rec["colvar_frames"] = rep.get("frames")
-                rec["colvar_unphysical_fraction"] = rep.get("unphysical_fraction")
-                rec["fes_notes"] = rep.get("notes")
-            except (ValueError, IndexError, KeyError) as err:  # too few hills or frames
-                rec["fes_error"] = str(err)[:300]
-        with atomic_path(done_file) as tmp:
-            tmp.write_text(json.dumps(rec, indent=1))
-        walkers.append(rec)
-        print(f"  rxn {reaction} seed {seed}: {rec}", flush=True)
-    fr = np.array([w.get("unphysical_fraction", np.nan) for w in walkers], float)
-    df = np.array([w["delta_f_kJ_per_mol"] for w in walkers
-                   if w.get("delta_f_kJ_per_mol") is not None], float)
-    return {"walkers": walkers,
-            "n_crashed": sum(1 for w in walkers if w.get("crashed")),
-            "unphysical_fraction_mean": float(np.nanmean(fr)) if np.isfinite(fr).any() else None,
-            "unphysical_fraction_sem": standard_error(fr[np.isfinite(fr)]),
-            "delta_f_mean_kJ_per_mol": float(df.mean()) if len(df) else None,
-            "delta_f_sem_kJ_per_mol": standard_error(df)}
+            rep = channel_fes_report(out, out / "fes", reaction=reaction,
+                                     temperature=cfg.temperature_K)
+            rec["delta_f_kJ_per_mol"] = rep.get("delta_f_product_minus_reactant_kJ_per_mol")
+            rec["delta_f_error_kJ_per_mol"] = rep.get("delta_f_error_kJ_per_mol")
+            rec["delta_f_lower_bound_kJ_per_mol"] = rep.get("delta_f_lower_bound_kJ_per_mol")
+            rec["colvar_frames"] = rep.get("frames")
+            rec["colvar_unphysical_fraction"] = rep.get("unphysical_fraction")
+            rec["fes_notes"] = rep.get("notes")
+        except (ValueError, IndexError, KeyError, FileNotFoundError) as err:  # too few hills
+            rec["fes_error"] = str(err)[:300]
+        records.append(rec)
+    fr = np.array([r["unphysical_fraction"] for r in records], float)
+    df = np.array([r["delta_f_kJ_per_mol"] for r in records
+                   if r.get("delta_f_kJ_per_mol") is not None], float)
+    result = {"walkers": records, "steps": s["steps"], "ns_per_day": s["ns_per_day"],
+              "n_failed": sum(1 for r in records if r["failed_at_step"] is not None),
+              "unphysical_fraction_mean": float(fr.mean()) if len(fr) else None,
+              "unphysical_fraction_sem": standard_error(fr),
+              "delta_f_mean_kJ_per_mol": float(df.mean()) if len(df) else None,
+              "delta_f_sem_kJ_per_mol": standard_error(df)}
+    with atomic_path(folder / "walkers.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=1))
+    return result
 
 
 def standard_error(x) -> float | None:
