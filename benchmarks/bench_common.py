@@ -206,6 +206,22 @@ def test_errors(checkpoint: Path, frames, label: str, stem: str, batch_size: int
     }
 
 
+def named_models(items, default: dict | None = None) -> dict:
+    """``{NAME: PATH}`` from ``--model NAME=PATH`` arguments (``default`` when none are
+    given); exits with one line for a malformed item or a missing file."""
+    models = {}
+    for item in items:
+        if "=" not in item:
+            sys.exit(f"--model {item!r}: expected NAME=PATH")
+        name, path = item.split("=", 1)
+        models[name] = path
+    models = models or dict(default or {})
+    for name, path in models.items():
+        if not Path(path).is_file():
+            sys.exit(f"--model {name}: no checkpoint at {path}")
+    return models
+
+
 def model_record(args) -> dict:
     """The architecture of the benchmark's models (the paper's basis and cutoff)."""
     return {

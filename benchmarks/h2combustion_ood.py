@@ -39,12 +39,7 @@ def main():
     ap.add_argument("--model", action="append", default=[], metavar="NAME=PATH")
     ap.add_argument("--label-only", action="store_true", help="label the frames and stop")
     args = ap.parse_args()
-    models = {}
-    for item in args.model:
-        if "=" not in item:
-            sys.exit(f"--model {item!r}: expected NAME=PATH")
-        name, path = item.split("=", 1)
-        models[name] = path
+    models = bench.named_models(args.model)
     command = bench.announce()
     if FRAMES.exists():
         frames = Frames.load(FRAMES)

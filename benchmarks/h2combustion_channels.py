@@ -1,0 +1,124 @@
+"""Hydrogen combustion: metadynamics of every shipped channel deck (issue 13, item 6).
+
+For each of the 21 decks (``plumed_inputs/rxnNN.dat``: channels 01-19 with 06a/06b and
+12a/12b) and each model, ``--walkers`` independent well-tempered walkers of ``--ps``
+picoseconds each (the decks' protocol: 300 K, 5 kJ/mol hills every 100 steps on two
+coordination numbers, 0.2 fs, Langevin friction 20/ps), advanced together on the ensemble
+engine. Reported per channel: the walkers that failed (non-finite dynamics), the fraction of
+checked frames with unphysical species (mean +- standard error over walkers: colliding atoms,
+or a fragment that is neither a reactant nor a product of the channel), and
+F(product) - F(reactant) from each walker's hills (mean +- standard error over walkers).
+
+Every walker set resumes from its run folder (``--work``), so the channels can be run over
+several sessions; a finished channel is read back. By default the committed FFPT-FT model
+of ``benchmarks/h2combustion.py``.
+
+    .venv/bin/python benchmarks/h2combustion_channels.py --walkers 4 --ps 25
+    .venv/bin/python benchmarks/h2combustion_channels.py --model scratch=PATH \\
+        --model FFPT-FT=PATH --channels 09 01
+
+Writes ``benchmarks/results/h2combustion_channels.{json,md}`` and
+``h2combustion_channels.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import bench_common as bench
+import numpy as np
+
+from ffpt_ase.applications.h2combustion.channels import channel_ids, get_channel
+from ffpt_ase.applications.h2combustion.metad import ChannelMetadConfig
+from ffpt_ase.applications.h2combustion.workflows import run_walkers
+
+DEFAULT_MODELS = {"FFPT-FT": str(bench.MODELS / "h2combustion" / "finetune.pt")}
+TIMESTEP_FS = ChannelMetadConfig(reaction="09").timestep_fs   # the driver's default (fs)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
+                    help="a model to run (repeatable; default: FFPT-FT=" +
+                         DEFAULT_MODELS["FFPT-FT"] + ")")
+    ap.add_argument("--walkers", type=int, default=4, help="independent walkers per channel")
+    ap.add_argument("--ps", type=float, default=25.0, help="picoseconds per walker")
+    ap.add_argument("--channels", nargs="*", default=None,
+                    help="channel ids (default: all 21 decks)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--work", default=str(bench.WORK / "h2combustion_channels"))
+    args = ap.parse_args()
+    if args.walkers < 2 or not args.ps > 0:
+        sys.exit(f"need --walkers >= 2 (statistics over walkers) and --ps > 0, got "
+                 f"{args.walkers} and {args.ps}")
+    try:
+        channels = [get_channel(c).id for c in (args.channels or channel_ids())]
+    except ValueError as err:
+        sys.exit(str(err))
+    models = bench.named_models(args.model, DEFAULT_MODELS)
+    steps = int(round(args.ps * 1000 / TIMESTEP_FS))
+    command = bench.announce()
+    import torch
+    torch.set_num_threads(args.threads)
+
+    work = Path(args.work)
+    results, t0 = {}, time.perf_counter()
+    jobs = [(c, name) for c in channels for name in models]
+    for i, (cid, name) in enumerate(jobs):
+        elapsed = time.perf_counter() - t0
+        print(f"[{i + 1}/{len(jobs)}] rxn {cid} ({get_channel(cid).reaction}), {name}: "
+              f"{args.walkers} walkers x {args.ps:g} ps ({elapsed / 60:.1f} min so far)",
+              flush=True)
+        results.setdefault(cid, {})[name] = run_walkers(
+            cid, models[name], args.walkers, steps, work / f"rxn{cid}_{name}",
+            threads=args.threads)
+
+    names = list(models)
+    lines = [f"Metadynamics of every deck: {args.walkers} independent walkers x {args.ps:g} ps "
+             f"per channel and model (300 K, 0.2 fs, friction 20/ps). Cells: failed walkers; "
+             f"unphysical fraction of checked frames (mean +- sem over walkers); "
+             f"F(product) - F(reactant) in kJ/mol (mean +- sem over walkers).", "",
+             "| channel | reaction | " + " | ".join(names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for cid in channels:
+        cells = []
+        for name in names:
+            m = results[cid][name]
+            if m.get("error"):
+                cells.append(f"not run: {m['error'][:80]}")
+                continue
+            cells.append(f"{m['n_failed']}/{args.walkers}; "
+                         f"{bench.mean_sem(m['unphysical_fraction_mean'], m['unphysical_fraction_sem'])}; "
+                         f"{bench.mean_sem(m['delta_f_mean_kJ_per_mol'], m['delta_f_sem_kJ_per_mol'])}")
+        lines.append(f"| {cid} | {get_channel(cid).reaction} | " + " | ".join(cells) + " |")
+    plot(results, channels, names)
+    bench.write_results("h2combustion_channels", {
+        "command": command, "models": models, "walkers": args.walkers, "ps_per_walker": args.ps,
+        "steps": steps, "timestep_fs": TIMESTEP_FS,
+        "channels": results}, "\n".join(lines), command)
+
+
+def plot(results: dict, channels: list, names: list) -> None:
+    """Unphysical fraction per channel (mean +- sem over walkers), one bar per model."""
+    from ffpt_ase.analysis.plots import label_and_save, subplots
+    fig, ax = subplots(figsize=(max(6.0, 0.45 * len(channels) * len(names) + 2), 4))
+    width = 0.8 / len(names)
+    x = np.arange(len(channels))
+    for k, name in enumerate(names):
+        mean = [results[c][name]["unphysical_fraction_mean"] for c in channels]
+        sem = [results[c][name]["unphysical_fraction_sem"] for c in channels]
+        ax.bar(x + (k - (len(names) - 1) / 2) * width,
+               [np.nan if m is None else m for m in mean], width,
+               yerr=[0.0 if s is None else s for s in sem], capsize=2, label=name)
+    ax.set_xticks(x, channels, rotation=90)
+    ax.set_ylim(0, 1)
+    label_and_save(fig, ax, bench.RESULTS / "h2combustion_channels.png", "channel",
+                   "unphysical fraction of frames", "metadynamics of every deck",
+                   legend=True)
+
+
+if __name__ == "__main__":
+    main()
