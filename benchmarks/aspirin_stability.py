@@ -11,8 +11,9 @@
 
     .venv/bin/python benchmarks/aspirin_stability.py --trajectories 32 --time-ps 50
 
-The models are the committed ``benchmarks/models/aspirin/{scratch,pretrain,finetune}.pt``
-where they exist, otherwise ``best.pt`` of aspirin_accuracy.py's work folder.
+The models are the committed ``benchmarks/models/aspirin/{scratch,finetune}.pt`` and the
+shipped ``pretrained:aspirin`` (FFPT) where they exist, otherwise ``best.pt`` of
+aspirin_accuracy.py's work folder.
 
 Resumable: finished trajectories are kept in each model's stability folder. Writes
 ``benchmarks/results/aspirin_stability.{json,md}``, ``aspirin_survival.png`` and
@@ -48,8 +49,11 @@ def main():
     command = bench.announce()
     work = Path(args.work)
     checkpoint = {}
+    from ffpt_ase.pretrained import available, resolve_checkpoint
     for name, folder in MODELS.items():
         kept = bench.MODELS / "aspirin" / f"{folder}.pt"
+        if folder == "pretrain" and "aspirin" in available():
+            kept = resolve_checkpoint("pretrained:aspirin")
         checkpoint[name] = kept if kept.exists() else work / folder / "best.pt"
         if not checkpoint[name].exists():
             sys.exit(f"{kept} and {work / folder / 'best.pt'} missing: run "

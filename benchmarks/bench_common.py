@@ -130,6 +130,23 @@ def keep_runs(work: Path, experiment: str, names, final_models: bool = True) -> 
     return status
 
 
+def check_shipped(name: str, args) -> None:
+    """Exit with one line unless the shipped ``pretrained:NAME`` exists and has the
+    benchmark's model size (``args.features``, ``args.interactions``): scratch and
+    fine-tuning are compared at one architecture."""
+    from ffpt_ase.model.potential import load_checkpoint
+    from ffpt_ase.pretrained import resolve_checkpoint
+    try:
+        config = load_checkpoint(resolve_checkpoint(f"pretrained:{name}"))["config"]
+    except FileNotFoundError as err:
+        sys.exit(str(err))
+    shipped = (config["n_features"], config["n_interactions"])
+    if shipped != (args.features, args.interactions):
+        sys.exit(f"pretrained:{name} has {shipped[0]} features and {shipped[1]} interactions, "
+                 f"the scratch arm would have {args.features} and {args.interactions}: give "
+                 f"--features {shipped[0]} --interactions {shipped[1]}")
+
+
 def shipped_pretrain(work: Path, name: str) -> dict:
     """Use a shipped pre-trained model (``pretrained:NAME``) as the ``pretrain`` stage: it is
     copied to ``work/pretrain/best.pt`` and its provenance stands in for the summary."""

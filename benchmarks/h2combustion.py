@@ -89,12 +89,8 @@ def main():
                     help="train this stage only and stop (run the other in a second "
                          "process); the run folders are kept in benchmarks/models/")
     args = ap.parse_args()
-    from ffpt_ase.pretrained import resolve_checkpoint
     if args.pretrained and args.only != "scratch":
-        try:
-            resolve_checkpoint(f"pretrained:{args.pretrained}")
-        except FileNotFoundError as err:
-            sys.exit(str(err))
+        bench.check_shipped(args.pretrained, args)
     command = bench.announce()
     data = Path(args.data)
     if not (data / "npz").is_dir():
