@@ -225,7 +225,8 @@ def test_errors(checkpoint: Path, frames, label: str, stem: str, batch_size: int
 
 def named_models(items, default: dict | None = None) -> dict:
     """``{NAME: PATH}`` from ``--model NAME=PATH`` arguments (``default`` when none are
-    given); exits with one line for a malformed item or a missing file."""
+    given; PATH may be ``pretrained:NAME``); exits with one line for a malformed item or a
+    missing checkpoint."""
     models = {}
     for item in items:
         if "=" not in item:
@@ -233,8 +234,13 @@ def named_models(items, default: dict | None = None) -> dict:
         name, path = item.split("=", 1)
         models[name] = path
     models = models or dict(default or {})
+    from ffpt_ase.pretrained import resolve_checkpoint
     for name, path in models.items():
-        if not Path(path).is_file():
+        try:
+            found = resolve_checkpoint(path).is_file()
+        except FileNotFoundError as err:   # an unknown pretrained:NAME
+            sys.exit(f"--model {name}: {err}")
+        if not found:
             sys.exit(f"--model {name}: no checkpoint at {path}")
     return models
 

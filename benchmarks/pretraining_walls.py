@@ -1,66 +1,82 @@
 """What pre-training leaves behind (issue 13, item 7): how much of the teacher's repulsive
-walls the pre-trained, fine-tuned and scratch models keep.
+walls the pre-trained, fine-tuned and scratch models keep, for each experiment.
 
-Hydrogen combustion: held-out rattled frames of H2, O2, OH, H2O, HO2 and H2O2 (500 each,
-seeds 1000.., never used for training) labelled by the Table 1 teacher, errors in bins of
-the teacher's energy above equilibrium, and every atom pair of each molecule pushed from its
-reference distance to 0.5 A. The models default to the committed ones
-(``benchmarks/models/h2combustion/{scratch,finetune}.pt`` and the shipped pre-trained
-model); ``--model NAME=PATH`` replaces or adds one (e.g. a run still in training).
+* ``h2combustion``: held-out rattled frames of H2, O2, OH, H2O, HO2 and H2O2 (500 each,
+  seeds 1000.., never used for training) labelled by the Table 1 teacher, and every atom
+  pair of each molecule pushed from its reference distance to 0.5 A.
+* ``water``: 3,000 held-out rattled monomers (seed 1000) labelled by flexible TIP3P, and
+  the monomer's three atom pairs.
+* ``aspirin``: 3,000 held-out rattled aspirin frames (seed 1000) labelled by GAFF2, and
+  every bond and the methyl group's three H-H pairs.
 
-    .venv/bin/python benchmarks/pretraining_walls.py
+Errors are binned by the teacher's energy above equilibrium. The models default to the
+committed ones (``benchmarks/models/<system>/{scratch,finetune}.pt``) and the shipped
+pre-trained model of the system; a default that does not exist yet is left out, and
+``--model NAME=PATH`` replaces or adds one (e.g. a run still in training).
 
-Writes ``benchmarks/results/walls_h2combustion.{json,md}`` and ``..._scans.png``.
+    .venv/bin/python benchmarks/pretraining_walls.py h2combustion
+    .venv/bin/python benchmarks/pretraining_walls.py water --model FFPT=PATH
+
+Writes ``benchmarks/results/walls_<system>.{json,md}`` and ``..._scans.png``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 import bench_common as bench
 import numpy as np
 
 from ffpt_ase.analysis.plots import label_and_save, subplots
-from ffpt_ase.applications.h2combustion.workflows import wall_retention
 from ffpt_ase.pretrained import resolve_checkpoint
 
-DEFAULT_MODELS = {"FFPT": "pretrained:h2combustion",
-                  "scratch": str(bench.MODELS / "h2combustion" / "scratch.pt"),
-                  "FFPT-FT": str(bench.MODELS / "h2combustion" / "finetune.pt")}
+
+#: system -> (its teacher in words, the module with its wall_retention, that function's
+#: frame-count argument)
+RETENTION = {"h2combustion": ("Table 1 teacher", "ffpt_ase.applications.h2combustion.workflows",
+                              "n_per_species"),
+             "water": ("flexible TIP3P", "ffpt_ase.applications.water", "n_frames"),
+             "aspirin": ("GAFF2", "ffpt_ase.applications.aspirin", "n_frames")}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("system", nargs="?", default="h2combustion",
+                    choices=sorted(RETENTION))
     ap.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
                     help="a model to measure (replaces the default of that name)")
-    ap.add_argument("--per-species", type=int, default=500)
+    ap.add_argument("--frames", type=int, default=None,
+                    help="held-out rattled frames (h2combustion: per species; default 500, "
+                         "else 3000)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     import torch
     torch.set_num_threads(args.threads)
-    models = dict(DEFAULT_MODELS)
-    for item in args.model:
-        if "=" not in item:
-            sys.exit(f"--model {item!r}: expected NAME=PATH")
-        name, path = item.split("=", 1)
-        models[name] = path
-    for name, path in list(models.items()):
+    system = args.system
+    models = {"FFPT": f"pretrained:{system}",
+              "scratch": str(bench.MODELS / system / "scratch.pt"),
+              "FFPT-FT": str(bench.MODELS / system / "finetune.pt")}
+    models.update(bench.named_models(args.model))
+    for name, path in list(models.items()):   # (the --model ones are checked already)
         try:
-            resolved = resolve_checkpoint(path)
-        except FileNotFoundError as err:
-            sys.exit(f"model {name}: {err}")
-        if not resolved.exists():
+            there = resolve_checkpoint(path).exists()
+        except FileNotFoundError:                 # a shipped model not made yet
+            there = False
+        if not there:
             print(f"[walls] {name}: {path} not there yet, left out", flush=True)
             del models[name]
     if not models:
         sys.exit("no model to measure")
     command = bench.announce()
-    out = wall_retention(models, n_per_species=args.per_species)
+    teacher, module, size = RETENTION[system]
+    n = args.frames or (500 if system == "h2combustion" else 3000)
+    out = importlib.import_module(module).wall_retention(models, **{size: n})
     names = list(models)
     rat = out["rattled"]
     bins = rat["bins_eV"]
-    lines = [f"Held-out rattled frames ({rat['frames']}, Table 1 teacher labels): force MAE "
+    lines = [f"Held-out rattled frames ({rat['frames']}, {teacher} labels): force MAE "
              "(eV/A) / relative-energy MAE (eV) / retained fraction of the teacher's "
              "energy above equilibrium (median; 1 = wall kept, 0 = flat, < 0 = hole)", "",
              "| E_teacher - E_eq (eV) | n | " + " | ".join(names) + " |",
@@ -97,9 +113,9 @@ def main():
     for ax in axes[len(scans):]:
         ax.axis("off")
     axes[0].legend(fontsize=7)
-    label_and_save(fig, axes[0], bench.RESULTS / "walls_h2combustion_scans.png")
+    label_and_save(fig, axes[0], bench.RESULTS / f"walls_{system}_scans.png")
     result = {"command": command, "models": models, **out}
-    bench.write_results("walls_h2combustion", result, "\n".join(lines), command)
+    bench.write_results(f"walls_{system}", result, "\n".join(lines), command)
 
 
 if __name__ == "__main__":

@@ -117,3 +117,29 @@ def test_combustion_wall_retention_covers_every_pair_on_held_out_frames():
     for scan in out["contact_scans"].values():
         assert scan["distances_A"][-1] == pytest.approx(0.5)
         assert scan["teacher"]["wall_eV"] > 1.0   # every close contact is repulsive
+
+
+def test_water_wall_retention_scans_the_monomer_and_keeps_its_frames_held_out(tiny_model):
+    from ffpt_ase.applications.water import wall_retention
+    out = wall_retention({"tiny": tiny_model}, n_frames=6)
+    assert sorted(out["contact_scans"]) == ["H2O H1-H2", "H2O O0-H1", "H2O O0-H2"]
+    assert out["rattled_seed"] != 0 and out["rattled"]["frames"] == 6
+    for scan in out["contact_scans"].values():
+        assert scan["teacher"]["wall_eV"] > 1.0 and "tiny" in scan
+
+
+def test_aspirin_wall_retention_scans_every_bond_and_the_methyl_contacts(tmp_path):
+    import torch
+
+    from ffpt_ase.applications.aspirin import wall_retention
+    from ffpt_ase.model.potential import Potential
+    torch.manual_seed(0)
+    m = Potential([1, 6, 8], n_features=8, n_interactions=1, n_basis=6)
+    torch.save(m.checkpoint(stage="test"), tmp_path / "m.pt")
+    out = wall_retention({"tiny": tmp_path / "m.pt"}, n_frames=4)
+    # aspirin C9H8O4 has 21 bonds; plus the methyl group's 3 H-H pairs
+    scans = out["contact_scans"]
+    assert len(scans) == 24 and out["rattled"]["frames"] == 4
+    hh = [k for k in scans if k.count("H") == 2]
+    assert len(hh) == 3
+    assert all(scans[k]["teacher"]["wall_eV"] > 1.0 for k in scans)

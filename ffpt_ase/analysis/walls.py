@@ -11,6 +11,9 @@ Two measures, for any models and any teacher:
 * :func:`contact_scans`: E(r) - E(r_start) of the teacher and each model as one atom pair
   is pushed together along its axis (everything else fixed), with the wall height at the
   shortest distance and its ratio to the teacher's.
+
+:func:`wall_retention` applies both to a set of molecules and their teachers (the
+applications choose the molecules, the held-out frames and the pairs).
 """
 
 from __future__ import annotations
@@ -105,3 +108,39 @@ def contact_scans(calculators: dict, molecule: Atoms, pairs, distances,
                    "wall_ratio": float(e[-1] / ref_wall) if abs(ref_wall) > 1e-9 else None}
             for name, e in curves.items()}
     return out
+
+
+def wall_retention(models: dict, molecules: dict, frames: Frames, pairs: dict | None = None,
+                   closest_A: float = 0.5, points: int = 12) -> dict:
+    """Both measures for a set of molecules.
+
+    ``models``: ``{name: checkpoint}`` (read once each, evaluated in float64);
+    ``molecules``: ``{label: (teacher calculator, equilibrium Atoms)}``; ``frames``:
+    held-out teacher-labelled frames of those molecules (rattled, never trained on);
+    ``pairs``: ``{label: [(i, j), ...]}``, the atom pairs of each molecule pushed from their
+    equilibrium distance to ``closest_A`` in ``points`` steps (default: every pair; pairs
+    already closer are skipped). Returns ``{"rattled": errors_against_teacher(...),
+    "contact_scans": {"<label> <i-j>": {"distances_A": [...], "teacher": {...}, name:
+    {...}}}}``; energies in eV, forces in eV/A, distances in A."""
+    from ..calculators import FFPTCalculator
+    calcs = {name: FFPTCalculator.from_checkpoints(ckpt, dtype="float64")
+             for name, ckpt in models.items()}
+    equilibria, scans = {}, {}
+    for label, (teacher, ref) in molecules.items():
+        atoms = ref.copy()
+        atoms.calc = teacher
+        equilibria[formula_of(ref.numbers)] = (ref.copy(), atoms.get_potential_energy())
+        todo = (pairs or {}).get(label) or [(i, j) for i in range(len(ref))
+                                            for j in range(i + 1, len(ref))]
+        for i, j in todo:
+            r0 = float(ref.get_distance(i, j))
+            if r0 <= closest_A:
+                continue
+            scan = contact_scans({"teacher": teacher, **calcs}, ref, [(i, j)],
+                                 np.linspace(r0, closest_A, points), reference="teacher")
+            (key, curves), = scan["pairs"].items()
+            scans[f"{label} {key}"] = {"distances_A": scan["distances_A"], **curves}
+    # the calculators' own (float64) networks: each checkpoint is read once
+    loaded = {name: calc.models[0] for name, calc in calcs.items()}
+    return {"rattled": errors_against_teacher(loaded, frames, equilibria),
+            "contact_scans": scans}

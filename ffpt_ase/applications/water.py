@@ -1,7 +1,8 @@
 """Liquid water (the FFPT paper's bulk-water experiment): the flexible TIP3P monomer's
-bending scan for any set of models, and the liquid's structure and transport from the saved
-trajectories of a stability run (O-O g(r), self-diffusion coefficient with standard errors
-over trajectories). Distances in Angstrom, energies in eV, D in A^2/ps.
+bending scan for any set of models, what of the monomer teacher's walls a model keeps, and
+the liquid's structure and transport from the saved trajectories of a stability run (O-O
+g(r), self-diffusion coefficient with standard errors over trajectories). Distances in
+Angstrom, energies in eV, D in A^2/ps.
 """
 
 from __future__ import annotations
@@ -36,6 +37,21 @@ def monomer_angle_scan(models: dict, angles) -> tuple:
     curves = {name: angle_scan(c, mono, h1, o, h2, angles)
               - angle_scan(c, mono, h1, o, h2, [theta0])[0] for name, c in calcs.items()}
     return theta0, curves
+
+
+def wall_retention(models: dict, n_frames: int = 3000, seed: int = 1000,
+                   closest_A: float = 0.5) -> dict:
+    """How much of the flexible-TIP3P monomer's walls each model (name -> checkpoint) keeps
+    (issue 13, item 7): :func:`~ffpt_ase.analysis.walls.wall_retention` on ``n_frames``
+    held-out rattled monomers (sigma 0.2 A, seed ``seed``; the shipped pre-training uses
+    seed 0) and the O-H, O-H and H-H contact scans of the relaxed monomer. Energies in eV,
+    forces in eV/A."""
+    from ..analysis.walls import wall_retention as retention
+    from .systems import sample_system
+    calc, ref, _ = get_system("water")
+    frames = sample_system("water", n_frames, sigma=0.2, seed=seed, show_progress=False)
+    out = retention(models, {"H2O": (calc, relax(ref, calc))}, frames, closest_A=closest_A)
+    return {**out, "rattled_seed": seed}
 
 
 def _sem(x: np.ndarray) -> np.ndarray:

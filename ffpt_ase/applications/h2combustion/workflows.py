@@ -216,37 +216,16 @@ WALL_SPECIES = ("H2", "O2", "OH", "H2O", "HO2", "H2O2")
 def wall_retention(models: dict, n_per_species: int = 500, seed: int = 1000,
                    closest_A: float = 0.5) -> dict:
     """How much of the Q-Force teacher's walls each model keeps (issue 13, item 7):
-    :func:`~ffpt_ase.analysis.walls.errors_against_teacher` on held-out rattled frames of the
-    six molecules (``n_per_species`` each, seeds ``seed..seed+7``, disjoint from the
-    pre-training seeds 0..7) and :func:`~ffpt_ase.analysis.walls.contact_scans` of every
-    atom pair of each molecule from its reference distance to ``closest_A``. ``models`` maps
-    a name to a checkpoint. Energies in eV, forces in eV/A."""
-    from ...analysis.walls import contact_scans, errors_against_teacher, formula_of
-
+    :func:`~ffpt_ase.analysis.walls.wall_retention` on held-out rattled frames of the six
+    molecules (``n_per_species`` each, seeds ``seed..seed+7``, disjoint from the
+    pre-training seeds 0..7) and close-contact scans of every atom pair of each molecule
+    from its reference distance to ``closest_A``. ``models`` maps a name to a checkpoint.
+    Energies in eV, forces in eV/A."""
+    from ...analysis.walls import wall_retention as retention
     sets = rattled_species_sets(n_per_species, seed=seed)
-    frames = rattled_species_frames(sets)
-    equilibria, scans = {}, {}
-    calcs = {name: FFPTCalculator.from_checkpoints(ckpt, dtype="float64")
-             for name, ckpt in models.items()}
-    for name in WALL_SPECIES:
-        teacher, ref, _ = get_system(name)
-        atoms = ref.copy()
-        atoms.calc = teacher
-        equilibria[formula_of(ref.numbers)] = (ref.copy(), atoms.get_potential_energy())
-        pairs = [(i, j) for i in range(len(ref)) for j in range(i + 1, len(ref))]
-        for i, j in pairs:
-            r0 = float(ref.get_distance(i, j))
-            if r0 <= closest_A:
-                continue
-            scan = contact_scans({"teacher": teacher, **calcs}, ref, [(i, j)],
-                                 np.linspace(r0, closest_A, 12), reference="teacher")
-            (key, curves), = scan["pairs"].items()
-            scans[f"{name} {key}"] = {"distances_A": scan["distances_A"], **curves}
-    # the calculators' own (float64) networks: each checkpoint is read once
-    loaded = {name: calc.models[0] for name, calc in calcs.items()}
-    return {"rattled": errors_against_teacher(loaded, frames, equilibria),
-            "rattled_seeds": [seed + k for k in range(len(sets))],
-            "contact_scans": scans}
+    molecules = {name: get_system(name)[:2] for name in WALL_SPECIES}
+    out = retention(models, molecules, rattled_species_frames(sets), closest_A=closest_A)
+    return {**out, "rattled_seeds": [seed + k for k in range(len(sets))]}
 
 
 def run_walkers(reaction: str, checkpoint, walkers: int, steps: int, folder: Path,
