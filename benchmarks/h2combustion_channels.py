@@ -67,14 +67,19 @@ def main():
     work = Path(args.work)
     results, t0 = {}, time.perf_counter()
     jobs = [(c, name) for c in channels for name in models]
+    ran = []   # wall seconds of the channel runs that simulated here (not read back)
     for i, (cid, name) in enumerate(jobs):
         elapsed = time.perf_counter() - t0
+        eta = f", about {np.mean(ran) * (len(jobs) - i) / 60:.0f} min left" if ran else ""
         print(f"[{i + 1}/{len(jobs)}] rxn {cid} ({get_channel(cid).reaction}), {name}: "
-              f"{args.walkers} walkers x {args.ps:g} ps ({elapsed / 60:.1f} min so far)",
+              f"{args.walkers} walkers x {args.ps:g} ps ({elapsed / 60:.1f} min so far{eta})",
               flush=True)
+        t_job = time.perf_counter()
         results.setdefault(cid, {})[name] = run_walkers(
             cid, models[name], args.walkers, steps, work / f"rxn{cid}_{name}",
             threads=args.threads)
+        if time.perf_counter() - t_job > 30.0:
+            ran.append(time.perf_counter() - t_job)
 
     names = list(models)
     lines = [f"Metadynamics of every deck: {args.walkers} independent walkers x {args.ps:g} ps "
