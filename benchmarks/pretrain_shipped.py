@@ -33,7 +33,6 @@ import sys
 from pathlib import Path
 
 import bench_common as bench
-import numpy as np
 
 from ffpt_ase.analysis.plots import plot_learning_curve
 from ffpt_ase.pretrained import available, install_pretrained, resolve_checkpoint
@@ -42,7 +41,6 @@ from ffpt_ase.training.trainer import train
 
 HERE = Path(__file__).parent
 EXPERIMENT = "pretrain"
-WATER_CELL_A = 12.444661   # the bulk-water data's cubic cell (../shared/data/water_bulk)
 
 
 def h2combustion_frames(seed: int):
@@ -55,22 +53,8 @@ def h2combustion_frames(seed: int):
 
 
 def water_frames(seed: int):
-    from ffpt_ase.applications.systems import sample_system
-    from ffpt_ase.data import Frames
-    from ffpt_ase.forcefields.tip3p import TIP3PLiquidCalculator
-    from ffpt_ase.sampling import molecule_copies
-    cell = np.eye(3) * WATER_CELL_A
-    limits = {(8, 8): 2.4, (1, 8): 1.5, (1, 1): 1.5}
-    monomers = sample_system("water", 50000, sigma=0.2, seed=seed, show_progress=False)
-    copies = sample_system("water", 64 * 2000, sigma=0.2, seed=seed + 1, show_progress=False)
-    frames = Frames.concatenate([
-        molecule_copies(monomers, 1, cell, seed=seed + 2),
-        molecule_copies(copies, 64, cell, min_distance=limits, seed=seed + 3,
-                        teacher=TIP3PLiquidCalculator())])
-    return frames, ("50000 rattled flexible-TIP3P monomers (sigma 0.2 A), each alone in a "
-                    f"{WATER_CELL_A} A cubic cell, and 2000 frames of 64 rattled monomers at "
-                    "random in that cell (closest O-O 2.4 A, O-H and H-H 1.5 A) labelled by "
-                    f"the full flexible TIP3P (PME), seeds {seed}..{seed + 3}")
+    from ffpt_ase.applications.water import pretraining_frames
+    return pretraining_frames(50000, 2000, seed=seed)
 
 
 def aspirin_frames(seed: int):

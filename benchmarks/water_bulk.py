@@ -2,11 +2,13 @@
 
 Protocol (issue 5, experiment 2), data from ``../shared/data/water_bulk`` (DeePMD layout):
 
-1. pretrain: rattled water *monomers* (sigma 0.2 A) labelled by flexible TIP3P and, since
-   issue 13 (monomers alone do not transfer, RESULTS.md 2b), ``--copies-frames`` frames of
-   64 rattled monomers placed at random in the liquid's cell (closest O-O 2.4 A, O-H and
-   H-H 1.5 A) labelled by the full flexible TIP3P (``TIP3PLiquidCalculator``: Coulomb and
-   Lennard-Jones between molecules, PME), lr 1e-4.
+1. pretrain: by default the shipped ``pretrained:water``
+   (``benchmarks/pretrain_shipped.py water``): rattled water *monomers* (sigma 0.2 A)
+   labelled by flexible TIP3P and, since issue 13 (monomers alone do not transfer,
+   RESULTS.md 2b), frames of 64 rattled monomers placed at random in the liquid's cell
+   labelled by the full flexible TIP3P (``ffpt_ase.applications.water.pretraining_frames``).
+   ``--pretrained ''`` pre-trains here on ``--n-pretrain`` monomers and ``--copies-frames``
+   liquid frames, lr 1e-4.
 2. scratch:  the same architecture on the periodic frames of data_0..data_2, lr 1e-3.
 3. finetune: from the pre-trained checkpoint on the same periodic frames, lr 1e-4; and a
    second fine-tuning run at lr 1e-3 (``--extra-finetune-lr``, same budget): a model
@@ -21,7 +23,7 @@ Protocol (issue 5, experiment 2), data from ``../shared/data/water_bulk`` (DeePM
 
 Every stage resumes (training from last.pt, MD per finished trajectory) and is trained out
 (``bench_common.TRAINED_OUT``); the run folders are kept in ``benchmarks/models/water/runs/``
-and the finished models at ``benchmarks/models/water/{pretrain,scratch,finetune}.pt``.
+and the finished models at ``benchmarks/models/water/{scratch,finetune}.pt``.
 ``--only scratch`` / ``--only finetune`` train one arm per process. Scaled for a 2-core CPU:
 a small model (``--features``/``--interactions``); the JSON records what each stage got.
 
@@ -39,21 +41,13 @@ import numpy as np
 
 from ffpt_ase.analysis.liquid import rdf
 from ffpt_ase.analysis.plots import label_and_save, plot_energy_scan, plot_survival, subplots
-from ffpt_ase.applications.systems import sample_system
 from ffpt_ase.applications.water import (TEST_FOLDER, TRAIN_FOLDERS, liquid_properties,
-                                         monomer_angle_scan)
+                                         monomer_angle_scan, pretraining_frames)
 from ffpt_ase.data import Frames, read_deepmd
-from ffpt_ase.forcefields.tip3p import TIP3PLiquidCalculator
-from ffpt_ase.sampling import molecule_copies
 from ffpt_ase.analysis.survival import compare_ensembles, from_trajectories
 from ffpt_ase.simulate.stability import StabilityConfig, run_stability
 
 EXTRA_FT = "finetune_lr{lr:g}"
-#: closest contacts between the pre-training copies (A): O-O outside TIP3P's wall, O-H and
-#: H-H at hydrogen-bond distances
-COPY_DISTANCES = {(8, 8): 2.4, (1, 8): 1.5, (1, 1): 1.5}
-
-
 def main():
     ap = bench.parser(
         __doc__,
@@ -63,9 +57,14 @@ def main():
         interactions=2,
         minutes={"pretrain": None, "scratch": None, "finetune": None},
     )
-    ap.add_argument("--n-pretrain", type=int, default=50000, help="rattled TIP3P monomers")
+    ap.add_argument("--pretrained", default="water",
+                    help="start fine-tuning from this shipped pre-trained model ('' to "
+                         "pre-train here)")
+    ap.add_argument("--n-pretrain", type=int, default=50000,
+                    help="rattled TIP3P monomers (with --pretrained '')")
     ap.add_argument("--copies-frames", type=int, default=2000,
-                    help="pre-training frames of 64 interacting TIP3P copies (0: monomers only)")
+                    help="pre-training frames of 64 interacting TIP3P copies (with "
+                         "--pretrained ''; 0: monomers only)")
     ap.add_argument("--only", choices=("scratch", "finetune"), default=None,
                     help="train this stage only and stop (run the other in a second process)")
     ap.add_argument("--trajectories", type=int, default=4)
@@ -79,6 +78,8 @@ def main():
         help="a second fine-tuning run at this learning rate (0: none)",
     )
     args = ap.parse_args()
+    if args.pretrained and args.only != "scratch":
+        bench.check_shipped(args.pretrained, args)
     command = bench.announce()
 
     data = Path(args.data)
@@ -102,18 +103,10 @@ def main():
     n_frames = len(Frames.load(train_file))
     n_val = max(1, n_frames // 10)
     pt_file = work / f"pretrain_tip3p_{args.n_pretrain}_monomers_{args.copies_frames}_liquid.npz"
-    if not pt_file.exists():
-        monomers = sample_system("water", args.n_pretrain, sigma=0.2, seed=0)
-        parts = [monomers]
-        if args.copies_frames:
-            copies = sample_system("water", 64 * args.copies_frames, sigma=0.2, seed=1)
-            cell = Frames.load(train_file).cell[0]
-            # one periodicity per frame set: each monomer alone in the liquid's cell (its
-            # images are 12.4 A away, beyond the cutoff: the same graph, the same labels)
-            parts = [molecule_copies(monomers, 1, cell, seed=3)]
-            parts.append(molecule_copies(copies, 64, cell, min_distance=COPY_DISTANCES, seed=2,
-                                         teacher=TIP3PLiquidCalculator()))
-        Frames.concatenate(parts).save(pt_file)
+    if not args.pretrained and not pt_file.exists():
+        frames, _ = pretraining_frames(args.n_pretrain, args.copies_frames, seed=0,
+                                       cell=Frames.load(train_file).cell[0])
+        frames.save(pt_file)
     bench.restore_runs(work, "water", ("pretrain", "scratch", "finetune"))
     runs = bench.three_stages(
         work,
@@ -123,6 +116,7 @@ def main():
         batch_size=4,
         pretrain_batch_size=32,
         split={"n_val": n_val},
+        pretrained=args.pretrained or None,
         stop_rule=bench.TRAINED_OUT,
         only=args.only,
     )
@@ -164,8 +158,10 @@ def main():
             **bench.training_record(summary),
         }
         bench.copy_learning_curve(work, folder, "water")
-    errors["FFPT-FT"]["pretrain"] = {**bench.training_record(s_pt), "monomers": args.n_pretrain,
-                                     "liquid_copies_frames": args.copies_frames}
+    errors["FFPT-FT"]["pretrain"] = {
+        **bench.training_record(s_pt), "shipped": s_pt.get("shipped"),
+        "frames": s_pt["provenance"]["frames"] if args.pretrained else
+        f"{args.n_pretrain} monomers, {args.copies_frames} liquid frames"}
     # the pre-trained model alone on the liquid: how far fine-tuning has to go
     errors["FFPT"] = bench.test_errors(
         work / "pretrain" / "best.pt", test, "water, FFPT only", "water_pretrain", batch_size=8

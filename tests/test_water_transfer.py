@@ -193,3 +193,32 @@ def test_sets_of_different_periodicity_are_not_joined(monomers):
     joined = Frames.concatenate([alone, gas])
     assert joined.pbc.all() and len(joined) == 6
     np.testing.assert_allclose(joined.energy[:4], monomers.energy[:4], atol=1e-12)
+
+
+def test_the_water_pretraining_set_is_monomers_alone_and_a_tip3p_liquid():
+    from ffpt_ase.applications.water import COPY_DISTANCES, LIQUID_CELL_A, pretraining_frames
+    from ffpt_ase.forcefields.tip3p import TIP3PLiquidCalculator
+    frames, text = pretraining_frames(n_monomers=6, n_liquid=1, seed=5)
+    atoms = frames.numbers_per_frame > 0
+    assert len(frames) == 7 and atoms.sum(1).tolist() == [3] * 6 + [192]
+    assert np.allclose(frames.cell[0], np.eye(3) * LIQUID_CELL_A)
+    # a monomer alone carries the monomer teacher's label; the liquid frame the full TIP3P's
+    mono = frames.to_atoms(0)       # made whole across the cell's boundary, then alone
+    o = int(np.nonzero(mono.numbers == 8)[0][0])
+    vectors, _ = get_distances(mono.positions[o], mono.positions, cell=mono.cell, pbc=True)
+    mono = Atoms(mono.numbers, positions=mono.positions[o] + vectors[0])
+    teacher = FlexibleTIP3PCalculator()
+    teacher.bind(water_monomer())   # the bonds of the reference, as the sampler's teacher
+    mono.calc = teacher
+    assert frames.energy[0] == pytest.approx(mono.get_potential_energy(), abs=1e-9)
+    liquid = frames.to_atoms(6)
+    liquid.calc = TIP3PLiquidCalculator()
+    assert frames.energy[6] == pytest.approx(liquid.get_potential_energy(), abs=1e-9)
+    d = liquid.get_all_distances(mic=True)
+    other = np.repeat(np.arange(64), 3)[:, None] != np.repeat(np.arange(64), 3)[None, :]
+    oo = np.outer(liquid.numbers == 8, liquid.numbers == 8)
+    assert d[other & oo].min() >= COPY_DISTANCES[(8, 8)] and d[other].min() >= 1.5
+    assert "6 rattled flexible-TIP3P monomers" in text and "seeds 5..8" in text
+    # the same seed gives the same set
+    again, _ = pretraining_frames(n_monomers=6, n_liquid=1, seed=5)
+    np.testing.assert_array_equal(again.positions, frames.positions)
