@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -68,10 +69,8 @@ def parser(
 
 def announce() -> str:
     """The command line that reproduces this run; printed and returned for the JSON."""
-    command = " ".join(
-        [Path(sys.executable).name if "venv" not in sys.executable else ".venv/bin/python"]
-        + sys.argv
-    )
+    python = Path(sys.executable).name if "venv" not in sys.executable else ".venv/bin/python"
+    command = python + " " + shlex.join(sys.argv)   # quoted: it pastes into a shell as is
     print("reproduce with:", command, flush=True)
     RESULTS.mkdir(exist_ok=True)
     return command
