@@ -31,7 +31,8 @@ MODELS = HERE / "models"   # committed: final models and the run folders that re
 #: an overflow on close-contact frames (RESULTS.md). The plateau window is 100 epochs of an
 #: ab initio set; a pre-training set with ~4x the frames per epoch gets 25 (the same
 #: optimizer steps).
-TRAINED_OUT = {"plateau_epochs": 100, "grad_clip": 10.0, "dtype": "float64"}
+TRAINED_OUT = {"plateau_epochs": 100, "grad_clip": 10.0, "dtype": "float64",
+               "divergence_retries": 10}
 PRETRAIN_PLATEAU_EPOCHS = 25
 #: the files of a run folder that resume it (best.pt and the plot are rebuilt from these)
 RUN_STATE = ("run.json", "config.json", "split.npz", "log.csv", "last.pt", "summary.json")

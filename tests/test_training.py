@@ -549,3 +549,68 @@ def test_the_start_check_looks_at_every_kind_of_frame(tmp_path):
     check = json.loads((tmp_path / "again" / "config.json").read_text())["normalization"][
         "start_check"]
     assert check["reference_force_rms"] > 1.0 and check["predicted_force_rms"] > 0
+
+
+def _poison(monkeypatch, at_calls):
+    """Make the training loss non-finite at the given (1-based) loss calls."""
+    from ffpt_ase.training.losses import TrainingLoss
+    original = TrainingLoss.__call__
+    calls = {"n": 0}
+
+    def poisoned(self, *args, **kwargs):
+        value = original(self, *args, **kwargs)
+        calls["n"] += 1
+        return value * float("nan") if calls["n"] in at_calls else value
+    monkeypatch.setattr(TrainingLoss, "__call__", poisoned)
+    return calls
+
+
+def test_a_diverging_epoch_goes_back_to_the_best_model_at_a_lower_rate(ho2, tmp_path,
+                                                                        monkeypatch):
+    import torch
+    # at lr 2e-2 epoch 2 validates worse than epoch 1; 15 loss calls (batches) per epoch:
+    # call 35 is in epoch 3, and the run must go back to epoch 1, not to the last epoch
+    cfg = dict(stage="scratch", data=str(ho2), epochs=6, lr=2e-2, seed=1, **TINY)
+    ref = train(TrainConfig(output=str(tmp_path / "ref"), **cfg))
+    assert ref["divergences"] == []
+    ref_log = rows(tmp_path / "ref" / "log.csv")
+    assert float(ref_log[1]["val_loss"]) > float(ref_log[0]["val_loss"])
+    _poison(monkeypatch, {35})
+    out = tmp_path / "run"
+    s = train(TrainConfig(output=str(out), divergence_retries=2, **cfg))
+    assert s["epochs"] == 6 and len(s["divergences"]) == 1
+    event = s["divergences"][0]
+    assert event["epoch"] == 3 and event["back_to_epoch"] == 1
+    assert event["discarded_epochs"] == 1
+    assert event["lr_before"] == pytest.approx(2e-2) and event["lr_after"] == pytest.approx(1.4e-2)
+    assert "non-finite" in event["error"]
+    log = rows(out / "log.csv")
+    assert [r["epoch"] for r in log] == ["1", "2", "3", "4", "5", "6"]
+    # epoch 1 is the undisturbed run's; epoch 2 was redone from it at the lowered rate
+    assert log[0]["val_loss"] == ref_log[0]["val_loss"]
+    assert log[1]["val_loss"] != ref_log[1]["val_loss"]
+    assert [float(r["lr"]) for r in log[1:]] == pytest.approx([1.4e-2] * 5)
+    assert all(np.isfinite(float(r["train_loss"])) for r in log)
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert last["divergences"] == s["divergences"]
+    monkeypatch.undo()
+
+
+def test_without_retries_or_after_the_last_one_a_divergence_stops_the_run(ho2, tmp_path,
+                                                                           monkeypatch):
+    cfg = dict(stage="scratch", data=str(ho2), epochs=4, lr=1e-3, seed=1, **TINY)
+    _poison(monkeypatch, {20})
+    with pytest.raises(FloatingPointError, match="non-finite training loss in epoch 2"):
+        train(TrainConfig(output=str(tmp_path / "none"), **cfg))   # the default: 0 retries
+    # one retry, two divergences: call 20 (epoch 2: calls 16-30), then call 34 in the
+    # retried epoch 2 (calls 31-45)
+    _poison(monkeypatch, {20, 34})
+    with pytest.raises(FloatingPointError, match="epoch 2"):
+        train(TrainConfig(output=str(tmp_path / "one"), divergence_retries=1, **cfg))
+    # the first epoch has no checkpoint to go back to
+    _poison(monkeypatch, {3})
+    with pytest.raises(FloatingPointError, match="epoch 1"):
+        train(TrainConfig(output=str(tmp_path / "first"), divergence_retries=3, **cfg))
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="divergence_retries"):
+        TrainConfig(stage="scratch", data=str(ho2), divergence_retries=-1)

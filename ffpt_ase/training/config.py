@@ -75,6 +75,11 @@ class TrainConfig(RunSettings):
                                        "pre-trained PES is not rescaled)")
     grad_clip: float | None = setting(None, "clip the gradient norm to this value before "
                                             "each step (default: no clipping)")
+    divergence_retries: int = setting(0, "on a non-finite training loss, go back to the best "
+                                         "validated model with a fresh Adam at lr_factor "
+                                         "times the learning rate, at most this many times "
+                                         "in a run (0: stop with an error at once)",
+                                      role="free")
     ema_decay: float | None = setting(None, "validate and save an exponential moving average "
                                             "of the weights with this decay per step, e.g. "
                                             "0.99 (default: the weights themselves)")
@@ -141,6 +146,7 @@ class TrainConfig(RunSettings):
                   "w_temporal": (self.w_temporal >= 0, ">= 0"),
                   "huber_delta": (self.huber_delta > 0, "> 0"),
                   "grad_clip": (self.grad_clip is None or self.grad_clip > 0, "> 0"),
+                  "divergence_retries": (self.divergence_retries >= 0, ">= 0"),
                   "ema_decay": (self.ema_decay is None or 0 < self.ema_decay < 1,
                                 "between 0 and 1")}
         if self.loss not in LOSSES:

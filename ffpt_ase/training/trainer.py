@@ -342,12 +342,20 @@ class Trainer:
             bar.total = min(cfg.epochs, earliest_plateau_stop(
                 history, cfg.plateau_epochs, cfg.plateau_improvement))
         try:
-            for epoch in range(start_epoch, cfg.epochs):
+            epoch = start_epoch - 1
+            while epoch + 1 < cfg.epochs:
+                epoch += 1
                 reason = self._stop_reason(history)  # (a resumed run may have met one)
                 if reason:
                     stop_reason = reason
                     break
-                train_loss = self._train_epoch(epoch)
+                try:
+                    train_loss = self._train_epoch(epoch)
+                except FloatingPointError as err:   # (raises when no retry is left)
+                    epoch = self._roll_back(epoch, err, history) - 1
+                    best = self.best["best_val_loss"]
+                    bar.n = epoch + 1    # the bar counts the epochs kept
+                    continue
                 val = self._validate()
                 sched.step(val["loss"])
                 # rank 0's clock for all, so that a time budget stops every process together
@@ -391,12 +399,53 @@ class Trainer:
             bar.close()
         summary = {"stage": cfg.stage, "epochs": len(history), "stop_reason": stop_reason,
                    "best_val_loss": best, "output": str(self.out),
-                   "final": history[-1] if history else None}
+                   "final": history[-1] if history else None,
+                   "divergences": list(self.divergences)}
         if self.data.test is not None and self.best is not None:
             summary["test"] = {"frames": cfg.test_data, "model": "best.pt",
                                **self._test_errors()}
         self.checkpoints.write_text("summary.json", json.dumps(summary, indent=2, default=str))
         return summary
+
+    def _roll_back(self, epoch: int, err: FloatingPointError, history: list) -> int:
+        """A non-finite training loss in ``epoch`` (0-based): go back to the best validated
+        model (the weights of the last epoch may already overflow on some frames: the
+        combustion scratch arm's predicted 1e119 eV for a 0.55 A contact one epoch before
+        its loss did), with a fresh Adam at ``lr_factor`` times the learning rate, drop the
+        epochs after the best one from the history, and record the event. Returns the number
+        of epochs now done. Re-raises ``err`` when no retry is left, when there is no
+        validated model yet, or when the lowered rate would be at the floor."""
+        cfg = self.cfg
+        lr = self.opt.param_groups[0]["lr"]
+        new_lr = lr * cfg.lr_factor
+        if len(self.divergences) >= cfg.divergence_retries or self.best is None \
+                or new_lr <= cfg.min_lr_ratio * cfg.lr * (1 + 1e-9):
+            raise err
+        back_to = int(self.best["epoch"])
+        self.model.load_state_dict(self.best["model_state"])
+        self.opt.state.clear()                      # fresh moments for the old weights
+        for group in self.opt.param_groups:
+            group["lr"] = new_lr
+        if hasattr(self.sched, "_last_lr"):
+            self.sched._last_lr = [new_lr for _ in self.opt.param_groups]
+        if hasattr(self.sched, "num_bad_epochs"):
+            self.sched.num_bad_epochs = 0           # the best epoch is the current one
+        if self.ema is not None:
+            self.ema = WeightAverage(self.model, cfg.ema_decay)
+        self.dist.broadcast_model(self.model)
+        self.divergences.append({"epoch": epoch + 1, "back_to_epoch": back_to,
+                                 "discarded_epochs": epoch - back_to,
+                                 "lr_before": lr, "lr_after": new_lr, "error": str(err)})
+        log.warning("%s: non-finite training loss in epoch %d; back to the best model (epoch "
+                    "%d, %d later epochs discarded) with a fresh Adam, learning rate %.3g -> "
+                    "%.3g (retry %d of %d)", cfg.stage, epoch + 1, back_to, epoch - back_to,
+                    lr, new_lr, len(self.divergences), cfg.divergence_retries)
+        del history[back_to:]
+        # the commit point holds the returned-to state: a run killed now resumes from it
+        self.checkpoints.save("last.pt", self._contents(back_to, self.best["best_val_loss"],
+                                                        history))
+        self._write_log(history)
+        return back_to
 
     def _stop_reason(self, history) -> str | None:
         """Why training should stop now, given the epochs done: the learning rate at its
@@ -567,10 +616,12 @@ class Trainer:
         return self.model.checkpoint(
             stage=self.cfg.stage, epoch=epoch, best_val_loss=best, history=list(history),
             train_config=self.cfg.to_dict(), init_stage=self.init_stage,
-            data_source=self.frames.metadata.get("source", self.cfg.data), **extra)
+            data_source=self.frames.metadata.get("source", self.cfg.data),
+            divergences=list(self.divergences), **extra)
 
     def _resume(self):
         ckpt = self.checkpoints.load("last.pt")
+        self.divergences = []   # non-finite epochs rolled back (see _roll_back)
         if ckpt is None:
             self.best = None
             return 0, float("inf"), []
@@ -586,6 +637,7 @@ class Trainer:
         self.opt.load_state_dict(ckpt["optimizer"])
         self.sched.load_state_dict(ckpt["scheduler"])
         self.best = ckpt["best"]
+        self.divergences = list(ckpt.get("divergences", []))
         history = list(ckpt["history"])
         # a crash after last.pt may have left best.pt and log.csv one epoch behind
         on_disk = self.checkpoints.load("best.pt")
