@@ -119,6 +119,7 @@ def main():
                       threads=args.threads, device=args.device, seed=args.seed,
                       dtype=args.dtype,
                       batch_size=batch_size, grad_clip=bench.TRAINED_OUT["grad_clip"],
+                      divergence_retries=bench.TRAINED_OUT["divergence_retries"],
                       plateau_epochs=args.plateau_epochs, **arch)
     summary = train(cfg)
     plot_learning_curve(work / folder / "log.csv", work / folder / "learning_curve.png")
@@ -153,6 +154,7 @@ def main():
         "stopping_rule": f"learning rate at 1 % of its start, or a {args.plateau_epochs}-epoch "
                          "plateau of the validation force MAE (< 1 % better); gradient norm "
                          f"clipped at {bench.TRAINED_OUT['grad_clip']:g}, {args.dtype}",
+        "divergences": summary.get("divergences", []),
         "command": command,
         "hardware": f"2-core CPU (the project's development machine), {args.device}, "
                     f"{args.threads} torch thread(s)",
