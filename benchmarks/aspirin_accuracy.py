@@ -49,15 +49,9 @@ def main():
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--n-pretrain", type=int, default=20000,
                     help="rattled GAFF2 frames (only with --pretrained '')")
-    ap.add_argument("--pretrained", default="aspirin",
-                    help="start fine-tuning from this shipped pre-trained model ('' to "
-                         "pre-train here within --minutes-pretrain)")
-    ap.add_argument("--only", choices=("scratch", "finetune"), default=None,
-                    help="train this stage only and stop (run the other in a second "
-                         "process); the run folders are kept in benchmarks/models/")
+    bench.add_arm_options(ap, "aspirin")
     args = ap.parse_args()
-    if args.pretrained and args.only != "scratch":
-        bench.check_shipped(args.pretrained, args)
+    bench.check_arm_options(args)
     command = bench.announce()
 
     data = Path(args.data)

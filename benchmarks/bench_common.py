@@ -68,6 +68,25 @@ def parser(
     return ap
 
 
+def add_arm_options(ap, shipped: str) -> None:
+    """``--pretrained`` (default: the shipped ``pretrained:<shipped>``; '' pre-trains in
+    the experiment) and ``--only scratch|finetune`` (one arm per process), the options of
+    the experiments that compare the two arms; check them with :func:`check_arm_options`."""
+    ap.add_argument("--pretrained", default=shipped,
+                    help="start fine-tuning from this shipped pre-trained model ('' to "
+                         "pre-train here within --minutes-pretrain)")
+    ap.add_argument("--only", choices=("scratch", "finetune"), default=None,
+                    help="train this stage only and stop (run the other in a second "
+                         "process); the run folders are kept in benchmarks/models/")
+
+
+def check_arm_options(args) -> None:
+    """Exit with one line when fine-tuning needs a shipped model that is missing or has
+    another size than the scratch arm (:func:`check_shipped`)."""
+    if args.pretrained and args.only != "scratch":
+        check_shipped(args.pretrained, args)
+
+
 def announce() -> str:
     """The command line that reproduces this run; printed and returned for the JSON."""
     python = Path(sys.executable).name if "venv" not in sys.executable else ".venv/bin/python"

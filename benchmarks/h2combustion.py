@@ -82,15 +82,9 @@ def main():
     ap.add_argument("--metad-steps", type=int, default=10000,
                     help=f"{METAD.timestep_fs} fs steps per walker")
     ap.add_argument("--no-dft-scan", action="store_true", help="skip the PySCF scan points")
-    ap.add_argument("--pretrained", default="h2combustion",
-                    help="start fine-tuning from this shipped pre-trained model ('' to "
-                         "pre-train here within --minutes-pretrain)")
-    ap.add_argument("--only", choices=("scratch", "finetune"), default=None,
-                    help="train this stage only and stop (run the other in a second "
-                         "process); the run folders are kept in benchmarks/models/")
+    bench.add_arm_options(ap, "h2combustion")
     args = ap.parse_args()
-    if args.pretrained and args.only != "scratch":
-        bench.check_shipped(args.pretrained, args)
+    bench.check_arm_options(args)
     command = bench.announce()
     data = Path(args.data)
     if not (data / "npz").is_dir():

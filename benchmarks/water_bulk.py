@@ -57,16 +57,12 @@ def main():
         interactions=2,
         minutes={"pretrain": None, "scratch": None, "finetune": None},
     )
-    ap.add_argument("--pretrained", default="water",
-                    help="start fine-tuning from this shipped pre-trained model ('' to "
-                         "pre-train here)")
+    bench.add_arm_options(ap, "water")
     ap.add_argument("--n-pretrain", type=int, default=50000,
                     help="rattled TIP3P monomers (with --pretrained '')")
     ap.add_argument("--copies-frames", type=int, default=2000,
                     help="pre-training frames of 64 interacting TIP3P copies (with "
                          "--pretrained ''; 0: monomers only)")
-    ap.add_argument("--only", choices=("scratch", "finetune"), default=None,
-                    help="train this stage only and stop (run the other in a second process)")
     ap.add_argument("--trajectories", type=int, default=4)
     ap.add_argument("--time-ps", type=float, default=100.0)
     ap.add_argument("--skip-ps", type=float, default=0.5, help="equilibration not analysed")
@@ -78,8 +74,7 @@ def main():
         help="a second fine-tuning run at this learning rate (0: none)",
     )
     args = ap.parse_args()
-    if args.pretrained and args.only != "scratch":
-        bench.check_shipped(args.pretrained, args)
+    bench.check_arm_options(args)
     command = bench.announce()
 
     data = Path(args.data)
