@@ -235,6 +235,9 @@ def _cmd_metad(args):
             f"{s['temperature_max_window_mean_K']} K")
     if "unphysical_fraction" in s:
         line += f"; unphysical frames {100 * s['unphysical_fraction']:.1f} %"
+    if s.get("failed_at_step"):
+        line += "; failed walkers (at step): " + ", ".join(
+            f"{k} ({v})" for k, v in s["failed_at_step"].items())
     print(line)
     for k, v in s["files"].items():
         print(f"  {k:16s} {v}")
