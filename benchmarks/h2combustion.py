@@ -24,8 +24,9 @@ Sci. Data 9, 215 (2022); wB97X-V/cc-pVTZ):
    (the paper's Figure 4a) for scratch, FFPT, FFPT-FT, the Q-Force teacher and PySCF
    single points (UKS B3LYP/6-31G*, the package's cheap ab initio level).
 6. well-tempered metadynamics (the shipped decks) of channels 09 and 01 with scratch and
-   FFPT-FT, ``--walkers`` independent seeds each: fraction of frames with unphysical
-   species, FES and the convergence of F(product) - F(reactant).
+   FFPT-FT, ``--walkers`` independent walkers each (default 8 x 50 ps, issue 13), on the
+   ensemble engine: fraction of frames with unphysical species, FES and the convergence of
+   F(product) - F(reactant).
 
 Everything resumes: training from last.pt, each metad walker from its restart state.
 
@@ -78,9 +79,10 @@ def main():
     ap.add_argument(
         "--n-pretrain", type=int, default=PRETRAIN_PER_SPECIES, help="rattled frames per species"
     )
-    ap.add_argument("--walkers", type=int, default=4)
-    ap.add_argument("--metad-steps", type=int, default=10000,
-                    help=f"{METAD.timestep_fs} fs steps per walker")
+    ap.add_argument("--walkers", type=int, default=8,
+                    help="independent metadynamics walkers per model and channel")
+    ap.add_argument("--metad-steps", type=int, default=250000,
+                    help=f"{METAD.timestep_fs} fs steps per walker (default: 50 ps)")
     ap.add_argument("--no-dft-scan", action="store_true", help="skip the PySCF scan points")
     bench.add_arm_options(ap, "h2combustion")
     args = ap.parse_args()
