@@ -141,7 +141,7 @@ def main():
         if args.init and args.init.startswith("pretrained:") else None
     path = install_pretrained(name, work / folder / "best.pt", {
         "teacher": teacher,
-        "frames": frames_text_file.read_text(),
+        "frames": frames_text_file.read_text().strip(),
         "model": f"NewtonNet, {size['n_features']} features, {size['n_interactions']} "
                  f"interactions, {size['n_basis']} radial functions, {size['cutoff']:g} A "
                  "cutoff",
@@ -149,6 +149,10 @@ def main():
                                                       "provenance": init_info},
         "training": summary.get("final"), "epochs": summary.get("epochs"),
         "best_epoch": best.get("epoch"),
+        "best_validation": next((row for row in best.get("history", [])
+                                 if row["epoch"] == best.get("epoch")), None),
+        "training_note": "'training' is the last epoch's row; the shipped weights are the "
+                         "best epoch's, whose validation errors are 'best_validation'",
         "training_units": "validation errors in eV (energy), eV/A (forces); time in s",
         "stop_reason": summary.get("stop_reason"),
         "stopping_rule": f"learning rate at 1 % of its start, or a {args.plateau_epochs}-epoch "
