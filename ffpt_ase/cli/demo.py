@@ -3,10 +3,9 @@
 
 1. teachers: rattled Q-Force frames (the paper's Table 1) of the combustion species, plus a
    plot of the labels and of the teacher's O-H dissociation curve of HO2;
-2. the pre-trained model: by default the shipped ``pretrained:h2combustion-small`` (a
-   64-feature NewtonNet pre-trained on 100,000 such frames by
-   ``benchmarks/pretrain_shipped.py``, then named pretrain_h2combustion.py; its provenance
-   is printed), or, with
+2. the pre-trained model: by default the shipped ``pretrained:h2combustion`` (a
+   64-feature NewtonNet pre-trained on 100,000 such frames until its plateau rule held, by
+   ``benchmarks/pretrain_shipped.py``; its provenance is printed), or, with
    ``--pretrain-minutes M``, a pre-training run here on the frames of step 1;
 3. a small ab initio fine-tuning set labelled here with PySCF at UKS B3LYP/6-31G* (HO2 and
    its H-shifted isomer near the minimum, the O-H dissociation to H + O2 and the H shift)
@@ -38,7 +37,7 @@ from ..data.frames import Frames
 
 #: the demo's settings; ``pt_minutes=None`` starts from the shipped pre-trained model
 FULL = dict(n_rattled=8000, features=64, interactions=3, pt_minutes=None,
-            pretrained="h2combustion-small", ft_minutes=3.5, n_ab_initio=80,
+            pretrained="h2combustion", ft_minutes=3.5, n_ab_initio=80,
             metad_steps=25000, basis="6-31g*")
 QUICK = dict(n_rattled=300, features=8, interactions=1, pt_minutes=0.05, pretrained=None,
              ft_minutes=0.05, n_ab_initio=5, metad_steps=300, basis="sto-3g")
