@@ -251,6 +251,18 @@ class WeightAverage:
 
 
 
+def _plateau_series(history) -> tuple:
+    """``(key, values)``: what the plateau rule judges, the validation force MAE per epoch
+    (the validation loss where a run has no forces)."""
+    key = "val_forces_mae" if history[-1].get("val_forces_mae") is not None else "val_loss"
+    return key, [row[key] for row in history]
+
+
+def _window_bests(values, window: int) -> tuple:
+    """``(best before the last window, best within it)`` of a series."""
+    return min(values[:-window]), min(values[-window:])
+
+
 def plateau_reached(history, window: int | None, improvement: float) -> str | None:
     """The plateau rule: the best validation force MAE (the validation loss where a run has
     no forces) of the last ``window`` epochs improved on the best before them by less than
@@ -258,9 +270,8 @@ def plateau_reached(history, window: int | None, improvement: float) -> str | No
     None or fewer than ``window + 1`` epochs are done)."""
     if not window or len(history) <= window:
         return None
-    key = "val_forces_mae" if history[-1].get("val_forces_mae") is not None else "val_loss"
-    before = min(row[key] for row in history[:-window])
-    recent = min(row[key] for row in history[-window:])
+    key, values = _plateau_series(history)
+    before, recent = _window_bests(values, window)
     if recent > (1.0 - improvement) * before:
         return (f"plateau: best {key} of the last {window} epochs ({recent:.4g}) improved on "
                 f"the best before them ({before:.4g}) by less than {100 * improvement:g} %")
@@ -274,11 +285,10 @@ def earliest_plateau_stop(history, window: int | None, improvement: float) -> in
     without a window or before the first epoch."""
     if not window or not history:
         return None
-    key = "val_forces_mae" if history[-1].get("val_forces_mae") is not None else "val_loss"
-    values = [row[key] for row in history]
+    _, values = _plateau_series(history)
     for epochs in range(max(len(values), window) + 1, len(values) + window + 1):
-        before = min(values[:epochs - window])
-        recent = min(values[epochs - window:], default=float("inf"))
+        # the epochs still to come count as no improvement at all
+        before, recent = _window_bests(values + [math.inf] * (epochs - len(values)), window)
         if recent > (1.0 - improvement) * before:
             return epochs
     return len(values) + window
