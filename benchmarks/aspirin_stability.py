@@ -29,6 +29,7 @@ from ffpt_ase.analysis.plots import plot_survival, save_figure, subplots
 from ffpt_ase.analysis.survival import compare_ensembles, from_trajectories
 from ffpt_ase.applications.aspirin import pes_cuts
 from ffpt_ase.data import read_frames
+from ffpt_ase.pretrained import available, resolve_checkpoint
 from ffpt_ase.simulate.stability import StabilityConfig, run_stability
 
 MODELS = {"scratch": "scratch", "FFPT": "pretrain", "FFPT-FT": "finetune"}
@@ -49,7 +50,6 @@ def main():
     command = bench.announce()
     work = Path(args.work)
     checkpoint = {}
-    from ffpt_ase.pretrained import available, resolve_checkpoint
     for name, folder in MODELS.items():
         kept = bench.MODELS / "aspirin" / f"{folder}.pt"
         if folder == "pretrain" and "aspirin" in available():

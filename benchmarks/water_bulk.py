@@ -48,6 +48,8 @@ from ffpt_ase.analysis.survival import compare_ensembles, from_trajectories
 from ffpt_ase.simulate.stability import StabilityConfig, run_stability
 
 EXTRA_FT = "finetune_lr{lr:g}"
+
+
 def main():
     ap = bench.parser(
         __doc__,

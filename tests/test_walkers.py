@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 from ase import units
+from ase.calculators.calculator import Calculator, all_changes
 from conftest import SimulatedCrash, crash_at_write
 
 from ffpt_ase.applications.h2combustion.channels import reactant_complex
@@ -185,31 +186,25 @@ def test_walkers_in_separate_processes_share_hills_through_walkers_dir(tiny_mode
     assert re.search(r"Reading hills from \S*shared/HILLS\.0:\s+3 Gaussians read", log)
 
 
-class _FailsOnce:
+class _FailsOnce(Calculator):
     """An ASE calculator (the tiny model through the per-replica path) whose ``fail_at``-th
     call fails: the engine sees a non-finite force for the replica being evaluated."""
 
-    def __new__(cls, model, fail_at):
-        from ase.calculators.calculator import Calculator, all_changes
+    implemented_properties = ["energy", "forces"]
 
-        class FailsOnce(Calculator):
-            implemented_properties = ["energy", "forces"]
+    def __init__(self, model, fail_at):
+        super().__init__()
+        self.inner = FFPTCalculator.from_checkpoints(model, dtype="float64")
+        self.fail_at, self.calls = fail_at, 0
 
-            def __init__(self):
-                super().__init__()
-                self.inner = FFPTCalculator.from_checkpoints(model, dtype="float64")
-                self.calls = 0
-
-            def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-                super().calculate(atoms, properties, system_changes)
-                self.calls += 1
-                if self.calls == fail_at:
-                    raise FloatingPointError("simulated blow-up")
-                a = self.atoms.copy()
-                a.calc = self.inner
-                self.results = {"energy": a.get_potential_energy(), "forces": a.get_forces()}
-
-        return FailsOnce()
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise FloatingPointError("simulated blow-up")
+        a = self.atoms.copy()
+        a.calc = self.inner
+        self.results = {"energy": a.get_potential_energy(), "forces": a.get_forces()}
 
 
 def test_a_failing_walker_leaves_the_run_and_the_others_go_on(tiny_model, tmp_path):

@@ -37,6 +37,8 @@ def pretraining_frames(n_monomers: int = 50000, n_liquid: int = 2000, seed: int 
     transfer to the liquid (RESULTS.md 2b): the network must see intermolecular edges.
     Seeds ``seed .. seed + 3``; ``cell`` (3, 3) A defaults to the data's cube. Returns
     ``(frames, description)``."""
+    from ase.data import chemical_symbols
+
     from ..data import Frames
     from ..forcefields.tip3p import TIP3PLiquidCalculator
     from ..sampling import molecule_copies
@@ -50,11 +52,13 @@ def pretraining_frames(n_monomers: int = 50000, n_liquid: int = 2000, seed: int 
         parts.append(molecule_copies(copies, 64, cell, min_distance=COPY_DISTANCES,
                                      seed=seed + 3, teacher=TIP3PLiquidCalculator()))
     edge = np.round(np.diag(cell), 6).tolist()
+    closest = ", ".join(f"{chemical_symbols[b]}-{chemical_symbols[a]} {d:g} A"
+                        for (a, b), d in COPY_DISTANCES.items())
     text = (f"{n_monomers} rattled flexible-TIP3P monomers (sigma 0.2 A), each alone in a "
             f"periodic cell of {edge} A"
             + (f", and {n_liquid} frames of 64 rattled monomers at random in that cell "
-               "(closest O-O 2.4 A, O-H and H-H 1.5 A) labelled by the full flexible TIP3P "
-               "(PME)" if n_liquid else "") + f"; seeds {seed}..{seed + 3}")
+               f"(closest {closest}) labelled by the full flexible TIP3P (PME)"
+               if n_liquid else "") + f"; seeds {seed}..{seed + 3}")
     return Frames.concatenate(parts), text
 
 
