@@ -299,7 +299,8 @@ def metad_result(folder):
             "events": (folder / "events.jsonl").read_text() if (folder / "events.jsonl").exists()
             else "",
             "summary": {k: v for k, v in json.loads((folder / "summary.json").read_text()).items()
-                        if k not in ("wall_s_this_run", "ns_per_day", "output", "files")}}
+                        if k not in ("wall_s_this_run", "ns_per_day", "output", "files",
+                                      "walker_folders")}}
 
 
 def assert_same_metad(a, b):
@@ -307,9 +308,21 @@ def assert_same_metad(a, b):
         assert a[key].shape == b[key].shape, key
         np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-7, err_msg=key)
     assert a["events"] == b["events"]
-    assert a["summary"].keys() == b["summary"].keys()
-    for k in a["summary"]:
-        assert a["summary"][k] == pytest.approx(b["summary"][k], abs=1e-7), k
+    sa, sb = _flat(a["summary"]), _flat(b["summary"])
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert sa[k] == pytest.approx(sb[k], abs=1e-7), k
+
+
+def _flat(tree, prefix=""):
+    """A summary's nested dicts (and lists of dicts) as one dict of leaves keyed by path."""
+    out = {}
+    for k, v in (tree.items() if isinstance(tree, dict) else enumerate(tree)):
+        if isinstance(v, dict) or (isinstance(v, list) and any(isinstance(x, dict) for x in v)):
+            out.update(_flat(v, f"{prefix}{k}/"))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 @pytest.mark.parametrize("model", ["network", "collapsing"])

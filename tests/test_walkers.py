@@ -271,3 +271,21 @@ def test_channel_walkers_workflow_reports_each_walker_and_their_statistics(tiny_
     again = run_walkers("09", tiny_model, 3, 1000, out, show_progress=False,
                         traj_interval=100, check_interval=20)
     assert again["walkers"] == r["walkers"]
+
+
+def test_one_channel_walker_reports_like_many(tiny_model, tmp_path):
+    """One walker runs on the single-walker driver, in the folder itself; its record has the
+    same fields as an ensemble walker's, and a mean without a standard error."""
+    from ffpt_ase.applications.h2combustion.workflows import run_walkers
+    out = tmp_path / "one"
+    r = run_walkers("09", tiny_model, 1, 400, out, show_progress=False, traj_interval=100,
+                    check_interval=20)
+    assert r["steps"] == 400 and r["n_failed"] == 0 and len(r["walkers"]) == 1
+    w = r["walkers"][0]
+    assert w["seed"] == [0, 0] and w["failed_at_step"] is None and w["checked_frames"] == 21
+    assert w["simulated_ps"] == pytest.approx(400 * 0.2e-3)
+    assert r["unphysical_fraction_mean"] == pytest.approx(w["unphysical_fraction"])
+    assert r["unphysical_fraction_sem"] is None
+    fes = json.loads((out / "fes" / "fes_summary.json").read_text())
+    assert fes["n_hills"] == 4 and fes["walkers"] == 1
+    assert not (out / "walker_00").exists()

@@ -448,6 +448,9 @@ def _metad_in_folder(run, cfg, lines, fs_per_unit, height, atoms, calc, observer
                                                      "events.jsonl")}}
     for o in observers:
         summary.update(o.summary())
+    # the ensemble driver's per-walker layout, for one walker (which stops the run on failure)
+    summary["walker_folders"] = [str(out)]
+    summary["per_walker"] = [{"failed_at_step": None, **{o.name: o.summary() for o in observers}}]
     run.write_json("summary.json", summary)
     return summary
 

@@ -344,6 +344,7 @@ def run_walkers(run, cfg, deck_for, fs_per_unit, height, atoms, calc, observers,
                          "trajectory.traj": [str(f / "trajectory.traj") for f in folders],
                          "events.jsonl": str(out / events_name)}}
     summary.update(merge_summaries(walker_obs))
+    summary["walker_folders"] = [str(f) for f in folders]
     summary["per_walker"] = [{"failed_at_step": failed.get(k),
                               **{o.name: o.summary() for o in obs}}
                              for k, obs in enumerate(walker_obs)]

@@ -436,10 +436,10 @@ class Trainer:
         self.opt.state.clear()                      # fresh moments for the old weights
         for group in self.opt.param_groups:
             group["lr"] = new_lr
-        if hasattr(self.sched, "_last_lr"):
-            self.sched._last_lr = [new_lr for _ in self.opt.param_groups]
+        # the scheduler reads the rate from the optimizer at its next step; its count of
+        # epochs without improvement restarts, since the best epoch is the current one
         if hasattr(self.sched, "num_bad_epochs"):
-            self.sched.num_bad_epochs = 0           # the best epoch is the current one
+            self.sched.num_bad_epochs = 0
         if self.ema is not None:
             self.ema = WeightAverage(self.model, cfg.ema_decay)
         self.dist.broadcast_model(self.model)

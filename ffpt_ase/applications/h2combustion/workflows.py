@@ -240,7 +240,6 @@ def run_walkers(reaction: str, checkpoint, walkers: int, steps: int, folder: Pat
 
     Files: ``folder/walker_KK/`` (COLVAR, HILLS, trajectory, ``fes/``), ``folder/walkers.json``.
     """
-    from ...simulate.walkers import walker_folder
     folder = Path(folder)
     cfg = ChannelMetadConfig(reaction=reaction, model=str(checkpoint), steps=steps, seed=seed,
                              output=str(folder), walkers=walkers, share_bias=False,
@@ -251,12 +250,8 @@ def run_walkers(reaction: str, checkpoint, walkers: int, steps: int, folder: Pat
         return {"walkers": [], "error": str(err)[:300], "n_failed": walkers,
                 "unphysical_fraction_mean": None, "unphysical_fraction_sem": None,
                 "delta_f_mean_kJ_per_mol": None, "delta_f_sem_kJ_per_mol": None}
-    per_walker = s["per_walker"] if walkers > 1 else [
-        {"failed_at_step": None, "unphysical": {k: s[k] for k in ("unphysical_fraction",
-                                                                  "checked_frames")}}]
     records = []
-    for k, w in enumerate(per_walker):
-        out = walker_folder(folder, k) if walkers > 1 else folder
+    for k, (w, out) in enumerate(zip(s["per_walker"], map(Path, s["walker_folders"]))):
         failed = w["failed_at_step"]
         rec = {"walker": k, "seed": [seed, k], "failed_at_step": failed,
                "simulated_ps": (failed if failed is not None else s["steps"])
