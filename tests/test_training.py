@@ -596,6 +596,31 @@ def test_a_diverging_epoch_goes_back_to_the_best_model_at_a_lower_rate(ho2, tmp_
     monkeypatch.undo()
 
 
+def test_a_non_finite_validation_loss_is_rolled_back_too(ho2, tmp_path, monkeypatch):
+    """Weights that overflow on a validation frame while the training loss is still finite
+    (nothing of that epoch is saved yet) go back to the best model like a training divergence."""
+    from ffpt_ase.training.losses import TrainingLoss
+    original, calls = TrainingLoss.validation_loss, {"n": 0}
+
+    def poisoned(self, *args, **kwargs):
+        calls["n"] += 1
+        return float("nan") if calls["n"] == 3 else original(self, *args, **kwargs)
+    monkeypatch.setattr(TrainingLoss, "validation_loss", poisoned)
+    cfg = dict(stage="scratch", data=str(ho2), epochs=4, lr=1e-3, seed=1, **TINY)
+    s = train(TrainConfig(output=str(tmp_path / "run"), divergence_retries=1, **cfg))
+    assert s["epochs"] == 4 and len(s["divergences"]) == 1
+    event = s["divergences"][0]
+    assert event["epoch"] == 3 and "validation" in event["error"]
+    assert event["back_to_epoch"] in (1, 2)
+    log = rows(tmp_path / "run" / "log.csv")
+    assert [r["epoch"] for r in log] == ["1", "2", "3", "4"]
+    assert all(np.isfinite(float(r["val_loss"])) for r in log)
+    calls["n"] = 0   # and without a retry the run stops with the validation error
+    with pytest.raises(FloatingPointError, match="non-finite validation loss"):
+        train(TrainConfig(output=str(tmp_path / "none"), **cfg))
+    monkeypatch.undo()
+
+
 def test_without_retries_or_after_the_last_one_a_divergence_stops_the_run(ho2, tmp_path,
                                                                            monkeypatch):
     cfg = dict(stage="scratch", data=str(ho2), epochs=4, lr=1e-3, seed=1, **TINY)

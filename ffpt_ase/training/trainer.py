@@ -349,8 +349,7 @@ class Trainer:
                                               if plateau_eta else ""),
                        disable=not self.dist.is_main)
         if plateau_eta and history:
-            bar.total = min(cfg.epochs, earliest_plateau_stop(
-                history, cfg.plateau_epochs, cfg.plateau_improvement))
+            bar.total = self._earliest_stop(history)
         try:
             epoch = start_epoch - 1
             while epoch + 1 < cfg.epochs:
@@ -359,14 +358,14 @@ class Trainer:
                 if reason:
                     stop_reason = reason
                     break
-                try:
+                try:   # (nothing of the epoch is saved before its validation)
                     train_loss = self._train_epoch(epoch)
+                    val = self._validate()
                 except FloatingPointError as err:   # (raises when no retry is left)
                     epoch = self._roll_back(epoch, err, history) - 1
                     best = self.best["best_val_loss"]
                     bar.n = epoch + 1    # the bar counts the epochs kept
                     continue
-                val = self._validate()
                 sched.step(val["loss"])
                 # rank 0's clock for all, so that a time budget stops every process together
                 elapsed = self.dist.broadcast(round(time.perf_counter() - t_start, 2))
@@ -396,8 +395,7 @@ class Trainer:
                     per_epoch = row["time_s"] / (epoch + 1)
                     bar.total = min(cfg.epochs, max(epoch + 1, int(cfg.max_time_s / per_epoch)))
                 elif plateau_eta:
-                    bar.total = min(cfg.epochs, earliest_plateau_stop(
-                        history, cfg.plateau_epochs, cfg.plateau_improvement))
+                    bar.total = self._earliest_stop(history)
                 # refresh=False: the bar's own rate limit decides when a line is printed
                 bar.set_postfix(val_F_MAE=f"{row['val_forces_mae']:.4f}",
                                 val_E_MAE=f"{row['val_energy_mae']:.4f}", lr=f"{row['lr']:.1e}",
@@ -418,10 +416,10 @@ class Trainer:
         return summary
 
     def _roll_back(self, epoch: int, err: FloatingPointError, history: list) -> int:
-        """A non-finite training loss in ``epoch`` (0-based): go back to the best validated
-        model (the weights of the last epoch may already overflow on some frames: the
-        combustion scratch arm's predicted 1e119 eV for a 0.55 A contact one epoch before
-        its loss did), with a fresh Adam at ``lr_factor`` times the learning rate, drop the
+        """A non-finite training or validation loss in ``epoch`` (0-based): go back to the
+        best validated model (the weights of the last epoch may already overflow on some
+        frames: the combustion scratch arm's predicted 1e119 eV for a 0.55 A contact one
+        epoch before its loss did), with a fresh Adam at ``lr_factor`` times the learning rate, drop the
         epochs after the best one from the history, and record the event. Returns the number
         of epochs now done. Re-raises ``err`` when no retry is left, when there is no
         validated model yet, or when the lowered rate would be at the floor."""
@@ -429,7 +427,7 @@ class Trainer:
         lr = self.opt.param_groups[0]["lr"]
         new_lr = lr * cfg.lr_factor
         if len(self.divergences) >= cfg.divergence_retries or self.best is None \
-                or new_lr <= cfg.min_lr_ratio * cfg.lr * (1 + 1e-9):
+                or self._at_lr_floor(new_lr):
             raise err
         back_to = int(self.best["epoch"])
         self.model.load_state_dict(self.best["model_state"])
@@ -446,10 +444,10 @@ class Trainer:
         self.divergences.append({"epoch": epoch + 1, "back_to_epoch": back_to,
                                  "discarded_epochs": epoch - back_to,
                                  "lr_before": lr, "lr_after": new_lr, "error": str(err)})
-        log.warning("%s: non-finite training loss in epoch %d; back to the best model (epoch "
-                    "%d, %d later epochs discarded) with a fresh Adam, learning rate %.3g -> "
-                    "%.3g (retry %d of %d)", cfg.stage, epoch + 1, back_to, epoch - back_to,
-                    lr, new_lr, len(self.divergences), cfg.divergence_retries)
+        log.warning("%s, epoch %d: %s; back to the best model (epoch %d, %d later epochs "
+                    "discarded) with a fresh Adam, learning rate %.3g -> %.3g (retry %d of %d)",
+                    cfg.stage, epoch + 1, err, back_to, epoch - back_to, lr, new_lr,
+                    len(self.divergences), cfg.divergence_retries)
         del history[back_to:]
         # the commit point holds the returned-to state: a run killed now resumes from it
         self.checkpoints.save("last.pt", self._contents(back_to, self.best["best_val_loss"],
@@ -457,13 +455,23 @@ class Trainer:
         self._write_log(history)
         return back_to
 
+    def _at_lr_floor(self, lr: float) -> bool:
+        """Whether ``lr`` is at the paper's floor (``min_lr_ratio`` of the start rate)."""
+        return lr <= self.cfg.min_lr_ratio * self.cfg.lr * (1 + 1e-9)
+
+    def _earliest_stop(self, history) -> int:
+        """The progress bar's total for a plateau-ruled run: the earliest epoch its rule can
+        stop it, given the history so far (capped by ``epochs``)."""
+        return min(self.cfg.epochs, earliest_plateau_stop(
+            history, self.cfg.plateau_epochs, self.cfg.plateau_improvement))
+
     def _stop_reason(self, history) -> str | None:
         """Why training should stop now, given the epochs done: the learning rate at its
         floor, the validation error on a plateau, or the wall-time budget spent; None to go
         on."""
         if not history:
             return None
-        if self.opt.param_groups[0]["lr"] <= self.cfg.min_lr_ratio * self.cfg.lr * (1 + 1e-9):
+        if self._at_lr_floor(self.opt.param_groups[0]["lr"]):
             return f"learning rate reached {self.cfg.min_lr_ratio:g} of its start"
         plateau = plateau_reached(history, self.cfg.plateau_epochs, self.cfg.plateau_improvement)
         if plateau:
