@@ -29,7 +29,7 @@ from ffpt_ase.analysis.plots import plot_survival, save_figure, subplots
 from ffpt_ase.analysis.survival import compare_ensembles, from_trajectories
 from ffpt_ase.applications.aspirin import pes_cuts
 from ffpt_ase.data import read_frames
-from ffpt_ase.pretrained import available, resolve_checkpoint
+from ffpt_ase.pretrained import available
 from ffpt_ase.simulate.stability import StabilityConfig, run_stability
 
 MODELS = {"scratch": "scratch", "FFPT": "pretrain", "FFPT-FT": "finetune"}
@@ -52,8 +52,10 @@ def main():
     checkpoint = {}
     for name, folder in MODELS.items():
         kept = bench.MODELS / "aspirin" / f"{folder}.pt"
-        if folder == "pretrain" and "aspirin" in available():
-            kept = resolve_checkpoint("pretrained:aspirin")
+        if folder == "pretrain":   # FFPT is FFPT-FT's parent, whichever that was
+            shipped = ["pretrained:aspirin"] if "aspirin" in available() else []
+            kept = bench.finetuned_from("aspirin", work, [work / "pretrain" / "best.pt",
+                                                           kept, *shipped])
         checkpoint[name] = kept if kept.exists() else work / folder / "best.pt"
         if not checkpoint[name].exists():
             sys.exit(f"{kept} and {work / folder / 'best.pt'} missing: run "

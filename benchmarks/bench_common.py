@@ -181,6 +181,31 @@ def shipped_pretrain(work: Path, name: str) -> dict:
             "provenance": info}
 
 
+def finetuned_from(experiment: str, work: Path, candidates) -> Path:
+    """Which of ``candidates`` (checkpoint paths or ``pretrained:NAME``) the experiment's
+    fine-tuning arm started from: the one whose digest is the ``init`` its run folder
+    recorded (``work/finetune/run.json``, else the committed one). Exits with one line when
+    none is, so that a pre-trained model is never paired with a fine-tuning it is not the
+    parent of."""
+    from ffpt_ase.pretrained import resolve_checkpoint
+    from ffpt_ase.runfolder import file_digest
+
+    for folder in (work / "finetune", MODELS / experiment / "runs" / "finetune"):
+        if (folder / "run.json").exists():
+            record = json.loads((folder / "run.json").read_text())
+            break
+    else:
+        sys.exit(f"no finetune run.json in {work} or {MODELS / experiment / 'runs'}: run "
+                 f"benchmarks/{experiment}_accuracy.py first")
+    wanted = record["inputs"]["init"]
+    for c in candidates:
+        path = resolve_checkpoint(c)
+        if path.exists() and file_digest(path) == wanted:
+            return path
+    sys.exit(f"the fine-tuning arm's starting model ({record['free_settings_at_start']['init']}, "
+             f"{wanted[:19]}...) is none of {', '.join(map(str, candidates))}")
+
+
 def three_stages(
     work: Path,
     teacher_data: Path,
@@ -279,6 +304,31 @@ def mean_sem(mean, sem, digits: int = 3) -> str:
     if mean is None:
         return "-"
     return f"{mean:.{digits}g}" + ("" if sem is None else f" +- {sem:.2g}")
+
+
+def walker_cells(m: dict) -> tuple[str, str, str]:
+    """A :func:`~ffpt_ase.applications.h2combustion.workflows.run_walkers` result as three
+    table cells: failed walkers; the unphysical fraction of checked frames (mean +- sem over
+    walkers, and pooled over all their frames); F(product) - F(reactant) in kJ/mol (mean +-
+    sem over the walkers that reached the product, their count, and the lowest lower bound
+    of the others)."""
+    if m.get("error"):
+        return f"not run: {m['error'][:80]}", "-", "-"
+    n = len(m["walkers"])
+    pooled = m["unphysical_fraction_pooled"]
+    unphysical = mean_sem(m["unphysical_fraction_mean"], m["unphysical_fraction_sem"]) + (
+        "" if pooled is None else f" (pooled {pooled:.3g})")
+    delta_f = f"{mean_sem(m['delta_f_mean_kJ_per_mol'], m['delta_f_sem_kJ_per_mol'])} " \
+        f"({m['n_delta_f']} of {n} reached)"
+    if m["delta_f_lower_bounds_kJ_per_mol"]:
+        delta_f += f"; the others > {min(m['delta_f_lower_bounds_kJ_per_mol']):.0f}"
+    return f"{m['n_failed']} / {n}", unphysical, delta_f
+
+
+def check_walkers(walkers: int) -> None:
+    """Statistics over walkers need two of them at least: one line and exit 1 otherwise."""
+    if walkers < 2:
+        sys.exit(f"need --walkers >= 2 (statistics over walkers), got {walkers}")
 
 
 def training_record(summary: dict) -> dict:

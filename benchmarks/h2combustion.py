@@ -87,6 +87,7 @@ def main():
     bench.add_arm_options(ap, "h2combustion")
     args = ap.parse_args()
     bench.check_arm_options(args)
+    bench.check_walkers(args.walkers)
     command = bench.announce()
     data = Path(args.data)
     if not (data / "npz").is_dir():
@@ -248,18 +249,15 @@ def main():
         ),
         "",
         (
-            "| channel | model | failed walkers | unphysical frames (mean +- sem) | "
-            "F(product) - F(reactant) kJ/mol (mean +- sem over walkers) |"
+            "| channel | model | failed walkers | unphysical frames (mean +- sem over walkers; "
+            "pooled) | F(product) - F(reactant) kJ/mol (mean +- sem over the walkers that "
+            "reached the product) |"
         ),
         "|---|---|---|---|---|",
     ]
     for key, m in metad.items():
         reaction, name = key.split("/")
-        lines.append(
-            f"| {reaction} | {name} | {m['n_failed']} / {args.walkers} | "
-            f"{bench.mean_sem(m['unphysical_fraction_mean'], m['unphysical_fraction_sem'])} | "
-            f"{bench.mean_sem(m['delta_f_mean_kJ_per_mol'], m['delta_f_sem_kJ_per_mol'])} |"
-        )
+        lines.append(f"| {reaction} | {name} | " + " | ".join(bench.walker_cells(m)) + " |")
     bench.write_results("h2combustion", result, "\n".join(lines), command)
 
 

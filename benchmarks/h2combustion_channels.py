@@ -51,9 +51,9 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", default=str(bench.WORK / "h2combustion_channels"))
     args = ap.parse_args()
-    if args.walkers < 2 or not args.ps > 0:
-        sys.exit(f"need --walkers >= 2 (statistics over walkers) and --ps > 0, got "
-                 f"{args.walkers} and {args.ps}")
+    bench.check_walkers(args.walkers)
+    if not args.ps > 0:
+        sys.exit(f"need --ps > 0, got {args.ps}")
     try:
         channels = [get_channel(c).id for c in (args.channels or channel_ids())]
     except ValueError as err:
@@ -84,20 +84,15 @@ def main():
     names = list(models)
     lines = [f"Metadynamics of every deck: {args.walkers} independent walkers x {args.ps:g} ps "
              f"per channel and model (300 K, 0.2 fs, friction 20/ps). Cells: failed walkers; "
-             f"unphysical fraction of checked frames (mean +- sem over walkers); "
-             f"F(product) - F(reactant) in kJ/mol (mean +- sem over walkers).", "",
+             f"unphysical fraction of checked frames (mean +- sem over walkers; pooled over their "
+             f"frames); F(product) - F(reactant) in kJ/mol (mean +- sem over the walkers that "
+             f"reached the product).", "",
              "| channel | reaction | " + " | ".join(names) + " |",
              "|---|---|" + "---|" * len(names)]
     for cid in channels:
         cells = []
         for name in names:
-            m = results[cid][name]
-            if m.get("error"):
-                cells.append(f"not run: {m['error'][:80]}")
-                continue
-            cells.append(f"{m['n_failed']}/{args.walkers}; "
-                         f"{bench.mean_sem(m['unphysical_fraction_mean'], m['unphysical_fraction_sem'])}; "
-                         f"{bench.mean_sem(m['delta_f_mean_kJ_per_mol'], m['delta_f_sem_kJ_per_mol'])}")
+            cells.append("; ".join(bench.walker_cells(results[cid][name])))
         lines.append(f"| {cid} | {get_channel(cid).reaction} | " + " | ".join(cells) + " |")
     plot(results, channels, names)
     bench.write_results("h2combustion_channels", {

@@ -71,7 +71,7 @@ def main():
         sys.exit("no model to measure")
     command = bench.announce()
     teacher, module, size = RETENTION[system]
-    n = args.frames or (500 if system == "h2combustion" else 3000)
+    n = args.frames if args.frames is not None else (500 if system == "h2combustion" else 3000)
     out = importlib.import_module(module).wall_retention(models, **{size: n})
     names = list(models)
     rat = out["rattled"]
@@ -89,14 +89,14 @@ def main():
         for name in names:
             r = rat[name][k]
             cells.append(f"{r['forces_mae']:.3g} / {r['energy_mae']:.3g} / "
-                         f"{r['retained']:.2f}")
+                         f"{_number(r['retained'], '.2f')}")
         lines.append(f"| {bins[k]:g}-{bins[k + 1]:g} | {row['n']} | " + " | ".join(cells) + " |")
     scans = out["contact_scans"]
     lines += ["", "Close-contact scans: E(0.5 A) - E(r_ref) in eV (ratio to the teacher's)", "",
               "| molecule, pair | r_ref (A) | teacher | " + " | ".join(names) + " |",
               "|---|---|---|" + "---|" * len(names)]
     for key, s in scans.items():
-        cells = [f"{s[n]['wall_eV']:.2f} ({s[n]['wall_ratio']:.2f})" for n in names]
+        cells = [f"{s[n]['wall_eV']:.2f} ({_number(s[n]['wall_ratio'], '.2f')})" for n in names]
         lines.append(f"| {key} | {s['distances_A'][0]:.2f} | {s['teacher']['wall_eV']:.2f} | "
                      + " | ".join(cells) + " |")
     ncol = 4
@@ -116,6 +116,11 @@ def main():
     label_and_save(fig, axes[0], bench.RESULTS / f"walls_{system}_scans.png")
     result = {"command": command, "models": models, **out}
     bench.write_results(f"walls_{system}", result, "\n".join(lines), command)
+
+
+def _number(value, spec: str) -> str:
+    """A table cell: ``value`` formatted, or ``-`` when there is none (no finite ratio)."""
+    return "-" if value is None else format(value, spec)
 
 
 if __name__ == "__main__":

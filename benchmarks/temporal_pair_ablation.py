@@ -75,6 +75,7 @@ def main():
     ap.add_argument("--walkers", type=int, default=4)
     ap.add_argument("--metad-steps", type=int, default=10000)
     args = ap.parse_args()
+    bench.check_walkers(args.walkers)
     command = bench.announce()
     data = Path(args.data)
     if not (data / "npz").is_dir():
@@ -174,13 +175,13 @@ def main():
     ]
     for arm, r in results.items():
         m = metad[arm]
-        unph = bench.mean_sem(m["unphysical_fraction_mean"], m["unphysical_fraction_sem"])
+        failed, unph, _ = bench.walker_cells(m)
         lines.append(
             f"| {arm} | {r['epochs']} | {r['aimd_test']['energy_mae_meV']:.1f} | "
             f"{r['aimd_test']['forces_mae_meV_per_A']:.1f} | "
             f"{r['pairs']['delta_e_mae_meV']:.2f} | {r['irc']['energy_mae_meV']:.1f} | "
             f"{r['irc']['forces_mae_meV_per_A']:.1f} | {unph} | "
-            f"{m['n_failed']} / {args.walkers} |"
+            f"{failed} |"
         )
     bench.write_results("temporal_pair_ablation", result, "\n".join(lines), command)
 

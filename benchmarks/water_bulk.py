@@ -99,7 +99,10 @@ def main():
     test = read_deepmd(data / TEST_FOLDER)
     n_frames = len(Frames.load(train_file))
     n_val = max(1, n_frames // 10)
-    pt_file = work / f"pretrain_tip3p_{args.n_pretrain}_monomers_{args.copies_frames}_liquid.npz"
+    # (named after the package's pretraining_frames, which replaced an earlier set of the
+    # same sizes with other seeds: a cache of that one is not reused)
+    pt_file = work / (f"water_pretraining_frames_{args.n_pretrain}_monomers_"
+                      f"{args.copies_frames}_liquid_seed0.npz")
     if not args.pretrained and not pt_file.exists():
         frames, _ = pretraining_frames(args.n_pretrain, args.copies_frames, seed=0,
                                        cell=Frames.load(train_file).cell[0])
@@ -213,9 +216,11 @@ def main():
     ax.plot(r_ref, g_ref, "k--", label=f"ab initio frames ({len(reference_images)})")
     for name, lq in liquid.items():
         if lq:
-            r, g, e = (np.array(lq[k]) for k in ("r_A", "g_OO_mean", "g_OO_sem"))
+            r, g = np.array(lq["r_A"]), np.array(lq["g_OO_mean"])
             ax.plot(r, g, label=f"{name} ({lq['n_trajectories']} runs)")
-            ax.fill_between(r, g - e, g + e, alpha=0.3)
+            if lq["g_OO_sem"] is not None:   # (one run: no band)
+                e = np.array(lq["g_OO_sem"])
+                ax.fill_between(r, g - e, g + e, alpha=0.3)
     label_and_save(
         fig,
         ax,
@@ -291,12 +296,12 @@ def main():
     for name in trained:
         er, st, lq = errors[name], stability[name], liquid[name]
         peak = (
-            f"{lq['first_peak_height']:.2f} +- {lq['first_peak_height_sem']:.2f} at "
+            f"{bench.mean_sem(lq['first_peak_height'], lq['first_peak_height_sem'])} at "
             f"{lq['first_peak_r_A']:.2f} A"
             if lq
             else "-"
         )
-        dd = f"{lq['D_A2_per_ps_mean']:.3f} +- {lq['D_A2_per_ps_sem']:.3f}" if lq else "-"
+        dd = bench.mean_sem(lq["D_A2_per_ps_mean"], lq["D_A2_per_ps_sem"]) if lq else "-"
         lines.append(
             f"| {name} | {er['forces_mae_meV_per_A']:.1f} | "
             f"{er['energy_per_atom_mae_meV']:.2f} | {er['epochs']} | "

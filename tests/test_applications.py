@@ -82,6 +82,9 @@ def test_liquid_properties_recover_a_known_diffusion_coefficient(tmp_path):
     d_true = s ** 2 / (2 * dt_fs * 1e-3)          # A^2/ps
     assert res["n_trajectories"] == 2
     assert res["D_A2_per_ps_mean"] == pytest.approx(d_true, rel=0.15)
+    each = res["D_A2_per_ps_each"]
+    assert res["D_A2_per_ps_sem"] == pytest.approx(abs(each[0] - each[1]) / 2)  # n = 2
+    assert len(res["g_OO_sem"]) == len(res["r_A"])
     assert abs(np.mean(res["g_OO_mean"][40:]) - 1.0) < 0.15   # an ideal gas: g -> 1
     with pytest.raises(ValueError, match="save_fs"):
         liquid_properties(tmp_path, summary, 0.0, 0.0)

@@ -70,3 +70,11 @@ def test_survival_plot_with_bands_is_written(tmp_path):
     both = compare_ensembles({"scratch": (times, failed), "FFPT-FT": ([10.0, 10.0], [0, 0])})
     path = plot_survival(both["curves"], tmp_path / "s.png", until_ps=10.0)
     assert path.stat().st_size > 5000
+
+
+def test_standard_error_over_runs():
+    from ffpt_ase.analysis.statistics import standard_error
+    assert standard_error([1.0, 2.0, 3.0, 6.0]) == pytest.approx(np.std([1, 2, 3, 6], ddof=1) / 2)
+    per_bin = standard_error([[0.0, 1.0], [2.0, 1.0], [4.0, 1.0]])   # one curve per run
+    np.testing.assert_allclose(per_bin, [2.0 / np.sqrt(3), 0.0])
+    assert standard_error([5.0]) is None and standard_error([]) is None

@@ -177,6 +177,8 @@ def test_finetune_refits_reference_energies_and_checks_checkpoint(ho2, tmp_path)
                        load_checkpoint(pt / "best.pt")["model_state"]["scale"])
     cfg = json.loads((ft / "config.json").read_text())
     assert cfg["init_stage"] == "pretrain"
+    # the recorded size is the model's (from init), not the unset default of 128 features
+    assert [cfg[k] for k in ("features", "interactions", "basis")] == [8, 1, 4]
 
     with pytest.raises(CheckpointError, match="different architecture"):
         prepare(TrainConfig.from_sources(stage="finetune", data=str(ft_data), features=16,

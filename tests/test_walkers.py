@@ -260,6 +260,12 @@ def test_channel_walkers_workflow_reports_each_walker_and_their_statistics(tiny_
     assert all(w["checked_frames"] == 51 for w in r["walkers"])
     assert r["unphysical_fraction_mean"] == pytest.approx(np.mean(fractions))
     assert r["unphysical_fraction_sem"] == pytest.approx(np.std(fractions, ddof=1) / 3 ** 0.5)
+    # pooled over frames: equal frame counts make it the mean
+    assert r["checked_frames"] == 153
+    assert r["unphysical_fraction_pooled"] == pytest.approx(np.mean(fractions))
+    reached = [w for w in r["walkers"] if w.get("delta_f_kJ_per_mol") is not None]
+    assert r["n_delta_f"] == len(reached)
+    assert len(r["delta_f_lower_bounds_kJ_per_mol"]) <= 3 - len(reached)
     for k in range(3):   # each walker's own FES, from its own hills (PACE 100: 10 hills)
         fes = json.loads((out / f"walker_{k:02d}" / "fes" / "fes_summary.json").read_text())
         assert fes["n_hills"] == 10 and fes["walkers"] == 1
@@ -289,3 +295,8 @@ def test_one_channel_walker_reports_like_many(tiny_model, tmp_path):
     fes = json.loads((out / "fes" / "fes_summary.json").read_text())
     assert fes["n_hills"] == 4 and fes["walkers"] == 1
     assert not (out / "walker_00").exists()
+    # the folder holds a one-walker run: another walker count is refused, not a result
+    from ffpt_ase.runfolder import RunFolderError
+    with pytest.raises(RunFolderError):
+        run_walkers("09", tiny_model, 2, 400, out, show_progress=False, traj_interval=100,
+                    check_interval=20)

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..analysis.liquid import diffusion_coefficient, rdf, unwrap
 from ..analysis.scans import angle_scan
+from ..analysis.statistics import standard_error
 from ..calculators import FFPTCalculator
 from ..sampling import relax
 from .systems import get_system
@@ -94,13 +95,6 @@ def wall_retention(models: dict, n_frames: int = 3000, seed: int = 1000,
     return {**out, "rattled_seed": seed}
 
 
-def _sem(x: np.ndarray) -> np.ndarray:
-    """Standard error of the mean over the first axis (NaN for one sample)."""
-    if len(x) < 2:
-        return np.full_like(x[0], np.nan, dtype=float)
-    return x.std(axis=0, ddof=1) / np.sqrt(len(x))
-
-
 def liquid_properties(folder: str | Path, summary: dict, skip_ps: float, save_fs: float,
                       element: int = 8) -> dict | None:
     """O-O g(r) and the self-diffusion coefficient D of each trajectory that did not fail in
@@ -131,13 +125,15 @@ def liquid_properties(folder: str | Path, summary: dict, skip_ps: float, save_fs
         return None
     gs, ds = np.array(gs), np.array(ds)
     peak = int(np.argmax(gs.mean(axis=0)))
+    g_sem = standard_error(gs)   # (None for one trajectory)
     return {"n_trajectories": len(gs), "r_A": r.tolist(),
-            "g_OO_mean": gs.mean(axis=0).tolist(), "g_OO_sem": _sem(gs).tolist(),
+            "g_OO_mean": gs.mean(axis=0).tolist(),
+            "g_OO_sem": None if g_sem is None else g_sem.tolist(),
             "first_peak_r_A": float(r[peak]),
             "first_peak_height": float(gs.mean(axis=0)[peak]),
-            "first_peak_height_sem": float(_sem(gs)[peak]),
+            "first_peak_height_sem": None if g_sem is None else float(g_sem[peak]),
             "D_A2_per_ps_each": ds.tolist(), "D_A2_per_ps_mean": float(ds.mean()),
-            "D_A2_per_ps_sem": float(_sem(ds[:, None])[0]),
+            "D_A2_per_ps_sem": standard_error(ds),
             "msd": [(t.tolist(), m.tolist()) for t, m in msd_curves]}
 
 

@@ -333,8 +333,13 @@ class Trainer:
         if start_epoch == 0:
             norm = self._start_normalization()
             log.info("normalization for the %s stage: %s", cfg.stage, norm)
+            # the architecture is the model's (a fine-tuning run's comes from its ``init``,
+            # whatever the unset size settings say)
+            arch = self.model.config
+            size = {"features": arch["n_features"], "interactions": arch["n_interactions"],
+                    "basis": arch["n_basis"], "cutoff": arch["cutoff"]}
             self.checkpoints.write_text("config.json", json.dumps(
-                {**cfg.to_dict(), "init_stage": self.init_stage, "normalization": norm,
+                {**cfg.to_dict(), **size, "init_stage": self.init_stage, "normalization": norm,
                  "world_size": self.dist.world_size, "data_metadata": self.frames.metadata},
                 indent=2, default=str))
         # every process continues from rank 0's weights (GPU sums are not bit-reproducible)

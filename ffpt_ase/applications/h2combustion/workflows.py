@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ...analysis.scans import bond_scan, bond_scan_geometries
+from ...analysis.statistics import standard_error
 from ...calculators import FFPTCalculator
 from ...data import Frames
 from ...files import atomic_path
@@ -232,24 +233,38 @@ def run_walkers(reaction: str, checkpoint, walkers: int, steps: int, folder: Pat
                 seed: int = 0, show_progress: bool = True, **settings) -> dict:
     """``walkers`` independent well-tempered metadynamics walkers of one channel with one
     model, advanced together on the ensemble engine (one batched model call per step; walker
-    k's random streams are seeded from ``[seed, k]``), resumable; then each walker's FES report and
-    the mean and standard error over walkers of the unphysical fraction and of
-    F(product) - F(reactant). A walker whose dynamics turn non-finite leaves the run (its
-    ``failed_at_step``) and is counted in ``n_failed``; it contributes its frames up to then.
-    ``settings``: further :class:`ChannelMetadConfig` fields.
+    k's random streams are seeded from ``[seed, k]``), resumable; then each walker's FES
+    report and the statistics over walkers.
 
-    Files: ``folder/walker_KK/`` (COLVAR, HILLS, trajectory, ``fes/``), ``folder/walkers.json``.
+    A walker whose dynamics turn non-finite leaves the run (its ``failed_at_step``) and is
+    counted in ``n_failed``; it contributes its frames up to then. The unphysical fraction is
+    given as mean +- standard error over walkers and pooled over all checked frames (a
+    walker that failed early has few frames: the pooled fraction weights it by them).
+    F(product) - F(reactant) is averaged over the walkers that reached the product
+    (``n_delta_f`` of them); the others give a lower bound each. A model whose start is
+    refused (a non-finite energy) gives ``error`` and no statistics; a run folder holding
+    other settings, or a missing PLUMED kernel, raises. ``settings``: further
+    :class:`ChannelMetadConfig` fields.
+
+    Files: ``folder/walker_KK/`` (COLVAR, HILLS, trajectory, ``fes/``; one walker: in
+    ``folder`` itself), ``folder/walkers.json``.
     """
+    from ...runfolder import RunFolderError
+    from ...simulate.metad import PlumedNotAvailable
     folder = Path(folder)
     cfg = ChannelMetadConfig(reaction=reaction, model=str(checkpoint), steps=steps, seed=seed,
                              output=str(folder), walkers=walkers, share_bias=False,
                              **settings)
     try:
         s = run_channel_metadynamics(cfg, show_progress=show_progress)
+    except (RunFolderError, PlumedNotAvailable):
+        raise
     except (ValueError, FloatingPointError, RuntimeError) as err:  # e.g. the start is refused
-        return {"walkers": [], "error": str(err)[:300], "n_failed": walkers,
+        return {"walkers": [], "error": str(err)[:300], "n_failed": None,
                 "unphysical_fraction_mean": None, "unphysical_fraction_sem": None,
-                "delta_f_mean_kJ_per_mol": None, "delta_f_sem_kJ_per_mol": None}
+                "unphysical_fraction_pooled": None, "n_delta_f": 0,
+                "delta_f_mean_kJ_per_mol": None, "delta_f_sem_kJ_per_mol": None,
+                "delta_f_lower_bounds_kJ_per_mol": []}
     records = []
     for k, (w, out) in enumerate(zip(s["per_walker"], map(Path, s["walker_folders"]))):
         failed = w["failed_at_step"]
@@ -269,20 +284,23 @@ def run_walkers(reaction: str, checkpoint, walkers: int, steps: int, folder: Pat
             rec["fes_error"] = str(err)[:300]
         records.append(rec)
     fr = np.array([r["unphysical_fraction"] for r in records], float)
+    checked = np.array([r["checked_frames"] for r in records], float)
     df = np.array([r["delta_f_kJ_per_mol"] for r in records
                    if r.get("delta_f_kJ_per_mol") is not None], float)
+    bounds = [r["delta_f_lower_bound_kJ_per_mol"] for r in records
+              if r.get("delta_f_kJ_per_mol") is None
+              and r.get("delta_f_lower_bound_kJ_per_mol") is not None]
     result = {"walkers": records, "steps": s["steps"], "ns_per_day": s["ns_per_day"],
               "n_failed": sum(1 for r in records if r["failed_at_step"] is not None),
               "unphysical_fraction_mean": float(fr.mean()) if len(fr) else None,
               "unphysical_fraction_sem": standard_error(fr),
+              "unphysical_fraction_pooled": float((fr * checked).sum() / checked.sum())
+              if checked.sum() else None,
+              "checked_frames": int(checked.sum()), "n_delta_f": len(df),
               "delta_f_mean_kJ_per_mol": float(df.mean()) if len(df) else None,
-              "delta_f_sem_kJ_per_mol": standard_error(df)}
+              "delta_f_sem_kJ_per_mol": standard_error(df),
+              "delta_f_lower_bounds_kJ_per_mol": bounds}
     with atomic_path(folder / "walkers.json") as tmp:
         tmp.write_text(json.dumps(result, indent=1))
     return result
 
-
-def standard_error(x) -> float | None:
-    """Standard error of the mean (None for fewer than two values)."""
-    x = np.asarray(x, float)
-    return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else None
