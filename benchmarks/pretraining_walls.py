@@ -52,6 +52,8 @@ def main():
                          "else 3000)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
+    if args.frames is not None and args.frames < 1:
+        sys.exit(f"--frames must be at least 1, got {args.frames}")
     import torch
     torch.set_num_threads(args.threads)
     system = args.system
@@ -71,7 +73,7 @@ def main():
         sys.exit("no model to measure")
     command = bench.announce()
     teacher, module, size = RETENTION[system]
-    n = args.frames if args.frames is not None else (500 if system == "h2combustion" else 3000)
+    n = args.frames or (500 if system == "h2combustion" else 3000)
     out = importlib.import_module(module).wall_retention(models, **{size: n})
     names = list(models)
     rat = out["rattled"]
