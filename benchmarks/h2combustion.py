@@ -22,7 +22,8 @@ Sci. Data 9, 215 (2022); wB97X-V/cc-pVTZ):
 4. energy/force errors per channel on the test set.
 5. the energy along the O-H distance of channel 09 (HO2 -> H + O2) from 0.4 to 3 A
    (the paper's Figure 4a) for scratch, FFPT, FFPT-FT, the Q-Force teacher and PySCF
-   single points (UKS B3LYP/6-31G*, the package's cheap ab initio level).
+   single points at the data set's level (UKS wB97X-V/cc-pVTZ, 0.5-3 A; about 15 min here,
+   kept point by point in ``results/h2combustion_oh_scan_dft.json``, committed).
 6. well-tempered metadynamics (the shipped decks) of channels 09 and 01 with scratch and
    FFPT-FT, ``--walkers`` independent walkers each (default 8 x 50 ps, issue 13), on the
    ensemble engine: fraction of frames with unphysical species, FES and the convergence of
@@ -142,15 +143,16 @@ def main():
         "frames": args.n_pretrain * len(COMBUSTION_SPECIES),
     }
 
-    scan_result = oh_scan(ckpt, dft_cache=work / "oh_scan_b3lyp.json",
+    scan_result = oh_scan(ckpt, dft_cache=bench.RESULTS / "h2combustion_oh_scan_dft.json",
                           with_dft=not args.no_dft_scan)
+    level = scan_result["dft_level"]
     r, scan, dft, r0 = (scan_result[k] for k in ("r", "curves", "dft", "r_eq"))
     from ffpt_ase.analysis.plots import label_and_save, subplots
     fig, ax = subplots(figsize=(6, 4.2))
     for name, e in scan.items():
         ax.plot(r, e, label=name)
     if dft is not None:
-        ax.plot(*dft, "ko", ms=3, label="UKS B3LYP/6-31G* (PySCF)")
+        ax.plot(*dft, "ko", ms=3, label=f"UKS {level['xc']}/{level['basis']} (PySCF)")
     ax.set_ylim(-6, 12)
     ax.axhline(0.0, color="grey", lw=0.5)
     label_and_save(
@@ -197,7 +199,8 @@ def main():
             "r_A": r.tolist(),
             "r_eq_A": r0,
             **{k: v.tolist() for k, v in scan.items()},
-            "b3lyp": None if dft is None else [dft[0].tolist(), dft[1].tolist()],
+            "dft": None if dft is None else {"level": level, "r_A": dft[0].tolist(),
+                                             "energy_eV": dft[1].tolist()},
         },
         "metad": metad,
         "metad_settings": {

@@ -36,3 +36,28 @@ def test_labels_at_a_cheap_level_keep_their_geometries(tmp_path):
     # a rerun takes everything from the checkpoints (no SCF: the same numbers at once)
     again = label_ood(tmp_path, xc="hf", basis="sto-3g", show_progress=False)
     np.testing.assert_array_equal(again.energy, frames.energy)
+
+
+def test_dft_oh_scan_is_zero_at_the_reactant_and_continues_from_its_cache(tmp_path,
+                                                                          monkeypatch):
+    pytest.importorskip("pyscf", reason="PySCF not installed (extra 'abinitio')")
+    from ffpt_ase import abinitio
+    from ffpt_ase.applications.h2combustion.workflows import oh_scan
+    cheap = {"xc": "hf", "basis": "sto-3g"}
+    cache = tmp_path / "scan.json"
+    out = oh_scan({}, dft_cache=cache, level=cheap, show_progress=False)
+    r, e = out["dft"]
+    assert out["dft_level"] == cheap and len(r) >= 26 and r[0] == pytest.approx(0.5)
+    assert e[np.argmin(np.abs(r - out["r_eq"]))] == 0.0
+    assert e[0] > 1.0                  # 0.5 A O-H: a wall, several eV above the reactant
+    assert set(out["curves"]) == {"Q-Force teacher"}
+
+    def no_scf(*args, **kwargs):
+        raise AssertionError("the cache should have answered")
+    monkeypatch.setattr(abinitio.PySCFCalculator, "calculate", no_scf)
+    again = oh_scan({}, dft_cache=cache, level=cheap, show_progress=False)
+    np.testing.assert_array_equal(again["dft"][1], e)
+    # another level does not take this cache's numbers
+    with pytest.raises(AssertionError, match="cache should have answered"):
+        oh_scan({}, dft_cache=cache, level={"xc": "b3lyp", "basis": "sto-3g"},
+                show_progress=False)

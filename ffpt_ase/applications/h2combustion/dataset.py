@@ -17,6 +17,9 @@ from ...data import Frames, read_combustion_npz
 EXCLUDED = ("12_irc", "12a_aimd_all", "12a_irc_all", "12a_nm_all", "12b_aimd_all",
             "12b_irc_all", "12b_nm_all", "20_aimd", "21_aimd")
 
+#: the data set's level of theory as PySCF settings (UKS for open shells)
+DATA_LEVEL = {"xc": "wb97x-v", "basis": "cc-pvtz"}
+
 #: what frames of the data set are: the fidelity check of training reads ``teacher``
 METADATA = {"teacher": "ab initio", "method": "wB97X-V/cc-pVTZ (h2combustion data set)"}
 

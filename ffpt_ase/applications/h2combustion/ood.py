@@ -17,10 +17,10 @@ from ...analysis.scans import angle_scan_geometries, bond_scan_geometries
 from ...data import Frames
 from ..systems import get_system
 from .channels import reactant_complex
+from .dataset import DATA_LEVEL
 from .workflows import ho2_oh_bond
 
 #: the data set's level of theory
-DATA_LEVEL = {"xc": "wb97x-v", "basis": "cc-pvtz"}
 #: ground-state spin multiplicities of the molecules (the data set's channels agree)
 MULTIPLICITY = {"H2": 1, "O2": 3, "OH": 2, "H2O": 1, "HO2": 2, "H2O2": 1}
 

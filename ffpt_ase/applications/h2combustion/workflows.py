@@ -23,6 +23,7 @@ from ...forcefields.qforce_fit import SPECIES
 from ...sampling import RattleSampler, relax
 from ..systems import COMBUSTION_SPECIES, get_system
 from .channels import get_channel, reactant_complex, reaction_energy, species_geometry
+from .dataset import DATA_LEVEL
 from .metad import ChannelMetadConfig, run_channel_metadynamics
 from .report import channel_fes_report
 
@@ -172,12 +173,16 @@ def per_channel_errors(checkpoint, test: Frames, batch_size: int = 256) -> dict:
     return out
 
 
-def oh_scan(models: dict, dft_cache: Path | None = None, with_dft: bool = True) -> dict:
+def oh_scan(models: dict, dft_cache: Path | None = None, with_dft: bool = True,
+            level: dict = DATA_LEVEL, show_progress: bool = True) -> dict:
     """Channel 09 (HO2 -> H + O2): energy along the O-H distance (0.4 .. 3 A, O-O fixed) of
-    each model (name -> checkpoint), the Q-Force teacher and, with ``with_dft``, PySCF single
-    points at UKS B3LYP/6-31G* (cached in ``dft_cache``), each relative to its value at the
-    reactant's O-H distance r_eq. Returns ``{"r": ..., "r_eq": ..., "curves": {name: E},
-    "dft": (r, E) or None}``."""
+    each model (name -> checkpoint), the Q-Force teacher and, with ``with_dft``, PySCF UKS
+    single points at ``level`` (``xc``, ``basis``; default the data set's, wB97X-V/cc-pVTZ,
+    tens of seconds per point here) from 0.5 to 3 A, each curve relative to its value at the
+    reactant's O-H distance r_eq. The single points are kept in ``dft_cache`` (JSON) point by
+    point, so an interrupted scan continues; a cache of another level or grid is not used.
+    Points whose SCF does not converge are left out. Returns ``{"r": ..., "r_eq": ...,
+    "curves": {name: E}, "dft": (r, E) or None, "dft_level": level}`` (A, eV)."""
     atoms = reactant_complex("09")
     o, h = ho2_oh_bond()
     r0 = float(atoms.get_distance(o, h))
@@ -188,25 +193,47 @@ def oh_scan(models: dict, dft_cache: Path | None = None, with_dft: bool = True) 
     curves["Q-Force teacher"] = teacher_oh_scan(r)
     dft = None
     if with_dft:
-        rd = np.unique(np.concatenate([np.linspace(0.5, 3.0, 26), [r0]]))
-        if dft_cache is not None and Path(dft_cache).exists():
-            e = np.array(json.loads(Path(dft_cache).read_text())["energy_eV"])
-        else:
-            from ...abinitio import PySCFCalculator
-            calc = PySCFCalculator(xc="b3lyp", basis="6-31g*", multiplicity=2)
-            e = []
-            for p in bond_scan_geometries(atoms, o, h, rd):
-                a = atoms.copy()
-                a.positions = p
-                a.calc = calc
-                e.append(a.get_potential_energy())
-            e = np.array(e)
-            if dft_cache is not None:
-                Path(dft_cache).write_text(json.dumps({"r_A": rd.tolist(),
-                                                       "energy_eV": e.tolist()}))
-        dft = (rd, e - e[int(np.argmin(np.abs(rd - r0)))])
+        dft = _dft_oh_scan(atoms, o, h, r0, level, dft_cache, show_progress)
     return {"r": r, "r_eq": r0, "curves": {k: v - v[i0] for k, v in curves.items()},
-            "dft": dft}
+            "dft": dft, "dft_level": dict(level)}
+
+
+def _dft_oh_scan(atoms, o: int, h: int, r0: float, level: dict, cache, show_progress):
+    """``(r, E - E(r_eq))`` of PySCF UKS single points along HO2's O-H bond (see
+    :func:`oh_scan`), checkpointed in ``cache``."""
+    from ...abinitio import PySCFCalculator
+    from ...progress import progress
+    rd = np.unique(np.concatenate([np.linspace(0.5, 3.0, 26), [r0]]))
+    key = {"level": dict(level), "r_A": rd.round(10).tolist()}
+    done = {}
+    if cache is not None and Path(cache).exists():
+        old = json.loads(Path(cache).read_text())
+        if {k: old.get(k) for k in key} == key:
+            done = {int(k): v for k, v in old["energy_eV"].items()}
+    calc = PySCFCalculator(xc=level["xc"], basis=level["basis"], multiplicity=2)
+    todo = [k for k in range(len(rd)) if k not in done]
+    bar = progress(total=len(todo), unit="point", disable=not show_progress or not todo,
+                   desc=f"O-H scan, UKS {level['xc']}/{level['basis']}")
+    for k, p in zip(todo, bond_scan_geometries(atoms, o, h, rd[todo])):
+        a = atoms.copy()
+        a.positions = p
+        a.calc = calc
+        try:
+            done[k] = float(a.get_potential_energy())
+        except RuntimeError:       # SCF not converged: the point is left out
+            done[k] = None
+        if cache is not None:
+            with atomic_path(Path(cache)) as tmp:
+                tmp.write_text(json.dumps({**key, "energy_eV": done}))
+        bar.update(1)
+    bar.close()
+    ok = [k for k in range(len(rd)) if done.get(k) is not None]
+    i0 = int(np.argmin(np.abs(rd - r0)))
+    if i0 not in ok:
+        raise RuntimeError(f"the SCF at the reactant's O-H distance ({r0:.3f} A) did not "
+                           f"converge: no zero for the scan")
+    e = np.array([done[k] for k in ok])
+    return rd[ok], e - done[i0]
 
 
 #: the molecules whose walls are measured, and the atom pairs pushed together in each
