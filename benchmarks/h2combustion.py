@@ -18,7 +18,9 @@ Sci. Data 9, 215 (2022); wB97X-V/cc-pVTZ):
    a session continues from its run folder, committed in
    ``benchmarks/models/h2combustion/runs/``; a finished stage's model is
    ``benchmarks/models/h2combustion/{scratch,finetune}.pt``. ``--only scratch`` and
-   ``--only finetune`` train the two arms in two processes.
+   ``--only finetune`` do one arm's work in its own process: its training and, once its
+   stopping rule holds, its metadynamics walkers (step 6), so that an arm that finishes
+   first uses its core while the other trains. The full run then finds them done.
 4. energy/force errors per channel on the test set.
 5. the energy along the O-H distance of channel 09 (HO2 -> H + O2) from 0.4 to 3 A
    (the paper's Figure 4a) for scratch, FFPT, FFPT-FT, the Q-Force teacher and PySCF
@@ -55,6 +57,26 @@ MODEL = bench.H2COMBUSTION_MODEL
 PRETRAIN_MINUTES = bench.H2COMBUSTION_PRETRAIN_MINUTES
 PRETRAIN_PER_SPECIES = bench.H2COMBUSTION_PRETRAIN_PER_SPECIES
 METAD = ChannelMetadConfig(reaction="09")  # the walkers' settings: the driver's defaults
+
+
+#: the training arms (their run folders) and their names in the tables and metad folders
+ARM_NAMES = {"scratch": "scratch", "finetune": "FFPT-FT"}
+METAD_CHANNELS = ("09", "01")
+
+
+def metadynamics(work: Path, models: dict, args) -> dict:
+    """``args.walkers`` independent walkers x ``args.metad_steps`` steps of each channel in
+    :data:`METAD_CHANNELS` with each model (name -> checkpoint), in
+    ``work/metad_<channel>_<name>`` (resumable; a finished one is read back)."""
+    out = {}
+    for reaction in METAD_CHANNELS:
+        for name, checkpoint in models.items():
+            print(f"[metad] rxn {reaction}, {name}: {args.walkers} walkers x "
+                  f"{args.metad_steps} steps", flush=True)
+            out[f"{reaction}/{name}"] = run_walkers(reaction, checkpoint, args.walkers,
+                                                    args.metad_steps,
+                                                    work / f"metad_{reaction}_{name}")
+    return out
 
 
 def assemble(data: Path, fraction: float, n_test: int, work: Path, seed: int = 0):
@@ -105,7 +127,10 @@ def main():
                               stop_rule=bench.TRAINED_OUT, only=args.only)
     status = bench.keep_runs(work, "h2combustion", ("scratch", "finetune"))
     print("[training]", status, flush=True)
-    if args.only:
+    if args.only:   # this arm's metadynamics too, once its training is finished
+        name = ARM_NAMES[args.only]
+        if status.get(args.only, "in progress") != "in progress":
+            metadynamics(work, {name: work / args.only / "best.pt"}, args)
         return
     s_pt, s_sc, s_ft = runs["pretrain"], runs["scratch"], runs["finetune"]
     ckpt = {
@@ -165,23 +190,9 @@ def main():
         legend=True,
     )
 
-    metad = {}
-    for reaction in ("09", "01"):
-        for name in ("scratch", "FFPT-FT"):
-            print(
-                f"[metad] rxn {reaction}, {name}: {args.walkers} walkers x "
-                f"{args.metad_steps} steps",
-                flush=True,
-            )
-            metad[f"{reaction}/{name}"] = run_walkers(
-                reaction,
-                ckpt[name],
-                args.walkers,
-                args.metad_steps,
-                work / f"metad_{reaction}_{name}",
-            )
-        bench.metad_figures(work, reaction, ("scratch", "FFPT-FT"),
-                            f"h2combustion_metad_{reaction}")
+    metad = metadynamics(work, {name: ckpt[name] for name in ARM_NAMES.values()}, args)
+    for reaction in METAD_CHANNELS:
+        bench.metad_figures(work, reaction, ARM_NAMES.values(), f"h2combustion_metad_{reaction}")
 
     result = {
         "command": command,
