@@ -24,8 +24,8 @@ Sci. Data 9, 215 (2022); wB97X-V/cc-pVTZ):
 4. energy/force errors per channel on the test set.
 5. the energy along the O-H distance of channel 09 (HO2 -> H + O2) from 0.4 to 3 A
    (the paper's Figure 4a) for scratch, FFPT, FFPT-FT, the Q-Force teacher and PySCF
-   single points at the data set's level (UKS wB97X-V/cc-pVTZ, 0.5-3 A; about 15 min here,
-   kept point by point in ``results/h2combustion_oh_scan_dft.json``, committed).
+   single points at the data set's level (UKS wB97X-V/cc-pVTZ, 0.5-3 A), drawn by
+   ``h2combustion_oh_scan.py`` (which also scans any other models).
 6. well-tempered metadynamics (the shipped decks) of channels 09 and 01 with scratch and
    FFPT-FT, ``--walkers`` independent walkers each (default 8 x 50 ps, issue 13), on the
    ensemble engine: fraction of frames with unphysical species, FES and the convergence of
@@ -44,12 +44,11 @@ import sys
 from pathlib import Path
 
 import bench_common as bench
-import numpy as np
+from h2combustion_oh_scan import scan_and_plot
 
 from ffpt_ase.applications.h2combustion.metad import ChannelMetadConfig
 from ffpt_ase.applications.h2combustion.dataset import data_files, train_test_sets
-from ffpt_ase.applications.h2combustion.workflows import (oh_scan, per_channel_errors,
-                                                          run_walkers)
+from ffpt_ase.applications.h2combustion.workflows import per_channel_errors, run_walkers
 from ffpt_ase.applications.systems import COMBUSTION_SPECIES
 from ffpt_ase.data import Frames
 
@@ -168,27 +167,8 @@ def main():
         "frames": args.n_pretrain * len(COMBUSTION_SPECIES),
     }
 
-    scan_result = oh_scan(ckpt, dft_cache=bench.RESULTS / "h2combustion_oh_scan_dft.json",
-                          with_dft=not args.no_dft_scan)
-    level = scan_result["dft_level"]
-    r, scan, dft, r0 = (scan_result[k] for k in ("r", "curves", "dft", "r_eq"))
-    from ffpt_ase.analysis.plots import label_and_save, subplots
-    fig, ax = subplots(figsize=(6, 4.2))
-    for name, e in scan.items():
-        ax.plot(r, e, label=name)
-    if dft is not None:
-        ax.plot(*dft, "ko", ms=3, label=f"UKS {level['xc']}/{level['basis']} (PySCF)")
-    ax.set_ylim(-6, 12)
-    ax.axhline(0.0, color="grey", lw=0.5)
-    label_and_save(
-        fig,
-        ax,
-        bench.RESULTS / "h2combustion_oh_scan.png",
-        "O-H distance [A]",
-        "E - E(r_eq) [eV]",
-        "rxn 09, HO2 -> H + O2 (O-O fixed)",
-        legend=True,
-    )
+    scan, scan_table = scan_and_plot(ckpt, "h2combustion_oh_scan",
+                                      with_dft=not args.no_dft_scan)
 
     metad = metadynamics(work, {name: ckpt[name] for name in ARM_NAMES.values()}, args)
     for reaction in METAD_CHANNELS:
@@ -206,13 +186,7 @@ def main():
         "training_status": status,
         "errors": errors,
         "per_channel": channels,
-        "oh_scan": {
-            "r_A": r.tolist(),
-            "r_eq_A": r0,
-            **{k: v.tolist() for k, v in scan.items()},
-            "dft": None if dft is None else {"level": level, "r_A": dft[0].tolist(),
-                                             "energy_eV": dft[1].tolist()},
-        },
+        "oh_scan": scan,
         "metad": metad,
         "metad_settings": {
             "walkers": args.walkers,
@@ -221,25 +195,14 @@ def main():
             "decks": "plumed_inputs/rxnNN.dat",
         },
     }
-    lines = [
-        (
-            "| model | energy MAE (meV) | force MAE (meV/A) | epochs | E(0.5 A) - E(r_eq) rxn 09 "
-            "(eV) |"
-        ),
-        "|---|---|---|---|---|",
-    ]
-    i05 = int(np.argmin(np.abs(r - 0.5)))
-    for name in ("scratch", "FFPT-FT"):
-        er = errors[name]
-        lines.append(
-            f"| {name} | {er['energy_mae_meV']:.1f} | {er['forces_mae_meV_per_A']:.1f} "
-            f"| {er['epochs']} | {scan[name][i05]:.2f} |"
-        )
-    lines.append(
-        f"| FFPT (pre-trained only) | {errors['FFPT']['energy_mae_meV']:.1f} | "
-        f"{errors['FFPT']['forces_mae_meV_per_A']:.1f} | {s_pt['epochs']} | "
-        f"{scan['FFPT'][i05]:.2f} |"
-    )
+    lines = ["| model | energy MAE (meV) | force MAE (meV/A) | epochs |", "|---|---|---|---|"]
+    for name, epochs in (("scratch", errors["scratch"]["epochs"]),
+                         ("FFPT-FT", errors["FFPT-FT"]["epochs"]),
+                         ("FFPT (pre-trained only)", s_pt["epochs"])):
+        er = errors[name.split(" ")[0]]
+        lines.append(f"| {name} | {er['energy_mae_meV']:.1f} | "
+                     f"{er['forces_mae_meV_per_A']:.1f} | {epochs} |")
+    lines += ["", scan_table]
     lines += [
         "",
         "Per channel (test frames; energy MAE meV / force MAE meV/A):",
