@@ -311,7 +311,6 @@ def run_walkers(reaction: str, checkpoint, walkers: int, steps: int, folder: Pat
             rec["fes_error"] = str(err)[:300]
         records.append(rec)
     fr = np.array([r["unphysical_fraction"] for r in records], float)
-    checked = np.array([r["checked_frames"] for r in records], float)
     df = np.array([r["delta_f_kJ_per_mol"] for r in records
                    if r.get("delta_f_kJ_per_mol") is not None], float)
     bounds = [r["delta_f_lower_bound_kJ_per_mol"] for r in records
@@ -321,9 +320,9 @@ def run_walkers(reaction: str, checkpoint, walkers: int, steps: int, folder: Pat
               "n_failed": sum(1 for r in records if r["failed_at_step"] is not None),
               "unphysical_fraction_mean": float(fr.mean()) if len(fr) else None,
               "unphysical_fraction_sem": standard_error(fr),
-              "unphysical_fraction_pooled": float((fr * checked).sum() / checked.sum())
-              if checked.sum() else None,
-              "checked_frames": int(checked.sum()), "n_delta_f": len(df),
+              # (the drivers pool the walkers' counts: UnphysicalMonitor.merge)
+              "unphysical_fraction_pooled": s["unphysical_fraction"],
+              "checked_frames": s["checked_frames"], "n_delta_f": len(df),
               "delta_f_mean_kJ_per_mol": float(df.mean()) if len(df) else None,
               "delta_f_sem_kJ_per_mol": standard_error(df),
               "delta_f_lower_bounds_kJ_per_mol": bounds}
