@@ -196,11 +196,11 @@ def main():
         },
     }
     lines = ["| model | energy MAE (meV) | force MAE (meV/A) | epochs |", "|---|---|---|---|"]
-    for name, epochs in (("scratch", errors["scratch"]["epochs"]),
-                         ("FFPT-FT", errors["FFPT-FT"]["epochs"]),
-                         ("FFPT (pre-trained only)", s_pt["epochs"])):
-        er = errors[name.split(" ")[0]]
-        lines.append(f"| {name} | {er['energy_mae_meV']:.1f} | "
+    for label, name, epochs in (("scratch", "scratch", errors["scratch"]["epochs"]),
+                                ("FFPT-FT", "FFPT-FT", errors["FFPT-FT"]["epochs"]),
+                                ("FFPT (pre-trained only)", "FFPT", s_pt["epochs"])):
+        er = errors[name]
+        lines.append(f"| {label} | {er['energy_mae_meV']:.1f} | "
                      f"{er['forces_mae_meV_per_A']:.1f} | {epochs} |")
     lines += ["", scan_table]
     lines += [
