@@ -70,7 +70,7 @@ def main():
     runs = bench.three_stages(
         work, pt_data, train_file, args, args.batch_size, split={"n_train": 950, "n_val": 50},
         pretrained=args.pretrained or None, stop_rule=bench.TRAINED_OUT, only=args.only)
-    status = bench.keep_runs(work, "aspirin", ("scratch", "finetune"))
+    status = bench.keep_runs(work, "aspirin", ("scratch", "finetune"), only=args.only)
     print("[training]", status, flush=True)
     if args.only:
         return

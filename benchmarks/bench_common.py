@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import sys
@@ -14,6 +15,8 @@ from pathlib import Path
 import torch
 
 from ffpt_ase.analysis.plots import plot_learning_curve, plot_parity
+from ffpt_ase.files import atomic_path
+from ffpt_ase.analysis.survival import from_trajectories, kaplan_meier, median_survival
 from ffpt_ase.model.potential import load_potential
 from ffpt_ase.training.config import TrainConfig
 from ffpt_ase.training.metrics import error_metrics, predict
@@ -111,40 +114,61 @@ def stage(name: str, work: Path, minutes: float | None, **config) -> dict:
     return summary
 
 
+def _copy_file(src: Path, dst: Path) -> None:
+    """Copy by a rename from a temporary file of this process, so that a reader, or another
+    process copying the same file, never sees a partial one."""
+    with atomic_path(dst, f".{os.getpid()}.tmp") as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def _epochs_logged(folder: Path) -> int:
+    """Epochs in a run folder's ``log.csv`` (0 without one)."""
+    log = folder / "log.csv"
+    return max(len(log.read_text().splitlines()) - 1, 0) if log.exists() else 0
+
+
 def restore_runs(work: Path, experiment: str, names) -> None:
     """Put the committed run folders ``models/<experiment>/runs/<name>`` back into
-    ``work/<name>`` where the work folder has none, so that training continues where an
-    earlier session stopped (a fresh clone has no ``work/``)."""
+    ``work/<name>`` where the work folder has none, or holds fewer epochs of the same run
+    (the committed one came from a later session elsewhere), so that training continues
+    where the furthest session stopped (a fresh clone has no ``work/``)."""
     for name in names:
         src, dst = MODELS / experiment / "runs" / name, work / name
-        if (src / "run.json").exists() and not (dst / "run.json").exists():
+        if not (src / "run.json").exists():
+            continue
+        ahead = (dst / "run.json").exists() and _epochs_logged(src) > _epochs_logged(dst)
+        if ahead or not (dst / "run.json").exists():
             dst.mkdir(parents=True, exist_ok=True)
             for f in RUN_STATE:
                 if (src / f).exists():
-                    shutil.copyfile(src / f, dst / f)
-            print(f"[{name}] restored from {src}", flush=True)
+                    _copy_file(src / f, dst / f)
+            print(f"[{name}] restored from {src}" + (
+                f" ({_epochs_logged(src)} epochs, ahead of the work folder's)" if ahead
+                else ""), flush=True)
 
 
-def keep_runs(work: Path, experiment: str, names, final_models: bool = True) -> dict:
+def keep_runs(work: Path, experiment: str, names, final_models: bool = True,
+              only: str | None = None) -> dict:
     """Copy each stage's resumable state to ``models/<experiment>/runs/<name>`` (to be
     committed) and, for a stage whose stopping rule holds, its final model to
-    ``models/<experiment>/<name>.pt`` (unless ``final_models`` is False). Returns ``{name: status}``, status being the stop
-    reason or ``"in progress"``."""
+    ``models/<experiment>/<name>.pt`` (unless ``final_models`` is False). ``only``: keep
+    that stage alone (an ``--only`` process: another process is still writing the other
+    arm). Returns ``{name: status}``, status being the stop reason or ``"in progress"``."""
     status = {}
-    for name in names:
+    for name in ([only] if only else names):
         src, dst = work / name, MODELS / experiment / "runs" / name
         if not (src / "run.json").exists():
             continue
         dst.mkdir(parents=True, exist_ok=True)
         for f in RUN_STATE:
             if (src / f).exists():
-                shutil.copyfile(src / f, dst / f)
+                _copy_file(src / f, dst / f)
         summary = json.loads((src / "summary.json").read_text()) \
             if (src / "summary.json").exists() else {}
         reason = summary.get("stop_reason", "")
         finished = reason.startswith(("learning rate", "plateau"))
         if finished and final_models:
-            shutil.copyfile(src / "best.pt", MODELS / experiment / f"{name}.pt")
+            _copy_file(src / "best.pt", MODELS / experiment / f"{name}.pt")
         status[name] = reason if finished else "in progress"
     return status
 
@@ -195,8 +219,8 @@ def finetuned_from(experiment: str, work: Path, candidates) -> Path:
             record = json.loads((folder / "run.json").read_text())
             break
     else:
-        sys.exit(f"no finetune run.json in {work} or {MODELS / experiment / 'runs'}: run "
-                 f"benchmarks/{experiment}_accuracy.py first")
+        sys.exit(f"no finetune run.json in {work} or {MODELS / experiment / 'runs'}: train "
+                 f"the experiment's fine-tuning arm first")
     wanted = record["inputs"]["init"]
     for c in candidates:
         path = resolve_checkpoint(c)
@@ -249,9 +273,11 @@ def three_stages(
 
 def test_errors(checkpoint: Path, frames, label: str, stem: str, batch_size: int = 64) -> dict:
     """Energy/force errors of a checkpoint on held-out frames (meV, meV/A; energy per atom
-    too) and a parity plot ``results/<stem>_parity.png``."""
-    model = load_potential(checkpoint, dtype=torch.float32)
-    e, f = predict(model, frames, batch_size=batch_size)
+    too) and a parity plot ``results/<stem>_parity.png``. Evaluated in float64, the
+    precision the ab initio stages train and validate in (:data:`TRAINED_OUT`): a close
+    contact may overflow float32 where float64 gives the model's finite answer."""
+    model = load_potential(checkpoint, dtype=torch.float64)
+    e, f = predict(model, frames, batch_size=batch_size, dtype=torch.float64)
     m = error_metrics(frames, e, f)
     real = frames.numbers_per_frame > 0
     plot_parity(
@@ -264,6 +290,7 @@ def test_errors(checkpoint: Path, frames, label: str, stem: str, batch_size: int
         "forces_mae_meV_per_A": 1e3 * m["forces_mae"],
         "forces_rmse_meV_per_A": 1e3 * m["forces_rmse"],
         "n_frames": len(frames),
+        "dtype": "float64",
     }
 
 
@@ -340,17 +367,21 @@ def training_record(summary: dict) -> dict:
 
 
 def stability_record(summary: dict) -> dict:
-    """The numbers of a :func:`run_stability` summary that go into a results file."""
+    """The numbers of a :func:`run_stability` summary that go into a results file, with the
+    Kaplan-Meier median survival time over all trajectories (``median_survival_ps``, None
+    when more than half survived)."""
     keep = (
         "n_trajectories",
         "n_failed",
         "fraction_stable",
-        "time_to_failure_ps",
+        "time_to_failure_of_failed_ps",
         "mean_simulated_ps",
         "reasons",
     )
     return {
         **{k: summary[k] for k in keep},
+        "median_survival_ps": median_survival(
+            kaplan_meier(*from_trajectories(summary["trajectories"]))),
         "failures": [
             {k: t[k] for k in ("trajectory", "reason", "details", "time_to_failure_ps")}
             for t in summary["trajectories"]
@@ -399,5 +430,7 @@ def metad_figures(work: Path, reaction: str, names, stem: str) -> None:
     plot_convergence_runs(runs, RESULTS / f"{stem}_convergence.png", title=f"rxn {reaction}")
     for name in names:
         src = work / f"metad_{reaction}_{name}" / "walker_00" / "fes" / "fes.png"
+        dst = RESULTS / f"{stem}_fes_{name}.png"
+        dst.unlink(missing_ok=True)   # not an earlier run's figure beside this run's numbers
         if src.exists():
-            shutil.copy(src, RESULTS / f"{stem}_fes_{name}.png")
+            shutil.copy(src, dst)

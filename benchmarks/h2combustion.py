@@ -51,6 +51,7 @@ from ffpt_ase.applications.h2combustion.dataset import data_files, train_test_se
 from ffpt_ase.applications.h2combustion.workflows import per_channel_errors, run_walkers
 from ffpt_ase.applications.systems import COMBUSTION_SPECIES
 from ffpt_ase.data import Frames
+from ffpt_ase.runfolder import file_digest
 
 MODEL = bench.H2COMBUSTION_MODEL
 PRETRAIN_MINUTES = bench.H2COMBUSTION_PRETRAIN_MINUTES
@@ -72,20 +73,34 @@ def metadynamics(work: Path, models: dict, args) -> dict:
         for name, checkpoint in models.items():
             print(f"[metad] rxn {reaction}, {name}: {args.walkers} walkers x "
                   f"{args.metad_steps} steps", flush=True)
-            out[f"{reaction}/{name}"] = run_walkers(reaction, checkpoint, args.walkers,
-                                                    args.metad_steps,
-                                                    work / f"metad_{reaction}_{name}")
+            m = run_walkers(reaction, checkpoint, args.walkers, args.metad_steps,
+                            work / f"metad_{reaction}_{name}")
+            failed, unphysical, delta_f = bench.walker_cells(m)
+            print(f"[metad] rxn {reaction}, {name}: failed walkers {failed}; unphysical "
+                  f"{unphysical}; Delta F {delta_f} kJ/mol", flush=True)
+            out[f"{reaction}/{name}"] = m
     return out
 
 
 def assemble(data: Path, fraction: float, n_test: int, work: Path, seed: int = 0):
-    """Training and test sets (saved once in ``work``); returns their paths."""
-    train_file, test_file = work / "train.npz", work / "test.npz"
-    if not (train_file.exists() and test_file.exists()):
-        train, test = train_test_sets(data, fraction, n_test, seed, verbose=True)
-        train.save(train_file)
-        test.save(test_file)
-    return train_file, test_file
+    """Training and test sets, saved once in ``work``; returns their paths. They are built
+    each time (a few seconds) and saved sets that differ from them, made from other data or
+    with another fraction, number of test frames per file or seed, are refused. Saving is
+    deterministic, so a fresh clone rebuilds the very files the committed runs digested."""
+    files = work / "train.npz", work / "test.npz"
+    for file, frames in zip(files, train_test_sets(data, fraction, n_test, seed,
+                                                   verbose=True)):
+        if not file.exists():
+            frames.save(file)
+            continue
+        check = frames.save(work / f".{file.name}.check.npz")
+        same = file_digest(check) == file_digest(file)
+        check.unlink()
+        if not same:
+            sys.exit(f"{file} holds other frames than --data {data} --train-fraction "
+                     f"{fraction} --test-per-file {n_test} give; use those settings or "
+                     f"another --work folder")
+    return files
 
 
 def main():
@@ -124,7 +139,7 @@ def main():
     runs = bench.three_stages(work, pt_file, train_file, args, batch_size=32,
                               pretrained=args.pretrained or None,
                               stop_rule=bench.TRAINED_OUT, only=args.only)
-    status = bench.keep_runs(work, "h2combustion", ("scratch", "finetune"))
+    status = bench.keep_runs(work, "h2combustion", ("scratch", "finetune"), only=args.only)
     print("[training]", status, flush=True)
     if args.only:   # this arm's metadynamics too, once its training is finished
         name = ARM_NAMES[args.only]
@@ -189,9 +204,11 @@ def main():
         "oh_scan": scan,
         "metad": metad,
         "metad_settings": {
-            "walkers": args.walkers,
-            "steps": args.metad_steps,
-            **{k: getattr(METAD, k) for k in ("timestep_fs", "temperature_K", "friction_per_ps")},
+            # what the runs hold (a finished run is read back whatever --metad-steps says)
+            "walkers": sorted({len(m["walkers"]) for m in metad.values() if m["walkers"]}),
+            "steps": sorted({m["steps"] for m in metad.values() if "steps" in m}),
+            **{k: getattr(METAD, k)
+               for k in ("timestep_fs", "temperature_K", "friction_per_ps", "dtype")},
             "decks": "plumed_inputs/rxnNN.dat",
         },
     }
@@ -219,22 +236,22 @@ def main():
         )
     lines += [
         "",
-        (
-            f"Metadynamics ({args.walkers} walkers x "
-            f"{args.metad_steps * METAD.timestep_fs * 1e-3:.1f} ps "
-            f"per model and channel):"
-        ),
+        f"Metadynamics ({METAD.timestep_fs:g} fs steps, {METAD.temperature_K:g} K, friction "
+        f"{METAD.friction_per_ps:g}/ps):",
         "",
         (
-            "| channel | model | failed walkers | unphysical frames (mean +- sem over walkers; "
-            "pooled) | F(product) - F(reactant) kJ/mol (mean +- sem over the walkers that "
-            "reached the product) |"
+            "| channel | model | walkers x ps | failed walkers | unphysical frames (mean +- "
+            "sem over walkers; pooled) | F(product) - F(reactant) kJ/mol (mean +- sem over "
+            "the walkers that reached the product) |"
         ),
-        "|---|---|---|---|---|",
+        "|---|---|---|---|---|---|",
     ]
     for key, m in metad.items():
         reaction, name = key.split("/")
-        lines.append(f"| {reaction} | {name} | " + " | ".join(bench.walker_cells(m)) + " |")
+        length = "-" if "steps" not in m else \
+            f"{len(m['walkers'])} x {m['steps'] * METAD.timestep_fs * 1e-3:g}"
+        lines.append(f"| {reaction} | {name} | {length} | "
+                     + " | ".join(bench.walker_cells(m)) + " |")
     bench.write_results("h2combustion", result, "\n".join(lines), command)
 
 

@@ -1,9 +1,9 @@
 """What pre-training leaves behind (issue 13, item 7): how much of the teacher's repulsive
 walls the pre-trained, fine-tuned and scratch models keep, for each experiment.
 
-* ``h2combustion``: held-out rattled frames of H2, O2, OH, H2O, HO2 and H2O2 (500 each,
-  seeds 1000.., never used for training) labelled by the Table 1 teacher, and every atom
-  pair of each molecule pushed from its reference distance to 0.5 A.
+* ``h2combustion``: held-out rattled frames of H, O, H2, O2, OH, H2O, HO2 and H2O2 (500
+  each, seeds 1000.., never used for training) labelled by the Table 1 teacher, and every
+  atom pair of each molecule pushed from its reference distance to 0.5 A.
 * ``water``: 3,000 held-out rattled monomers (seed 1000) labelled by flexible TIP3P, and
   the monomer's three atom pairs.
 * ``aspirin``: 3,000 held-out rattled aspirin frames (seed 1000) labelled by GAFF2, and
@@ -11,7 +11,8 @@ walls the pre-trained, fine-tuned and scratch models keep, for each experiment.
 
 Errors are binned by the teacher's energy above equilibrium. The models default to the
 committed ones (``benchmarks/models/<system>/{scratch,finetune}.pt``) and the shipped
-pre-trained model of the system; a default that does not exist yet is left out, and
+pre-trained model of the system, which must be the one the committed fine-tuning started
+from (else one line and exit 1); a default that does not exist yet is left out, and
 ``--model NAME=PATH`` replaces or adds one (e.g. a run still in training).
 
     .venv/bin/python benchmarks/pretraining_walls.py h2combustion
@@ -60,7 +61,11 @@ def main():
     models = {"FFPT": f"pretrained:{system}",
               "scratch": str(bench.MODELS / system / "scratch.pt"),
               "FFPT-FT": str(bench.MODELS / system / "finetune.pt")}
-    models.update(bench.named_models(args.model))
+    given = bench.named_models(args.model)
+    models.update(given)
+    if not ({"FFPT", "FFPT-FT"} & set(given)) and (bench.MODELS / system / "finetune.pt").exists():
+        # the committed FFPT-FT must have started from the shipped FFPT it is compared with
+        models["FFPT"] = str(bench.finetuned_from(system, bench.WORK / system, [models["FFPT"]]))
     for name, path in list(models.items()):   # (the --model ones are checked already)
         try:
             there = resolve_checkpoint(path).exists()

@@ -120,7 +120,7 @@ def main():
         stop_rule=bench.TRAINED_OUT,
         only=args.only,
     )
-    status = bench.keep_runs(work, "water", ("pretrain", "scratch", "finetune"))
+    status = bench.keep_runs(work, "water", ("pretrain", "scratch", "finetune"), only=args.only)
     print("[training]", status, flush=True)
     if args.only:
         return

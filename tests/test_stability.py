@@ -96,7 +96,9 @@ def test_run_stability_stable_and_failing(tmp_path):
     assert s["n_failed"] == 3 and all(r["time_to_failure_ps"] < 0.2 for r in s["trajectories"])
     assert set(s["reasons"]) <= {"new_bond", "bond_deviation"}
     summary = json.loads((tmp_path / "bad" / "summary.json").read_text())
-    assert summary["time_to_failure_ps"]["median"] > 0
+    failed = sorted(r["time_to_failure_ps"] for r in s["trajectories"])
+    assert summary["time_to_failure_of_failed_ps"]["median"] == pytest.approx(failed[1])
+    assert summary["time_to_failure_of_failed_ps"]["min"] == pytest.approx(failed[0])
     # rerun: finished trajectories are not repeated
     lines = (tmp_path / "bad" / "trajectories.jsonl").read_text().splitlines()
     run_stability(bad, calc=Collapse(), start=load_structure("H2O2"), show_progress=False)

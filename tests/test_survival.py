@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ffpt_ase.analysis.survival import (compare_ensembles, fisher_failures, kaplan_meier,
-                                        logrank)
+                                        logrank, median_survival)
 
 
 def test_kaplan_meier_matches_the_product_limit_by_hand():
@@ -24,6 +24,17 @@ def test_kaplan_meier_matches_the_product_limit_by_hand():
     z = 1.959963984540054
     expected_low = S ** math.exp(z * se)
     assert km["low"][1] == pytest.approx(expected_low, rel=1e-6)
+
+
+def test_median_survival_counts_the_survivors():
+    # the curve above: S = 0.8 from 1 ps, 0.533 from 3 ps, 0.267 from 4 ps
+    assert median_survival(kaplan_meier([1, 2, 3, 4, 5], [1, 0, 1, 1, 0])) == 4.0
+    # S reaches exactly 0.5 at 2 ps
+    assert median_survival(kaplan_meier([1, 2, 3, 4], [1, 1, 1, 1])) == 2.0
+    # one of 32 failed early: the median over the failed would be 3 ps, the survivors' is
+    # beyond the run
+    assert median_survival(kaplan_meier([3.0] + [50.0] * 31, [True] + [False] * 31)) is None
+    assert median_survival(kaplan_meier([50.0] * 4, [False] * 4)) is None
 
 
 def test_without_failures_the_band_is_the_exact_binomial_bound():

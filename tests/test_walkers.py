@@ -300,3 +300,21 @@ def test_one_channel_walker_reports_like_many(tiny_model, tmp_path):
     with pytest.raises(RunFolderError):
         run_walkers("09", tiny_model, 2, 400, out, show_progress=False, traj_interval=100,
                     check_interval=20)
+
+
+def test_a_refused_start_is_a_result_and_other_errors_are_raised(tiny_model, tmp_path):
+    """A model with a non-finite energy at the start structure is reported (``error``, no
+    statistics); a set-up error is not turned into "not run"."""
+    import torch
+
+    from ffpt_ase.applications.h2combustion.workflows import run_walkers
+    ckpt = torch.load(tiny_model, weights_only=True)
+    ckpt["model_state"]["shift"][:] = float("nan")
+    broken = tmp_path / "nan.pt"
+    torch.save(ckpt, broken)
+    r = run_walkers("09", broken, 2, 200, tmp_path / "nan", show_progress=False)
+    assert "non-finite energy" in r["error"] and r["n_failed"] is None
+    assert r["walkers"] == [] and r["unphysical_fraction_pooled"] is None
+    with pytest.raises(ValueError, match="temperature"):
+        run_walkers("09", tiny_model, 2, 200, tmp_path / "bad", show_progress=False,
+                    temperature_K=-300.0)

@@ -60,6 +60,18 @@ def kaplan_meier(times, failed, confidence: float = 0.95) -> dict:
             "n": int(len(t)), "failed": int(f.sum())}
 
 
+def median_survival(curve: dict):
+    """The Kaplan-Meier median survival time (ps) of a :func:`kaplan_meier` curve: the first
+    time at which the surviving fraction is 0.5 or less. ``None`` when it never falls that
+    far: more than half the trajectories survived everything observed, so the median is
+    only known to exceed the longest time. Unlike the median over failed trajectories, it
+    counts the survivors."""
+    for t, s in zip(curve["time_ps"], curve["surviving"]):
+        if s <= 0.5:
+            return float(t)
+    return None
+
+
 def fisher_failures(failed_a: int, n_a: int, failed_b: int, n_b: int) -> float:
     """Two-sided p-value of Fisher's exact test that two ensembles fail equally often."""
     for k, n in ((failed_a, n_a), (failed_b, n_b)):

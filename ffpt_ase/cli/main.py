@@ -270,6 +270,7 @@ def _cmd_fes(args):
 
 def _cmd_stability(args):
     from ..analysis.plots import plot_survival
+    from ..analysis.survival import from_trajectories, kaplan_meier, median_survival
     from ..applications.systems import start_structure
     from ..settings import from_sources
     from ..simulate.stability import StabilityConfig, run_stability
@@ -280,9 +281,10 @@ def _cmd_stability(args):
     curve = s["survival"]
     plot_survival({"model": (curve["time_ps"], curve["fraction_surviving"])},
                   Path(cfg.output) / "survival.png")
-    ttf = s["time_to_failure_ps"]
-    print(f"{s['n_failed']} of {s['n_trajectories']} trajectories failed"
-          + (f"; median time to failure {ttf['median']:.3f} ps" if s["n_failed"] else "")
+    median = median_survival(kaplan_meier(*from_trajectories(s["trajectories"])))
+    print(f"{s['n_failed']} of {s['n_trajectories']} trajectories failed; median survival "
+          + (f"{median:.3f} ps" if median is not None else f"> {cfg.time_ps:g} ps")
+          + " (Kaplan-Meier)"
           + f"; wrote {cfg.output}/summary.json and survival.png")
     return 0
 

@@ -53,17 +53,23 @@ def read_structures(path, index=":", what: str = "structure file", hint: str = "
     return read(path, index=index)
 
 
+class StartRefused(ValueError):
+    """The start structure cannot be run: non-finite positions, or a non-finite energy from
+    the model there (a result about the model, where other errors are about the set-up)."""
+
+
 def check_start(atoms, calc) -> None:
-    """Refuse a start structure the model cannot run: non-finite positions, or elements
-    the calculator does not know (evaluated once, so its own error names them)."""
+    """Refuse a start structure the model cannot run: non-finite positions or energy
+    (:class:`StartRefused`), or elements the calculator does not know (evaluated once, so
+    its own error names them)."""
     if not np.all(np.isfinite(atoms.positions)):
-        raise ValueError("the start structure has non-finite positions (NaN or inf)")
+        raise StartRefused("the start structure has non-finite positions (NaN or inf)")
     probe = atoms.copy()
     probe.calc = calc
     energy = probe.get_potential_energy()
     if not np.isfinite(energy):
-        raise ValueError(f"the model gives a non-finite energy ({energy}) for the start "
-                         "structure")
+        raise StartRefused(f"the model gives a non-finite energy ({energy}) for the start "
+                           "structure")
 
 
 def ns_per_day(steps: int, timestep_fs: float, wall_s: float) -> float:

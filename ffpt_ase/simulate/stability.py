@@ -396,16 +396,19 @@ def _ase_trajectories(run, cfg, reference, calc, criteria, rdf_images, done, sho
 
 
 def stability_summary(cfg: StabilityConfig, results: list, criteria: StabilityCriteria) -> dict:
-    """Time-to-failure statistics and the survival curve of finished trajectories."""
+    """Time-to-failure statistics and the survival curve of finished trajectories.
+    ``time_to_failure_of_failed_ps`` describes the failed trajectories only; the median
+    over all of them is the Kaplan-Meier one (``analysis.survival.median_survival``)."""
     ttf = np.array([r["time_to_failure_ps"] for r in results if r["failed"]])
     t, surv = survival_curve(results, cfg.time_ps)
     return {
         "config": {k: (str(v) if k == "model" else v) for k, v in asdict(cfg).items()},
         "n_trajectories": len(results), "n_failed": int(len(ttf)),
         "fraction_stable": float(1 - len(ttf) / max(len(results), 1)),
-        "time_to_failure_ps": {"mean": float(ttf.mean()) if len(ttf) else None,
-                               "median": float(np.median(ttf)) if len(ttf) else None,
-                               "min": float(ttf.min()) if len(ttf) else None},
+        "time_to_failure_of_failed_ps": {
+            "mean": float(ttf.mean()) if len(ttf) else None,
+            "median": float(np.median(ttf)) if len(ttf) else None,
+            "min": float(ttf.min()) if len(ttf) else None},
         "mean_simulated_ps": float(np.mean([r["simulated_ps"] for r in results])),
         "reasons": {r: int(sum(1 for x in results if x["reason"] == r))
                     for r in {x["reason"] for x in results if x["failed"]}},

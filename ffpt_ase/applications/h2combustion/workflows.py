@@ -152,17 +152,19 @@ def reaction_energies_09(model_path, level_calc=None, level_name: str = "") -> d
     return rows
 
 
-def per_channel_errors(checkpoint, test: Frames, batch_size: int = 256) -> dict:
+def per_channel_errors(checkpoint, test: Frames, batch_size: int = 256,
+                       dtype: str = "float64") -> dict:
     """Energy (meV) and force (meV/A) MAE of each channel's test frames (``test.extras
-    ['reaction']`` names the channel of every frame)."""
+    ['reaction']`` names the channel of every frame), evaluated in ``dtype``."""
     from ...model.potential import load_potential
+    from ...runtime import torch_dtype
     from ...training.metrics import error_metrics, predict
 
     if "reaction" not in (test.extras or {}):
         raise ValueError("the test frames carry no 'reaction' labels (read them with "
                          "read_combustion_npz)")
-    model = load_potential(checkpoint)
-    e, f = predict(model, test, batch_size=batch_size)
+    model = load_potential(checkpoint, dtype=torch_dtype(dtype))
+    e, f = predict(model, test, batch_size=batch_size, dtype=torch_dtype(dtype))
     rxn = np.asarray(test.extras["reaction"])
     out = {}
     for r in sorted(set(rxn)):
@@ -244,11 +246,11 @@ WALL_SPECIES = ("H2", "O2", "OH", "H2O", "HO2", "H2O2")
 def wall_retention(models: dict, n_per_species: int = 500, seed: int = 1000,
                    closest_A: float = 0.5) -> dict:
     """How much of the Q-Force teacher's walls each model keeps (issue 13, item 7):
-    :func:`~ffpt_ase.analysis.walls.wall_retention` on held-out rattled frames of the six
-    molecules (``n_per_species`` each, seeds ``seed..seed+7``, disjoint from the
-    pre-training seeds 0..7) and close-contact scans of every atom pair of each molecule
-    from its reference distance to ``closest_A``. ``models`` maps a name to a checkpoint.
-    Energies in eV, forces in eV/A."""
+    :func:`~ffpt_ase.analysis.walls.wall_retention` on held-out rattled frames of the eight
+    species, free atoms included (``n_per_species`` each, seeds ``seed..seed+7``, disjoint
+    from the pre-training seeds 0..7), and close-contact scans of every atom pair of each
+    molecule of :data:`WALL_SPECIES` from its reference distance to ``closest_A``.
+    ``models`` maps a name to a checkpoint. Energies in eV, forces in eV/A."""
     from ...analysis.walls import wall_retention as retention
     sets = rattled_species_sets(n_per_species, seed=seed)
     molecules = {name: get_system(name)[:2] for name in WALL_SPECIES}
@@ -269,24 +271,22 @@ def run_walkers(reaction: str, checkpoint, walkers: int, steps: int, folder: Pat
     walker that failed early has few frames: the pooled fraction weights it by them).
     F(product) - F(reactant) is averaged over the walkers that reached the product
     (``n_delta_f`` of them); the others give a lower bound each. A model whose start is
-    refused (a non-finite energy) gives ``error`` and no statistics; a run folder holding
-    other settings, or a missing PLUMED kernel, raises. ``settings``: further
+    refused (a non-finite energy: :class:`~ffpt_ase.simulate.md.StartRefused`) gives
+    ``error`` and no statistics; every other error (a run folder holding other settings, a
+    missing PLUMED kernel, a failure during the run) is raised. ``settings``: further
     :class:`ChannelMetadConfig` fields.
 
     Files: ``folder/walker_KK/`` (COLVAR, HILLS, trajectory, ``fes/``; one walker: in
     ``folder`` itself), ``folder/walkers.json``.
     """
-    from ...runfolder import RunFolderError
-    from ...simulate.metad import PlumedNotAvailable
+    from ...simulate.md import StartRefused
     folder = Path(folder)
     cfg = ChannelMetadConfig(reaction=reaction, model=str(checkpoint), steps=steps, seed=seed,
                              output=str(folder), walkers=walkers, share_bias=False,
                              **settings)
     try:
         s = run_channel_metadynamics(cfg, show_progress=show_progress)
-    except (RunFolderError, PlumedNotAvailable):
-        raise
-    except (ValueError, FloatingPointError, RuntimeError) as err:  # e.g. the start is refused
+    except StartRefused as err:   # a result about the model; any other error is raised
         return {"walkers": [], "error": str(err)[:300], "n_failed": None,
                 "unphysical_fraction_mean": None, "unphysical_fraction_sem": None,
                 "unphysical_fraction_pooled": None, "n_delta_f": 0,

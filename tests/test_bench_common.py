@@ -1,0 +1,61 @@
+"""The benchmarks' run-folder bookkeeping (benchmarks/bench_common.py): committed run
+folders restore the furthest run, keeping copies one arm at a time, final models only for
+runs whose stopping rule holds."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import bench_common as bench  # noqa: E402
+
+
+def _run(folder: Path, epochs: int, stop_reason: str | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "run.json").write_text(json.dumps({"kind": "train"}))
+    (folder / "log.csv").write_text("epoch,val_loss\n"
+                                    + "".join(f"{k},1.0\n" for k in range(1, epochs + 1)))
+    (folder / "last.pt").write_bytes(b"state after %d epochs" % epochs)
+    (folder / "best.pt").write_bytes(b"best of %d epochs" % epochs)
+    if stop_reason:
+        (folder / "summary.json").write_text(json.dumps({"stop_reason": stop_reason}))
+    return folder
+
+
+@pytest.fixture
+def models(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "MODELS", tmp_path / "models")
+    return tmp_path / "models"
+
+
+def test_restore_takes_the_furthest_run(tmp_path, models, capsys):
+    work = tmp_path / "work"
+    _run(models / "exp" / "runs" / "scratch", 30)
+    bench.restore_runs(work, "exp", ["scratch", "finetune"])        # none in work: restored
+    assert (work / "scratch" / "last.pt").read_bytes() == b"state after 30 epochs"
+    assert not (work / "finetune").exists()
+    _run(work / "scratch", 40)                                        # work went further
+    bench.restore_runs(work, "exp", ["scratch"])
+    assert (work / "scratch" / "last.pt").read_bytes() == b"state after 40 epochs"
+    _run(models / "exp" / "runs" / "scratch", 50)                     # committed went further
+    bench.restore_runs(work, "exp", ["scratch"])
+    assert (work / "scratch" / "last.pt").read_bytes() == b"state after 50 epochs"
+    assert "50 epochs, ahead of the work folder's" in capsys.readouterr().out
+    assert not list((work / "scratch").glob("*.tmp"))
+
+
+def test_keep_runs_one_arm_and_final_models_only_when_finished(tmp_path, models):
+    work = tmp_path / "work"
+    _run(work / "scratch", 12, "plateau: best val_forces_mae of the last 100 epochs ...")
+    _run(work / "finetune", 7)
+    status = bench.keep_runs(work, "exp", ["scratch", "finetune"], only="finetune")
+    assert status == {"finetune": "in progress"}
+    assert not (models / "exp" / "runs" / "scratch").exists()
+    assert not (models / "exp" / "finetune.pt").exists()
+    assert (models / "exp" / "runs" / "finetune" / "log.csv").exists()
+    status = bench.keep_runs(work, "exp", ["scratch", "finetune"])
+    assert status["scratch"].startswith("plateau") and status["finetune"] == "in progress"
+    assert (models / "exp" / "scratch.pt").read_bytes() == b"best of 12 epochs"
+    assert not (models / "exp" / "runs" / "scratch" / "best.pt").exists()   # rebuilt, not kept
