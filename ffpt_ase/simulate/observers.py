@@ -102,6 +102,19 @@ class TemperatureMonitor(Observer):
     def progress_fields(self) -> dict:
         return {"T": f"{self.last:.0f}K"}
 
+    def state_dict(self) -> dict:
+        """The closed windows' means, the open window's samples and the warning flag: a
+        resumed run reports every window since its start, not since the restart."""
+        return {"window_means": list(self.window_means), "current": list(self._current),
+                "window": self._window, "span": list(self._span), "warned": self.warned}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.window_means = list(state.get("window_means", []))
+        self._current = [float(t) for t in state.get("current", [])]
+        self._window = int(state.get("window", 0))
+        self._span = [float(t) for t in state.get("span", [0.0, 0.0])]
+        self.warned = bool(state.get("warned", False))
+
     @classmethod
     def merge(cls, observers) -> dict:
         parts = [o.summary() for o in observers]
