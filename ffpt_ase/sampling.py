@@ -168,7 +168,8 @@ class RattleSampler:
 
 
 def molecule_copies(frames: Frames, n_copies: int, cell, min_distance=2.0,
-                    seed: int = 0, max_tries: int = 5000, teacher=None) -> Frames:
+                    seed: int = 0, max_tries: int = 5000, teacher=None,
+                    show_progress: bool = False) -> Frames:
     """Frames of ``n_copies`` molecules each, placed at random positions and orientations in
     the periodic ``cell`` (3x3 A, rows are cell vectors): without ``teacher``, labelled as the
     sum of their own labels (a gas of non-interacting copies of a single-molecule force
@@ -187,7 +188,8 @@ def molecule_copies(frames: Frames, n_copies: int, cell, min_distance=2.0,
     is atom pairs at intermolecular distances, so the network's radial filters and neighbour
     sums meet the distances and neighbour counts of a condensed phase before fine-tuning does
     (a monomer alone has no pair beyond ~2 A); with ``teacher`` those pairs carry the
-    teacher's intermolecular forces (energies: the teacher's, eV).
+    teacher's intermolecular forces (energies: the teacher's, eV). ``show_progress``: a
+    bar with rate and ETA over the frames placed, then over those the teacher labels.
     """
     from ase.geometry import find_mic
     from scipy.spatial.transform import Rotation
@@ -218,6 +220,8 @@ def molecule_copies(frames: Frames, n_copies: int, cell, min_distance=2.0,
     pos = np.zeros((n_out, n_copies * n_at, 3))
     frc = np.zeros_like(pos)
     energy = np.zeros(n_out)
+    bar = progress(total=n_out, unit="frame", desc=f"placing {n_copies} copies",
+                   disable=not show_progress)
     for k in range(n_out):
         for c in range(n_copies):
             src = k * n_copies + c
@@ -252,16 +256,21 @@ def molecule_copies(frames: Frames, n_copies: int, cell, min_distance=2.0,
             pos[k, c * n_at:(c + 1) * n_at] = cand[pick]
             frc[k, c * n_at:(c + 1) * n_at] = rots[pick].apply(frames.forces[src])
             energy[k] += frames.energy[src]
+        bar.update()
+    bar.close()
     numbers = np.tile(frames.numbers, n_copies)
     kind = "non-interacting copies"
     if teacher is not None:   # the teacher's labels of the whole periodic system
         kind = f"interacting copies ({type(teacher).__name__})"
-        from ase import Atoms
+        bar = progress(total=n_out, unit="frame", desc="teacher labels",
+                       disable=not show_progress)
         for k in range(n_out):
             atoms = Atoms(numbers=numbers, positions=pos[k], cell=cell, pbc=True)
             atoms.calc = teacher
             energy[k] = atoms.get_potential_energy()
             frc[k] = atoms.get_forces()
+            bar.update()
+        bar.close()
     meta = {**frames.metadata, "kind": kind, "copies": int(n_copies),
             "cell_angstrom": cell.tolist(),
             "min_distance_angstrom": float(min_distance) if not isinstance(min_distance, dict) else

@@ -29,15 +29,16 @@ COPY_DISTANCES = {(8, 8): 2.4, (1, 8): 1.5, (1, 1): 1.5}
 
 
 def pretraining_frames(n_monomers: int = 50000, n_liquid: int = 2000, seed: int = 0,
-                       cell=None):
+                       cell=None, show_progress: bool = True):
     """The water pre-training set (issue 13, item 5): ``n_monomers`` rattled flexible-TIP3P
     monomers (sigma 0.2 A), each alone in the liquid's periodic cell (its images lie beyond
     the cutoff), and ``n_liquid`` frames of 64 rattled monomers at random positions and
     orientations in that cell (closest contacts :data:`COPY_DISTANCES`) labelled by the full
     flexible TIP3P (Coulomb and Lennard-Jones between molecules, PME). Monomers alone do not
     transfer to the liquid (RESULTS.md 2b): the network must see intermolecular edges.
-    Seeds ``seed .. seed + 3``; ``cell`` (3, 3) A defaults to the data's cube. Returns
-    ``(frames, description)``."""
+    Seeds ``seed .. seed + 3``; ``cell`` (3, 3) A defaults to the data's cube;
+    ``show_progress``: bars with rate and ETA (the liquid frames take about a second each
+    on one core). Returns ``(frames, description)``."""
     from ase.data import chemical_symbols
 
     from ..data import Frames
@@ -45,13 +46,15 @@ def pretraining_frames(n_monomers: int = 50000, n_liquid: int = 2000, seed: int 
     from ..sampling import molecule_copies
     from .systems import sample_system
     cell = np.eye(3) * LIQUID_CELL_A if cell is None else np.asarray(cell, float)
-    monomers = sample_system("water", n_monomers, sigma=0.2, seed=seed, show_progress=False)
+    monomers = sample_system("water", n_monomers, sigma=0.2, seed=seed,
+                             show_progress=show_progress)
     parts = [molecule_copies(monomers, 1, cell, seed=seed + 2)]
     if n_liquid:
         copies = sample_system("water", 64 * n_liquid, sigma=0.2, seed=seed + 1,
-                               show_progress=False)
+                               show_progress=show_progress)
         parts.append(molecule_copies(copies, 64, cell, min_distance=COPY_DISTANCES,
-                                     seed=seed + 3, teacher=TIP3PLiquidCalculator()))
+                                     seed=seed + 3, teacher=TIP3PLiquidCalculator(),
+                                     show_progress=show_progress))
     edge = np.round(np.diag(cell), 6).tolist()
     closest = ", ".join(f"{chemical_symbols[b]}-{chemical_symbols[a]} {d:g} A"
                         for (a, b), d in COPY_DISTANCES.items())
