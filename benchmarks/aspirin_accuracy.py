@@ -87,9 +87,8 @@ def main():
             **bench.training_record(summary),
         }
         bench.copy_learning_curve(work, folder, "aspirin")
-    rows["FFPT-FT"]["pretrain"] = {**bench.training_record(s_pt),
-                                   "shipped": s_pt.get("shipped"),
-                                   "frames": None if args.pretrained else args.n_pretrain}
+    rows["FFPT-FT"]["pretrain"] = bench.pretrain_record(
+        s_pt, f"{args.n_pretrain} rattled GAFF2 frames")
     result = {
         "command": command,
         "training_status": status,

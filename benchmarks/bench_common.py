@@ -359,11 +359,32 @@ def check_walkers(walkers: int) -> None:
 
 
 def training_record(summary: dict) -> dict:
+    """Epochs, stop reason and training minutes of a stage's summary."""
     return {
         "epochs": summary["epochs"],
         "stop_reason": summary["stop_reason"],
         "train_minutes": round(summary["final"]["time_s"] / 60.0, 1),
     }
+
+
+def pretrain_record(summary: dict, frames: str) -> dict:
+    """The pre-training a fine-tuned arm started from: :func:`training_record` of the
+    ``pretrain`` stage and its ``frames`` (in words) or, for a shipped model
+    (:func:`shipped_pretrain`), its provenance: its frames, and its epochs and minutes summed
+    over every stage it was continued from (``stages``, first to last)."""
+    info = summary.get("provenance")
+    if info is None:
+        return {**training_record(summary), "frames": frames}
+    chain = [info]
+    while "continued_from" in chain[0]:
+        chain.insert(0, chain[0]["continued_from"]["provenance"])
+    stages = [{"epochs": p["epochs"], "stop_reason": p["stop_reason"],
+               "train_minutes": round(p["training"]["time_s"] / 60.0, 1),
+               "command": p.get("command")} for p in chain]
+    return {"shipped": summary["shipped"], "frames": info["frames"],
+            "epochs": sum(p["epochs"] for p in stages),
+            "train_minutes": round(sum(p["train_minutes"] for p in stages), 1),
+            "stop_reason": info["stop_reason"], "stages": stages}
 
 
 def stability_record(summary: dict) -> dict:

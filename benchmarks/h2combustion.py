@@ -177,10 +177,9 @@ def main():
         "h2combustion_pretrain",
         batch_size=256,
     )
-    errors["FFPT-FT"]["pretrain"] = {
-        **bench.training_record(s_pt),
-        "frames": args.n_pretrain * len(COMBUSTION_SPECIES),
-    }
+    errors["FFPT-FT"]["pretrain"] = bench.pretrain_record(
+        s_pt, f"{args.n_pretrain} rattled Table 1 frames of each of "
+              f"{', '.join(COMBUSTION_SPECIES)}")
 
     scan, scan_table = scan_and_plot(ckpt, "h2combustion_oh_scan",
                                       with_dft=not args.no_dft_scan)
@@ -215,7 +214,8 @@ def main():
     lines = ["| model | energy MAE (meV) | force MAE (meV/A) | epochs |", "|---|---|---|---|"]
     for label, name, epochs in (("scratch", "scratch", errors["scratch"]["epochs"]),
                                 ("FFPT-FT", "FFPT-FT", errors["FFPT-FT"]["epochs"]),
-                                ("FFPT (pre-trained only)", "FFPT", s_pt["epochs"])):
+                                ("FFPT (pre-trained only)", "FFPT",
+                                 errors["FFPT-FT"]["pretrain"]["epochs"])):
         er = errors[name]
         lines.append(f"| {label} | {er['energy_mae_meV']:.1f} | "
                      f"{er['forces_mae_meV_per_A']:.1f} | {epochs} |")

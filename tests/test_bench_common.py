@@ -59,3 +59,18 @@ def test_keep_runs_one_arm_and_final_models_only_when_finished(tmp_path, models)
     assert status["scratch"].startswith("plateau") and status["finetune"] == "in progress"
     assert (models / "exp" / "scratch.pt").read_bytes() == b"best of 12 epochs"
     assert not (models / "exp" / "runs" / "scratch" / "best.pt").exists()   # rebuilt, not kept
+
+
+def test_a_shipped_pretraining_counts_every_stage_it_was_continued_from():
+    first = {"epochs": 23, "stop_reason": "max wall time", "training": {"time_s": 2700.0},
+             "frames": "100000 rattled frames", "command": "first"}
+    second = {"epochs": 116, "stop_reason": "plateau: ...", "training": {"time_s": 13800.0},
+              "frames": "100000 rattled frames", "command": "second",
+              "continued_from": {"checkpoint": "pretrained:small", "provenance": first}}
+    r = bench.pretrain_record({"shipped": "pretrained:big", "provenance": second}, "unused")
+    assert r["epochs"] == 139 and r["train_minutes"] == pytest.approx(275.0)
+    assert [s["command"] for s in r["stages"]] == ["first", "second"]
+    assert r["frames"] == "100000 rattled frames" and r["stop_reason"] == "plateau: ..."
+    trained_here = {"epochs": 5, "stop_reason": "plateau", "final": {"time_s": 600.0}}
+    assert bench.pretrain_record(trained_here, "500 frames") == {
+        "epochs": 5, "stop_reason": "plateau", "train_minutes": 10.0, "frames": "500 frames"}
