@@ -36,7 +36,8 @@ from ffpt_ase.applications.h2combustion.metad import ChannelMetadConfig
 from ffpt_ase.applications.h2combustion.workflows import run_walkers
 
 DEFAULT_MODELS = {"FFPT-FT": str(bench.MODELS / "h2combustion" / "finetune.pt")}
-TIMESTEP_FS = ChannelMetadConfig(reaction="09").timestep_fs   # the driver's default (fs)
+METAD = ChannelMetadConfig(reaction="09")   # the walkers' settings: the driver's defaults
+TIMESTEP_FS = METAD.timestep_fs
 
 
 def main():
@@ -82,8 +83,11 @@ def main():
             ran.append(time.perf_counter() - t_job)
 
     names = list(models)
-    lines = [f"Metadynamics of every deck: {args.walkers} independent walkers x {args.ps:g} ps "
-             f"per channel and model (300 K, 0.2 fs, friction 20/ps). Cells: failed walkers; "
+    lengths = sorted({f"{len(m['walkers'])} x {m['steps'] * TIMESTEP_FS * 1e-3:g} ps"
+                      for per in results.values() for m in per.values() if "steps" in m})
+    lines = [f"Metadynamics of every deck: independent walkers x ps per channel and model "
+             f"{', '.join(lengths) or '-'} ({METAD.temperature_K:g} K, {TIMESTEP_FS:g} fs, "
+             f"friction {METAD.friction_per_ps:g}/ps, {METAD.dtype}). Cells: failed walkers; "
              f"unphysical fraction of checked frames (mean +- sem over walkers; pooled over their "
              f"frames); F(product) - F(reactant) in kJ/mol (mean +- sem over the walkers that "
              f"reached the product).", "",
