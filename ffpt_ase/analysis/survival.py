@@ -10,6 +10,8 @@ textbook estimators, with their conventions (log-log Greenwood bands, two-sided 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import stats
 
@@ -51,7 +53,10 @@ def kaplan_meier(times, failed, confidence: float = 0.95) -> dict:
                 "low": ((alpha / 2) ** (1.0 / at_risk)).tolist(),
                 "high": [1.0] * len(starts), "n": int(len(t)), "failed": 0}
     sf = stats.ecdf(data).sf
-    band = sf.confidence_interval(confidence, method="log-log")
+    with warnings.catch_warnings():   # where S = 0 or 1 the band is undefined: filled below
+        warnings.filterwarnings("ignore", "The confidence interval is undefined",
+                                RuntimeWarning)
+        band = sf.confidence_interval(confidence, method="log-log")
     low = np.nan_to_num(band.low.probabilities, nan=0.0)
     high = np.nan_to_num(band.high.probabilities, nan=1.0)
     return {"time_ps": [0.0] + sf.quantiles.tolist(),
