@@ -66,7 +66,7 @@ def main():
     pt_data = work / "pretrain_gaff2_aspirin.npz"
     if not args.pretrained and not pt_data.exists():
         sample_system("aspirin", args.n_pretrain, sigma=0.2, seed=0).save(pt_data)
-    bench.restore_runs(work, "aspirin", ("scratch", "finetune"))
+    bench.restore_runs(work, "aspirin", ("scratch", "finetune"), only=args.only)
     runs = bench.three_stages(
         work, pt_data, train_file, args, args.batch_size, split={"n_train": 950, "n_val": 50},
         pretrained=args.pretrained or None, stop_rule=bench.TRAINED_OUT, only=args.only)

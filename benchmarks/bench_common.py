@@ -127,17 +127,32 @@ def _epochs_logged(folder: Path) -> int:
     return max(len(log.read_text().splitlines()) - 1, 0) if log.exists() else 0
 
 
-def restore_runs(work: Path, experiment: str, names) -> None:
+def own_stages(names, only: str | None) -> list:
+    """The stages of ``names`` an ``--only ONLY`` process trains, and so restores and keeps:
+    ``only`` itself, and for ``finetune`` the ``pretrain`` stage it starts from (all of
+    them without ``only``)."""
+    if not only:
+        return list(names)
+    mine = {only, "pretrain"} if only == "finetune" else {only}
+    return [n for n in names if n in mine]
+
+
+def restore_runs(work: Path, experiment: str, names, only: str | None = None) -> None:
     """Put the committed run folders ``models/<experiment>/runs/<name>`` back into
     ``work/<name>`` where the work folder has none, or holds fewer epochs of the same run
     (the committed one came from a later session elsewhere), so that training continues
-    where the furthest session stopped (a fresh clone has no ``work/``)."""
-    for name in names:
+    where the furthest session stopped (a fresh clone has no ``work/``). ``only``: the
+    stages of that ``--only`` process (:func:`own_stages`)."""
+    for name in own_stages(names, only):
         src, dst = MODELS / experiment / "runs" / name, work / name
         if not (src / "run.json").exists():
             continue
-        ahead = (dst / "run.json").exists() and _epochs_logged(src) > _epochs_logged(dst)
-        if ahead or not (dst / "run.json").exists():
+        here = (dst / "run.json").exists()
+        if here and (src / "run.json").read_text() != (dst / "run.json").read_text():
+            print(f"[{name}] {dst} holds another run than {src}: kept as it is", flush=True)
+            continue
+        ahead = here and _epochs_logged(src) > _epochs_logged(dst)
+        if ahead or not here:
             dst.mkdir(parents=True, exist_ok=True)
             for f in RUN_STATE:
                 if (src / f).exists():
@@ -152,10 +167,11 @@ def keep_runs(work: Path, experiment: str, names, final_models: bool = True,
     """Copy each stage's resumable state to ``models/<experiment>/runs/<name>`` (to be
     committed) and, for a stage whose stopping rule holds, its final model to
     ``models/<experiment>/<name>.pt`` (unless ``final_models`` is False). ``only``: keep
-    that stage alone (an ``--only`` process: another process is still writing the other
-    arm). Returns ``{name: status}``, status being the stop reason or ``"in progress"``."""
+    that stage alone, with the ``pretrain`` stage for ``finetune`` (what an ``--only``
+    process trained: another process is still writing the other arm). Returns
+    ``{name: status}``, status being the stop reason or ``"in progress"``."""
     status = {}
-    for name in ([only] if only else names):
+    for name in own_stages(names, only):
         src, dst = work / name, MODELS / experiment / "runs" / name
         if not (src / "run.json").exists():
             continue
@@ -223,7 +239,10 @@ def finetuned_from(experiment: str, work: Path, candidates) -> Path:
                  f"the experiment's fine-tuning arm first")
     wanted = record["inputs"]["init"]
     for c in candidates:
-        path = resolve_checkpoint(c)
+        try:
+            path = resolve_checkpoint(c)
+        except FileNotFoundError:   # a shipped model not made yet
+            continue
         if path.exists() and file_digest(path) == wanted:
             return path
     sys.exit(f"the fine-tuning arm's starting model ({record['free_settings_at_start']['init']}, "
@@ -376,7 +395,9 @@ def pretrain_record(summary: dict, frames: str) -> dict:
     if info is None:
         return {**training_record(summary), "frames": frames}
     chain = [info]
-    while "continued_from" in chain[0]:
+    # (a model trained from scratch has continued_from None; one continued from a plain
+    # checkpoint file has no provenance for it)
+    while (chain[0].get("continued_from") or {}).get("provenance"):
         chain.insert(0, chain[0]["continued_from"]["provenance"])
     stages = [{"epochs": p["epochs"], "stop_reason": p["stop_reason"],
                "train_minutes": round(p["training"]["time_s"] / 60.0, 1),
@@ -403,6 +424,8 @@ def stability_record(summary: dict) -> dict:
         **{k: summary[k] for k in keep},
         "median_survival_ps": median_survival(
             kaplan_meier(*from_trajectories(summary["trajectories"]))),
+        # (a median of None is only known to exceed this)
+        "longest_simulated_ps": max(t["simulated_ps"] for t in summary["trajectories"]),
         "failures": [
             {k: t[k] for k in ("trajectory", "reason", "details", "time_to_failure_ps")}
             for t in summary["trajectories"]

@@ -44,6 +44,7 @@ import sys
 from pathlib import Path
 
 import bench_common as bench
+import numpy as np
 from h2combustion_oh_scan import scan_and_plot
 
 from ffpt_ase.applications.h2combustion.metad import ChannelMetadConfig
@@ -51,7 +52,6 @@ from ffpt_ase.applications.h2combustion.dataset import data_files, train_test_se
 from ffpt_ase.applications.h2combustion.workflows import per_channel_errors, run_walkers
 from ffpt_ase.applications.systems import COMBUSTION_SPECIES
 from ffpt_ase.data import Frames
-from ffpt_ase.runfolder import file_digest
 
 MODEL = bench.H2COMBUSTION_MODEL
 PRETRAIN_MINUTES = bench.H2COMBUSTION_PRETRAIN_MINUTES
@@ -84,19 +84,17 @@ def metadynamics(work: Path, models: dict, args) -> dict:
 
 def assemble(data: Path, fraction: float, n_test: int, work: Path, seed: int = 0):
     """Training and test sets, saved once in ``work``; returns their paths. They are built
-    each time (a few seconds) and saved sets that differ from them, made from other data or
-    with another fraction, number of test frames per file or seed, are refused. Saving is
-    deterministic, so a fresh clone rebuilds the very files the committed runs digested."""
+    each time (a few seconds), and saved sets whose frames differ from them (made from other
+    data, or with another fraction, number of test frames per file or seed) are refused."""
     files = work / "train.npz", work / "test.npz"
     for file, frames in zip(files, train_test_sets(data, fraction, n_test, seed,
                                                    verbose=True)):
         if not file.exists():
             frames.save(file)
             continue
-        check = frames.save(work / f".{file.name}.check.npz")
-        same = file_digest(check) == file_digest(file)
-        check.unlink()
-        if not same:
+        saved = Frames.load(file)
+        if saved.fingerprint() != frames.fingerprint() or not np.array_equal(
+                saved.extras.get("reaction"), frames.extras.get("reaction")):
             sys.exit(f"{file} holds other frames than --data {data} --train-fraction "
                      f"{fraction} --test-per-file {n_test} give; use those settings or "
                      f"another --work folder")
@@ -135,7 +133,7 @@ def main():
 
     train_file, test_file = assemble(data, args.train_fraction, args.test_per_file, work)
     pt_file = bench.h2combustion_pretrain_set(work, args.n_pretrain)
-    bench.restore_runs(work, "h2combustion", ("scratch", "finetune"))
+    bench.restore_runs(work, "h2combustion", ("scratch", "finetune"), only=args.only)
     runs = bench.three_stages(work, pt_file, train_file, args, batch_size=32,
                               pretrained=args.pretrained or None,
                               stop_rule=bench.TRAINED_OUT, only=args.only)

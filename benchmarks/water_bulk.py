@@ -107,7 +107,7 @@ def main():
         frames, _ = pretraining_frames(args.n_pretrain, args.copies_frames, seed=0,
                                        cell=Frames.load(train_file).cell[0])
         frames.save(pt_file)
-    bench.restore_runs(work, "water", ("pretrain", "scratch", "finetune"))
+    bench.restore_runs(work, "water", ("pretrain", "scratch", "finetune"), only=args.only)
     runs = bench.three_stages(
         work,
         pt_file,

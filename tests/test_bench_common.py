@@ -44,14 +44,21 @@ def test_restore_takes_the_furthest_run(tmp_path, models, capsys):
     assert (work / "scratch" / "last.pt").read_bytes() == b"state after 50 epochs"
     assert "50 epochs, ahead of the work folder's" in capsys.readouterr().out
     assert not list((work / "scratch").glob("*.tmp"))
+    # a work folder holding another run (other settings) is never overwritten
+    (work / "scratch" / "run.json").write_text(json.dumps({"kind": "train", "lr": 0.5}))
+    _run(models / "exp" / "runs" / "scratch", 60)
+    bench.restore_runs(work, "exp", ["scratch"])
+    assert (work / "scratch" / "last.pt").read_bytes() == b"state after 50 epochs"
+    assert "holds another run" in capsys.readouterr().out
 
 
 def test_keep_runs_one_arm_and_final_models_only_when_finished(tmp_path, models):
     work = tmp_path / "work"
     _run(work / "scratch", 12, "plateau: best val_forces_mae of the last 100 epochs ...")
     _run(work / "finetune", 7)
-    status = bench.keep_runs(work, "exp", ["scratch", "finetune"], only="finetune")
-    assert status == {"finetune": "in progress"}
+    _run(work / "pretrain", 3)
+    status = bench.keep_runs(work, "exp", ["pretrain", "scratch", "finetune"], only="finetune")
+    assert status == {"pretrain": "in progress", "finetune": "in progress"}
     assert not (models / "exp" / "runs" / "scratch").exists()
     assert not (models / "exp" / "finetune.pt").exists()
     assert (models / "exp" / "runs" / "finetune" / "log.csv").exists()
@@ -71,6 +78,9 @@ def test_a_shipped_pretraining_counts_every_stage_it_was_continued_from():
     assert r["epochs"] == 139 and r["train_minutes"] == pytest.approx(275.0)
     assert [s["command"] for s in r["stages"]] == ["first", "second"]
     assert r["frames"] == "100000 rattled frames" and r["stop_reason"] == "plateau: ..."
+    scratch_made = {**second, "continued_from": None}   # pretrain_shipped without --init
+    r = bench.pretrain_record({"shipped": "pretrained:x", "provenance": scratch_made}, "-")
+    assert r["epochs"] == 116 and len(r["stages"]) == 1
     trained_here = {"epochs": 5, "stop_reason": "plateau", "final": {"time_s": 600.0}}
     assert bench.pretrain_record(trained_here, "500 frames") == {
         "epochs": 5, "stop_reason": "plateau", "train_minutes": 10.0, "frames": "500 frames"}

@@ -365,7 +365,8 @@ def test_temperature_monitor_reports_window_means_and_overheating(caplog):
     atoms = reactant_complex("09")
     mon = TemperatureMonitor(300.0, window_ps=1.0)
     rng = np.random.default_rng(0)
-    for k, target in enumerate([300.0] * 10 + [900.0] * 10):  # 0.1 ps apart: 2 windows
+    # 0.1 ps apart: 2 windows, the second one's mean 900 K from samples of 600 and 1200 K
+    for k, target in enumerate([300.0] * 10 + [600.0, 1200.0] * 5):
         p = rng.normal(size=(3, 3))
         atoms.set_momenta(p)
         atoms.set_momenta(p * np.sqrt(target / atoms.get_temperature()))

@@ -315,6 +315,10 @@ def test_a_refused_start_is_a_result_and_other_errors_are_raised(tiny_model, tmp
     r = run_walkers("09", broken, 2, 200, tmp_path / "nan", show_progress=False)
     assert "non-finite energy" in r["error"] and r["n_failed"] is None
     assert r["walkers"] == [] and r["unphysical_fraction_pooled"] is None
-    with pytest.raises(ValueError, match="temperature"):
+    # a start structure of the wrong atoms is refused inside the run: raised, not a result
+    from ase.build import molecule
+    wrong = tmp_path / "h2o.xyz"
+    molecule("H2O").write(wrong)
+    with pytest.raises(ValueError, match="has atoms"):
         run_walkers("09", tiny_model, 2, 200, tmp_path / "bad", show_progress=False,
-                    temperature_K=-300.0)
+                    start=str(wrong))

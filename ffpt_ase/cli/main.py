@@ -283,7 +283,8 @@ def _cmd_stability(args):
                   Path(cfg.output) / "survival.png")
     median = median_survival(kaplan_meier(*from_trajectories(s["trajectories"])))
     print(f"{s['n_failed']} of {s['n_trajectories']} trajectories failed; median survival "
-          + (f"{median:.3f} ps" if median is not None else f"> {cfg.time_ps:g} ps")
+          + (f"{median:.3f} ps" if median is not None else
+             f"> {max(r['simulated_ps'] for r in s['trajectories']):g} ps")
           + " (Kaplan-Meier)"
           + f"; wrote {cfg.output}/summary.json and survival.png")
     return 0
