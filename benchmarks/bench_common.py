@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from ffpt_ase.analysis.plots import plot_learning_curve, plot_parity
-from ffpt_ase.files import atomic_path
 from ffpt_ase.analysis.survival import from_trajectories, kaplan_meier, median_survival
+from ffpt_ase.files import atomic_path
 from ffpt_ase.model.potential import load_potential
 from ffpt_ase.training.config import TrainConfig
 from ffpt_ase.training.metrics import error_metrics, predict
@@ -369,6 +369,15 @@ def walker_cells(m: dict) -> tuple[str, str, str]:
     if m["delta_f_lower_bounds_kJ_per_mol"]:
         delta_f += f"; the others > {min(m['delta_f_lower_bounds_kJ_per_mol']):.0f}"
     return f"{m['n_failed']} / {n}", unphysical, delta_f
+
+
+def walker_length(m: dict, timestep_fs: float) -> str:
+    """A :func:`~ffpt_ase.applications.h2combustion.workflows.run_walkers` result's length as
+    the run holds it (a finished run is read back whatever the command line asks):
+    ``"8 x 50 ps"``, or ``"-"`` for a run that did not start."""
+    if "steps" not in m:
+        return "-"
+    return f"{len(m['walkers'])} x {m['steps'] * timestep_fs * 1e-3:g} ps"
 
 
 def check_walkers(walkers: int) -> None:

@@ -238,7 +238,7 @@ def main():
         f"{METAD.friction_per_ps:g}/ps):",
         "",
         (
-            "| channel | model | walkers x ps | failed walkers | unphysical frames (mean +- "
+            "| channel | model | walkers x length | failed walkers | unphysical frames (mean +- "
             "sem over walkers; pooled) | F(product) - F(reactant) kJ/mol (mean +- sem over "
             "the walkers that reached the product) |"
         ),
@@ -246,9 +246,7 @@ def main():
     ]
     for key, m in metad.items():
         reaction, name = key.split("/")
-        length = "-" if "steps" not in m else \
-            f"{len(m['walkers'])} x {m['steps'] * METAD.timestep_fs * 1e-3:g}"
-        lines.append(f"| {reaction} | {name} | {length} | "
+        lines.append(f"| {reaction} | {name} | {bench.walker_length(m, METAD.timestep_fs)} | "
                      + " | ".join(bench.walker_cells(m)) + " |")
     bench.write_results("h2combustion", result, "\n".join(lines), command)
 

@@ -83,8 +83,8 @@ def main():
             ran.append(time.perf_counter() - t_job)
 
     names = list(models)
-    lengths = sorted({f"{len(m['walkers'])} x {m['steps'] * TIMESTEP_FS * 1e-3:g} ps"
-                      for per in results.values() for m in per.values() if "steps" in m})
+    lengths = sorted({bench.walker_length(m, TIMESTEP_FS) for per in results.values()
+                      for m in per.values() if "steps" in m})
     lines = [f"Metadynamics of every deck: independent walkers x ps per channel and model "
              f"{', '.join(lengths) or '-'} ({METAD.temperature_K:g} K, {TIMESTEP_FS:g} fs, "
              f"friction {METAD.friction_per_ps:g}/ps, {METAD.dtype}). Cells: failed walkers; "

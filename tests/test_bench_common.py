@@ -84,3 +84,9 @@ def test_a_shipped_pretraining_counts_every_stage_it_was_continued_from():
     trained_here = {"epochs": 5, "stop_reason": "plateau", "final": {"time_s": 600.0}}
     assert bench.pretrain_record(trained_here, "500 frames") == {
         "epochs": 5, "stop_reason": "plateau", "train_minutes": 10.0, "frames": "500 frames"}
+
+
+def test_walker_length_is_what_the_run_holds():
+    run = {"walkers": [{}] * 8, "steps": 250000}
+    assert bench.walker_length(run, 0.2) == "8 x 50 ps"
+    assert bench.walker_length({"walkers": [], "error": "refused"}, 0.2) == "-"

@@ -426,8 +426,8 @@ class Trainer:
         frames: the combustion scratch arm's predicted 1e119 eV for a 0.55 A contact one
         epoch before its loss did), with a fresh Adam at ``lr_factor`` times the learning
         rate, drop the epochs after the best one from the history, and record the event.
-        Returns the number of epochs now done. Re-raises ``err`` when no retry is left, when there is no
-        validated model yet, or when the lowered rate would be at the floor."""
+        Returns the number of epochs now done. Re-raises ``err`` when no retry is left, when
+        there is no validated model yet, or when the lowered rate would be at the floor."""
         cfg = self.cfg
         lr = self.opt.param_groups[0]["lr"]
         new_lr = lr * cfg.lr_factor
