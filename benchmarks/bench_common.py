@@ -19,7 +19,8 @@ from ffpt_ase.analysis.survival import from_trajectories, kaplan_meier, median_s
 from ffpt_ase.files import atomic_path
 from ffpt_ase.model.potential import load_potential
 from ffpt_ase.training.config import TrainConfig
-from ffpt_ase.training.metrics import error_metrics, predict
+from ffpt_ase.training.metrics import (error_metrics, force_error_concentration, predict,
+                                      worst_frames)
 from ffpt_ase.training.trainer import train
 
 HERE = Path(__file__).parent
@@ -290,11 +291,14 @@ def three_stages(
     return {name: stages[name]() for name in names}
 
 
-def test_errors(checkpoint: Path, frames, label: str, stem: str, batch_size: int = 64) -> dict:
+def test_errors(checkpoint: Path, frames, label: str, stem: str, batch_size: int = 64,
+                worst: int = 5) -> dict:
     """Energy/force errors of a checkpoint on held-out frames (meV, meV/A; energy per atom
-    too) and a parity plot ``results/<stem>_parity.png``. Evaluated in float64, the
-    precision the ab initio stages train and validate in (:data:`TRAINED_OUT`): a close
-    contact may overflow float32 where float64 gives the model's finite answer."""
+    too), the share of the squared force error the worst 1 % of frames carry, the
+    ``worst`` frames themselves (``metrics.worst_frames``) and a parity plot
+    ``results/<stem>_parity.png``. Evaluated in float64, the precision the ab initio
+    stages train and validate in (:data:`TRAINED_OUT`): a close contact may overflow
+    float32 where float64 gives the model's finite answer."""
     model = load_potential(checkpoint, dtype=torch.float64)
     e, f = predict(model, frames, batch_size=batch_size, dtype=torch.float64)
     m = error_metrics(frames, e, f)
@@ -308,6 +312,8 @@ def test_errors(checkpoint: Path, frames, label: str, stem: str, batch_size: int
         "energy_per_atom_mae_meV": 1e3 * m["energy_per_atom_mae"],
         "forces_mae_meV_per_A": 1e3 * m["forces_mae"],
         "forces_rmse_meV_per_A": 1e3 * m["forces_rmse"],
+        "force_sse_share_of_worst_1pct": force_error_concentration(frames, f, 0.01),
+        "worst_frames": worst_frames(frames, e, f, worst),
         "n_frames": len(frames),
         "dtype": "float64",
     }

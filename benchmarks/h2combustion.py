@@ -52,6 +52,7 @@ from ffpt_ase.applications.h2combustion.dataset import data_files, train_test_se
 from ffpt_ase.applications.h2combustion.workflows import per_channel_errors, run_walkers
 from ffpt_ase.applications.systems import COMBUSTION_SPECIES
 from ffpt_ase.data import Frames
+from ffpt_ase.training.metrics import format_worst_frames
 
 MODEL = bench.H2COMBUSTION_MODEL
 PRETRAIN_MINUTES = bench.H2COMBUSTION_PRETRAIN_MINUTES
@@ -209,14 +210,20 @@ def main():
             "decks": "plumed_inputs/rxnNN.dat",
         },
     }
-    lines = ["| model | energy MAE (meV) | force MAE (meV/A) | epochs |", "|---|---|---|---|"]
+    lines = ["| model | energy MAE (meV) | force MAE (meV/A) | force RMSE (meV/A) | share of the "
+             "squared force error in the worst 1 % of frames | epochs |",
+             "|---|---|---|---|---|---|"]
     for label, name, epochs in (("scratch", "scratch", errors["scratch"]["epochs"]),
                                 ("FFPT-FT", "FFPT-FT", errors["FFPT-FT"]["epochs"]),
                                 ("FFPT (pre-trained only)", "FFPT",
                                  errors["FFPT-FT"]["pretrain"]["epochs"])):
         er = errors[name]
         lines.append(f"| {label} | {er['energy_mae_meV']:.1f} | "
-                     f"{er['forces_mae_meV_per_A']:.1f} | {epochs} |")
+                     f"{er['forces_mae_meV_per_A']:.1f} | {er['forces_rmse_meV_per_A']:.1f} | "
+                     f"{100 * er['force_sse_share_of_worst_1pct']:.0f} % | {epochs} |")
+    for name in ("scratch", "FFPT-FT"):
+        lines += ["", f"The {name} arm's worst test frames (by force RMSE):", "", "```",
+                  format_worst_frames(errors[name]["worst_frames"]), "```"]
     lines += ["", scan_table]
     lines += [
         "",

@@ -488,6 +488,8 @@ CASES = [
          "batch size must be >= 1"),
     Case("evaluate", "batch size 0", fixed("evaluate", P("model"), P("data"), "--batch-size",
                                            "0"), "batch size must be >= 1"),
+    Case("evaluate", "negative number of worst frames", fixed(
+        "evaluate", P("model"), P("data"), "--worst", "-3"), "--worst must be >= 0"),
     Case("evaluate", "NaN coordinate in the data", fixed("evaluate", P("model"), P("nan_data")),
          "non-finite coordinates"),
     Case("evaluate", "element unknown to the model", fixed("evaluate", P("model"), P("carbon")),

@@ -75,11 +75,16 @@ def test_train_evaluate_bench_contract(tmp_path, capsys):
     assert main(["train", "--stage", "finetune", "--init", str(out / "best.pt"), "--data",
                  str(data), "-o", str(ft), "--epochs", "1", "--batch-size", "16"]) == 0
     capsys.readouterr()
-    assert main(["evaluate", str(ft / "best.pt"), str(data), "--json",
+    assert main(["evaluate", str(ft / "best.pt"), str(data), "--json", "--worst", "3",
                  "--plot", str(tmp_path / "parity.png")]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("energy_mae", "energy_rmse", "forces_mae", "forces_rmse", "energy_per_atom_mae"):
         assert res[key] >= 0
+    worst = res["worst_frames"]     # worst first, HO2 frames of the 200 sampled
+    assert len(worst) == 3 and all(w["formula"] == "HO2" for w in worst)
+    assert [w["force_rmse"] for w in worst] == sorted((w["force_rmse"] for w in worst),
+                                                      reverse=True)
+    assert worst[0]["force_rmse"] ** 2 >= res["forces_rmse"] ** 2   # at least the mean
     assert (tmp_path / "parity.png").stat().st_size > 1000
     assert main(["bench", "speed", "--system", "HO2", "--features", "8", "--interactions", "1",
                  "--dtype", "float32", "--threads", "1", "--calls", "5", "--json"]) == 0

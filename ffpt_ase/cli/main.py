@@ -142,8 +142,10 @@ def _cmd_evaluate(args):
     from ..model.potential import load_potential
     from ..runtime import set_threads, torch_dtype, usable_device
     from ..training.config import LABEL_KEY_FIELDS
-    from ..training.metrics import error_metrics, predict
+    from ..training.metrics import error_metrics, format_worst_frames, predict, worst_frames
 
+    if args.worst < 0:
+        raise ValueError(f"--worst must be >= 0 frames, got {args.worst}")
     set_threads(args.threads)
     dtype = torch_dtype(args.dtype)
     model = load_potential(args.model, dtype=dtype, device=usable_device(args.device))
@@ -158,11 +160,16 @@ def _cmd_evaluate(args):
         plot_parity(frames.energy, e, None if frames.forces is None else frames.forces[real],
                     f[real], args.plot, title=f"{Path(args.model).name} on {Path(args.data).name}")
         metrics["parity_plot"] = str(args.plot)
+    worst = (worst_frames(frames, e, f, args.worst)
+             if args.worst and frames.forces is not None else [])
     if args.json:
-        print(json.dumps(metrics))
+        print(json.dumps({**metrics, "worst_frames": worst} if args.worst else metrics))
     else:
         for k, v in metrics.items():
             print(f"{k:22s} {v}")
+        if worst:
+            print(f"\nthe {len(worst)} frames with the largest force RMSE:")
+            print(format_worst_frames(worst))
     return 0
 
 
@@ -411,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", default=None, help="write a parity plot PNG here")
+    p.add_argument("--worst", type=int, default=0, metavar="N",
+                   help="also list the N frames with the largest force RMSE (index, "
+                        "formula, closest contact, share of the squared force error)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--threads", type=int, default=1, help="torch threads")

@@ -80,3 +80,82 @@ def energy_change_errors(frames, energy_pred) -> dict:
         raise ValueError("no consecutive frames (t, t + 1) in the set")
     de_pred, de_ref = np.diff(energy_pred)[ok], np.diff(frames.energy)[ok]
     return {"pairs": int(ok.sum()), "energy_change_mae": float(np.mean(np.abs(de_pred - de_ref)))}
+
+
+def frame_force_rmse(frames, forces_pred) -> np.ndarray:
+    """Force RMSE of each frame (frames,) in eV/A, over the components of its real atoms."""
+    if frames.forces is None:
+        raise ValueError("per-frame force errors need frames with reference forces")
+    real = frames.numbers_per_frame > 0
+    sq = ((np.asarray(forces_pred) - frames.forces) ** 2).sum(-1) * real
+    return np.sqrt(sq.sum(1) / (3 * real.sum(1)))
+
+
+def force_error_concentration(frames, forces_pred, fraction: float = 0.01) -> float:
+    """The share of a set's squared force error carried by its worst ``fraction`` of
+    frames (at least one frame), ranked by force RMSE: near ``fraction`` when errors are
+    spread evenly, near 1 when a few outliers make the force RMSE."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"the fraction of frames must be in (0, 1], got {fraction}")
+    rmse = frame_force_rmse(frames, forces_pred)
+    sse = rmse**2 * 3 * (frames.numbers_per_frame > 0).sum(1)
+    total = sse.sum()
+    if total == 0:
+        return 0.0
+    k = max(1, int(round(fraction * len(sse))))
+    return float(np.sort(sse)[::-1][:k].sum() / total)
+
+
+def worst_frames(frames, energy_pred, forces_pred, n: int) -> list:
+    """The ``n`` frames with the largest force RMSE, worst first: a few outliers can carry
+    a set's force RMSE (and a validation loss built on it) while its MAE improves. Each is
+    a dict: ``index`` (in ``frames``), ``formula``, ``force_rmse`` and ``max_force_error``
+    (eV/A, the largest component), ``energy_error`` (eV, predicted - reference),
+    ``closest_contact`` (A, minimum image for periodic frames), ``share_of_force_sse``
+    (the fraction of the set's squared force error that frame carries) and the frame's
+    per-frame extras (for example the combustion data's ``reaction``)."""
+    n = int(n)
+    if n < 0:
+        raise ValueError(f"the number of worst frames must be >= 0, got {n}")
+    rmse = frame_force_rmse(frames, forces_pred)
+    real = frames.numbers_per_frame > 0
+    sse = rmse**2 * 3 * real.sum(1)
+    total = sse.sum()
+    rows = []
+    for k in np.argsort(-rmse, kind="stable")[:n]:
+        atoms = frames.to_atoms(int(k))
+        d = atoms.get_all_distances(mic=bool(atoms.pbc.any()))
+        d[np.diag_indices(len(atoms))] = np.inf
+        diff = np.abs(np.asarray(forces_pred[k]) - frames.forces[k])[real[k]]
+        row = {"index": int(k), "formula": atoms.get_chemical_formula(),
+               "force_rmse": float(rmse[k]), "max_force_error": float(diff.max()),
+               "energy_error": (None if frames.energy is None
+                                else float(energy_pred[k] - frames.energy[k])),
+               "closest_contact": float(d.min()) if len(atoms) > 1 else None,
+               "share_of_force_sse": float(sse[k] / total) if total > 0 else 0.0}
+        for key, values in frames.extras.items():
+            value = np.asarray(values)[k]
+            if value.ndim == 0:
+                row[key] = value.item()
+        rows.append(row)
+    return rows
+
+
+def format_worst_frames(rows) -> str:
+    """A plain-text table of :func:`worst_frames` (eV, eV/A, A)."""
+    extra = [k for k in (rows[0] if rows else {}) if k not in _WORST_COLUMNS]
+    head = ["frame", "formula", "F RMSE (eV/A)", "max |dF| (eV/A)", "dE (eV)",
+            "closest (A)", "share of F SSE"] + extra
+    table = [head]
+    for r in rows:
+        table.append([str(r["index"]), r["formula"], f"{r['force_rmse']:.4g}",
+                 f"{r['max_force_error']:.4g}",
+                 "-" if r["energy_error"] is None else f"{r['energy_error']:+.4g}",
+                 "-" if r["closest_contact"] is None else f"{r['closest_contact']:.3f}",
+                 f"{100 * r['share_of_force_sse']:.1f} %"] + [str(r[k]) for k in extra])
+    widths = [max(len(row[c]) for row in table) for c in range(len(head))]
+    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in table)
+
+
+_WORST_COLUMNS = ("index", "formula", "force_rmse", "max_force_error", "energy_error",
+                  "closest_contact", "share_of_force_sse")
