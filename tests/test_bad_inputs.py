@@ -490,6 +490,8 @@ CASES = [
                                            "0"), "batch size must be >= 1"),
     Case("evaluate", "negative number of worst frames", fixed(
         "evaluate", P("model"), P("data"), "--worst", "-3"), "--worst must be >= 0"),
+    Case("evaluate", "grouping by a value the frames do not carry", fixed(
+        "evaluate", P("model"), P("data"), "--group-by", "reaction"), "no per-frame 'reaction'"),
     Case("evaluate", "NaN coordinate in the data", fixed("evaluate", P("model"), P("nan_data")),
          "non-finite coordinates"),
     Case("evaluate", "element unknown to the model", fixed("evaluate", P("model"), P("carbon")),

@@ -5,8 +5,9 @@ import pytest
 from ase import Atoms
 
 from ffpt_ase.data.frames import Frames
-from ffpt_ase.training.metrics import (force_error_concentration, format_worst_frames,
-                                      frame_force_rmse, worst_frames)
+from ffpt_ase.training.metrics import (error_metrics, force_error_concentration,
+                                      format_worst_frames, frame_force_rmse, grouped_errors,
+                                      worst_frames)
 
 
 def _frames():
@@ -70,3 +71,19 @@ def test_worst_frames_closest_contact_uses_the_minimum_image():
     (row,) = worst_frames(periodic, periodic.energy, f_pred, 1)
     assert row["closest_contact"] == pytest.approx(1.0)    # 9 A inside the cell
     assert row["share_of_force_sse"] == pytest.approx(1.0)
+
+
+def test_grouped_errors_are_each_groups_own_metrics():
+    frames, _ = _frames()
+    frames.extras["reaction"] = np.array(["06", "08", "06"])
+    f_pred = frames.forces + 0.1 * np.arange(3)[:, None, None]
+    e_pred = frames.energy + np.array([0.2, -0.4, 0.6])
+    groups = grouped_errors(frames, e_pred, f_pred, "reaction")
+    assert list(groups) == ["06", "08"] and groups["06"]["n"] == 2
+    assert groups["06"]["energy_mae"] == pytest.approx(0.4)       # (0.2 + 0.6) / 2
+    assert groups["08"]["forces_mae"] == pytest.approx(0.1)
+    two = frames[np.array([0, 2])]
+    assert groups["06"]["forces_rmse"] == pytest.approx(
+        error_metrics(two, e_pred[[0, 2]], f_pred[[0, 2]])["forces_rmse"])
+    with pytest.raises(ValueError, match="no per-frame 'channel'.*reaction"):
+        grouped_errors(frames, e_pred, f_pred, "channel")

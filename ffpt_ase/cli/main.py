@@ -142,7 +142,8 @@ def _cmd_evaluate(args):
     from ..model.potential import load_potential
     from ..runtime import set_threads, torch_dtype, usable_device
     from ..training.config import LABEL_KEY_FIELDS
-    from ..training.metrics import error_metrics, format_worst_frames, predict, worst_frames
+    from ..training.metrics import (error_metrics, format_worst_frames, grouped_errors,
+                                    predict, worst_frames)
 
     if args.worst < 0:
         raise ValueError(f"--worst must be >= 0 frames, got {args.worst}")
@@ -162,11 +163,22 @@ def _cmd_evaluate(args):
         metrics["parity_plot"] = str(args.plot)
     worst = (worst_frames(frames, e, f, args.worst)
              if args.worst and frames.forces is not None else [])
+    groups = grouped_errors(frames, e, f, args.group_by) if args.group_by else None
     if args.json:
-        print(json.dumps({**metrics, "worst_frames": worst} if args.worst else metrics))
+        extra = {**({"worst_frames": worst} if args.worst else {}),
+                 **({"groups": groups} if groups is not None else {})}
+        print(json.dumps({**metrics, **extra}))
     else:
         for k, v in metrics.items():
             print(f"{k:22s} {v}")
+        if groups is not None:
+            print(f"\nby {args.group_by} (energy MAE meV, force MAE and RMSE meV/A):")
+            print(f"{args.group_by:>12s} {'frames':>7s} {'E MAE':>9s} {'F MAE':>9s} "
+                  f"{'F RMSE':>9s}")
+            for name, m in groups.items():
+                cells = [1e3 * m.get(k, float("nan"))
+                         for k in ("energy_mae", "forces_mae", "forces_rmse")]
+                print(f"{name:>12s} {m['n']:7d} " + " ".join(f"{c:9.1f}" for c in cells))
         if worst:
             print(f"\nthe {len(worst)} frames with the largest force RMSE:")
             print(format_worst_frames(worst))
@@ -421,6 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worst", type=int, default=0, metavar="N",
                    help="also list the N frames with the largest force RMSE (index, "
                         "formula, closest contact, share of the squared force error)")
+    p.add_argument("--group-by", default=None, metavar="KEY",
+                   help="also the errors of each group of frames sharing a per-frame value "
+                        "of KEY (for example reaction, the combustion data's channel)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--threads", type=int, default=1, help="torch threads")

@@ -69,6 +69,25 @@ def error_metrics(frames, energy_pred, forces_pred, stress_pred=None) -> dict:
     return out
 
 
+def grouped_errors(frames, energy_pred, forces_pred, key: str) -> dict:
+    """:func:`error_metrics` of each group of frames sharing a value of the per-frame
+    extra ``key`` (for example the combustion data's ``reaction``), with ``n`` (frames),
+    keyed by that value (as a string) in sorted order."""
+    if key not in (frames.extras or {}):
+        have = ", ".join(sorted(frames.extras)) or "none"
+        raise ValueError(f"the frames carry no per-frame {key!r} to group by (they have: "
+                         f"{have})")
+    labels = np.asarray(frames.extras[key])
+    if labels.shape != (len(frames),):
+        raise ValueError(f"{key!r} is not one value per frame (shape {labels.shape})")
+    out = {}
+    for value in sorted(set(labels.tolist())):
+        sel = np.nonzero(labels == value)[0]
+        out[str(value)] = {"n": len(sel), **error_metrics(
+            frames[sel], energy_pred[sel], None if forces_pred is None else forces_pred[sel])}
+    return out
+
+
 def energy_change_errors(frames, energy_pred) -> dict:
     """Error of the energy change between consecutive frames (t, t + 1)
     (:meth:`Frames.consecutive_pairs`): ``pairs`` and ``energy_change_mae`` (eV). The
