@@ -116,7 +116,8 @@ def test_table(errors: dict) -> list:
         rows = [(label + (f", best validation loss (epoch {errors[name]['selected_epoch']})"
                           if name != "FFPT" else ""), errors[name])]
         if name != "FFPT":
-            rows.append((f"{label}, last epoch", errors[name]["last_epoch_model"]))
+            last = errors[name]["last_epoch_model"]
+            rows.append((f"{label}, last epoch ({last['epoch']})", last))
         for text, er in rows:
             lines.append(f"| {text} | {er['energy_mae_meV']:.1f} | "
                          f"{er['forces_mae_meV_per_A']:.1f} | {er['forces_rmse_meV_per_A']:.1f} | "
@@ -196,9 +197,11 @@ def main():
         # best.pt is the best validation loss (energy MSE + 20 x force MSE), which one
         # outlier frame can hold back for many epochs (RESULTS.md): the last epoch's model
         # is scored too
-        errors[name]["last_epoch_model"] = bench.test_errors(
-            ckpt[name].with_name("last.pt"), test, f"h2combustion test set, {name}, last epoch",
-            f"h2combustion_{folder}_last", batch_size=256)
+        last = ckpt[name].with_name("last.pt")
+        errors[name]["last_epoch_model"] = {
+            **bench.test_errors(last, test, f"h2combustion test set, {name}, last epoch",
+                                f"h2combustion_{folder}_last", batch_size=256),
+            "epoch": load_checkpoint(last)["epoch"]}
         channels[name] = per_channel_errors(ckpt[name], test)
         bench.copy_learning_curve(work, folder, "h2combustion")
     errors["FFPT"] = bench.test_errors(

@@ -1,6 +1,7 @@
 """The ffpt-ase command line (run in-process through its main())."""
 
 import numpy as np
+import pytest
 
 from ffpt_ase.cli.main import main
 from ffpt_ase.data import read_frames
@@ -80,11 +81,23 @@ def test_train_evaluate_bench_contract(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("energy_mae", "energy_rmse", "forces_mae", "forces_rmse", "energy_per_atom_mae"):
         assert res[key] >= 0
-    worst = res["worst_frames"]     # worst first, HO2 frames of the 200 sampled
-    assert len(worst) == 3 and all(w["formula"] == "HO2" for w in worst)
+    worst = res["worst_frames"]     # worst first, with their share of the squared error
     assert [w["force_rmse"] for w in worst] == sorted((w["force_rmse"] for w in worst),
                                                       reverse=True)
-    assert worst[0]["force_rmse"] ** 2 >= res["forces_rmse"] ** 2   # at least the mean
+    assert len(worst) == 3 and 0 < sum(w["share_of_force_sse"] for w in worst) < 1
+    assert res["force_sse_share_of_worst_1pct"] == pytest.approx(   # 2 of 200 frames
+        worst[0]["share_of_force_sse"] + worst[1]["share_of_force_sse"])
+    # per-group errors and the worst frames as text, from a frame file with a label
+    labelled = read_frames(data)
+    labelled.extras["reaction"] = np.where(np.arange(len(labelled)) < 50, "09", "10")
+    labelled.save(tmp_path / "labelled.npz")
+    assert main(["evaluate", str(ft / "best.pt"), str(tmp_path / "labelled.npz"),
+                 "--group-by", "reaction", "--worst", "2"]) == 0
+    text = capsys.readouterr().out
+    groups = [line.split() for line in text.splitlines() if line.split()[:1] in (["09"], ["10"])]
+    assert [g[:2] for g in groups[:2]] == [["09", "50"], ["10", "150"]]
+    table = text.split("the 2 frames with the largest force RMSE")[1].splitlines()
+    assert "reaction" in table[1] and len(table) == 4
     assert (tmp_path / "parity.png").stat().st_size > 1000
     assert main(["bench", "speed", "--system", "HO2", "--features", "8", "--interactions", "1",
                  "--dtype", "float32", "--threads", "1", "--calls", "5", "--json"]) == 0

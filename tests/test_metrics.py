@@ -5,7 +5,7 @@ import pytest
 from ase import Atoms
 
 from ffpt_ase.data.frames import Frames
-from ffpt_ase.training.metrics import (error_metrics, force_error_concentration,
+from ffpt_ase.training.metrics import (force_error_concentration,
                                       format_worst_frames, frame_force_rmse, grouped_errors,
                                       worst_frames)
 
@@ -63,6 +63,18 @@ def test_worst_frames_ranked_with_shares_contacts_and_extras():
     assert force_error_concentration(frames, frames.forces, 0.5) == 0.0
     with pytest.raises(ValueError, match="fraction"):
         force_error_concentration(frames, f_pred, 0.0)
+    # padding rows never count, whatever they hold; a non-finite prediction is an error
+    padded = f_pred.copy()
+    padded[~real] = 1e6
+    np.testing.assert_allclose(frame_force_rmse(frames, padded), [0.0, 2.0, 0.5], atol=1e-12)
+    assert worst_frames(frames, e_pred, padded, 1)[0]["max_force_error"] == pytest.approx(2.0)
+    padded[2, 0, 0] = np.nan
+    with pytest.raises(FloatingPointError, match="1 of 3 frames"):
+        worst_frames(frames, e_pred, padded, 1)
+    # an extra named like one of the row's fields does not replace it
+    frames.extras["index"] = np.array([7, 8, 9])
+    row = worst_frames(frames, e_pred, f_pred, 1)[0]
+    assert row["index"] == 1 and row["extra_index"] == 8
 
 
 def test_worst_frames_closest_contact_uses_the_minimum_image():
@@ -79,11 +91,17 @@ def test_grouped_errors_are_each_groups_own_metrics():
     f_pred = frames.forces + 0.1 * np.arange(3)[:, None, None]
     e_pred = frames.energy + np.array([0.2, -0.4, 0.6])
     groups = grouped_errors(frames, e_pred, f_pred, "reaction")
-    assert list(groups) == ["06", "08"] and groups["06"]["n"] == 2
+    assert list(groups) == ["06", "08"]
     assert groups["06"]["energy_mae"] == pytest.approx(0.4)       # (0.2 + 0.6) / 2
     assert groups["08"]["forces_mae"] == pytest.approx(0.1)
-    two = frames[np.array([0, 2])]
-    assert groups["06"]["forces_rmse"] == pytest.approx(
-        error_metrics(two, e_pred[[0, 2]], f_pred[[0, 2]])["forces_rmse"])
+    # H2 (2 atoms, padded to 3) is 0 off, O2 (2 atoms) 0.2 off in every component: the
+    # padding row, 0.2 off as well, counts in neither the sum nor the denominator
+    assert groups["06"]["forces_rmse"] == pytest.approx(np.sqrt(6 * 0.04 / 12))
+    assert groups["06"]["n_frames"] == 2 and groups["08"]["n_frames"] == 1
+    frames.extras["reaction"] = np.array([b"06", b"08", b"06"])     # bytes read as text
+    assert list(grouped_errors(frames, e_pred, f_pred, "reaction")) == ["06", "08"]
+    frames.extras["reaction"] = np.array([1.0, np.nan, 1.0])
+    with pytest.raises(ValueError, match="non-finite"):
+        grouped_errors(frames, e_pred, f_pred, "reaction")
     with pytest.raises(ValueError, match="no per-frame 'channel'.*reaction"):
         grouped_errors(frames, e_pred, f_pred, "channel")

@@ -142,8 +142,9 @@ def _cmd_evaluate(args):
     from ..model.potential import load_potential
     from ..runtime import set_threads, torch_dtype, usable_device
     from ..training.config import LABEL_KEY_FIELDS
-    from ..training.metrics import (error_metrics, format_worst_frames, grouped_errors,
-                                    predict, worst_frames)
+    from ..training.metrics import (error_metrics, force_error_concentration,
+                                    format_worst_frames, grouped_errors, predict,
+                                    worst_frames)
 
     if args.worst < 0:
         raise ValueError(f"--worst must be >= 0 frames, got {args.worst}")
@@ -161,11 +162,14 @@ def _cmd_evaluate(args):
         plot_parity(frames.energy, e, None if frames.forces is None else frames.forces[real],
                     f[real], args.plot, title=f"{Path(args.model).name} on {Path(args.data).name}")
         metrics["parity_plot"] = str(args.plot)
-    worst = (worst_frames(frames, e, f, args.worst)
-             if args.worst and frames.forces is not None else [])
+    if args.worst and frames.forces is None:
+        raise ValueError(f"--worst ranks frames by force error, and {args.data} has no "
+                         "reference forces")
+    worst = worst_frames(frames, e, f, args.worst) if args.worst else []
     groups = grouped_errors(frames, e, f, args.group_by) if args.group_by else None
     if args.json:
-        extra = {**({"worst_frames": worst} if args.worst else {}),
+        extra = {**({"worst_frames": worst, "force_sse_share_of_worst_1pct":
+                     force_error_concentration(frames, f, 0.01)} if args.worst else {}),
                  **({"groups": groups} if groups is not None else {})}
         print(json.dumps({**metrics, **extra}))
     else:
@@ -178,9 +182,11 @@ def _cmd_evaluate(args):
             for name, m in groups.items():
                 cells = [1e3 * m.get(k, float("nan"))
                          for k in ("energy_mae", "forces_mae", "forces_rmse")]
-                print(f"{name:>12s} {m['n']:7d} " + " ".join(f"{c:9.1f}" for c in cells))
+                print(f"{name:>12s} {m['n_frames']:7d} " + " ".join(f"{c:9.1f}" for c in cells))
         if worst:
-            print(f"\nthe {len(worst)} frames with the largest force RMSE:")
+            share = force_error_concentration(frames, f, 0.01)
+            print(f"\nthe {len(worst)} frames with the largest force RMSE (the worst 1 % of "
+                  f"the frames carry {100 * share:.1f} % of the squared force error):")
             print(format_worst_frames(worst))
     return 0
 
@@ -435,7 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "formula, closest contact, share of the squared force error)")
     p.add_argument("--group-by", default=None, metavar="KEY",
                    help="also the errors of each group of frames sharing a per-frame value "
-                        "of KEY (for example reaction, the combustion data's channel)")
+                        "of KEY, an extra array of an .npz frame file (for example reaction, "
+                        "the combustion data's channel); JSON in eV, eV/A, the table in meV")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--threads", type=int, default=1, help="torch threads")

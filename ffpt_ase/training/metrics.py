@@ -69,10 +69,17 @@ def error_metrics(frames, energy_pred, forces_pred, stress_pred=None) -> dict:
     return out
 
 
+def _label_text(value) -> str:
+    """A per-frame label as text (bytes decoded, NumPy scalars unwrapped)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    return str(value.item() if hasattr(value, "item") else value)
+
+
 def grouped_errors(frames, energy_pred, forces_pred, key: str) -> dict:
     """:func:`error_metrics` of each group of frames sharing a value of the per-frame
-    extra ``key`` (for example the combustion data's ``reaction``), with ``n`` (frames),
-    keyed by that value (as a string) in sorted order."""
+    extra ``key`` (for example the combustion data's ``reaction``), keyed by that value as
+    text, in sorted order; ``n_frames`` counts each group's frames."""
     if key not in (frames.extras or {}):
         have = ", ".join(sorted(frames.extras)) or "none"
         raise ValueError(f"the frames carry no per-frame {key!r} to group by (they have: "
@@ -80,11 +87,14 @@ def grouped_errors(frames, energy_pred, forces_pred, key: str) -> dict:
     labels = np.asarray(frames.extras[key])
     if labels.shape != (len(frames),):
         raise ValueError(f"{key!r} is not one value per frame (shape {labels.shape})")
+    text = np.array([_label_text(v) for v in labels])
+    if labels.dtype.kind == "f" and not np.all(np.isfinite(labels)):
+        raise ValueError(f"{key!r} has non-finite values: every frame needs a group")
     out = {}
-    for value in sorted(set(labels.tolist())):
-        sel = np.nonzero(labels == value)[0]
-        out[str(value)] = {"n": len(sel), **error_metrics(
-            frames[sel], energy_pred[sel], None if forces_pred is None else forces_pred[sel])}
+    for value in sorted(set(text.tolist())):
+        sel = np.nonzero(text == value)[0]
+        out[value] = error_metrics(frames[sel], energy_pred[sel],
+                                   None if forces_pred is None else forces_pred[sel])
     return out
 
 
@@ -106,8 +116,12 @@ def frame_force_rmse(frames, forces_pred) -> np.ndarray:
     if frames.forces is None:
         raise ValueError("per-frame force errors need frames with reference forces")
     real = frames.numbers_per_frame > 0
-    sq = ((np.asarray(forces_pred) - frames.forces) ** 2).sum(-1) * real
-    return np.sqrt(sq.sum(1) / (3 * real.sum(1)))
+    sq = np.where(real, ((np.asarray(forces_pred) - frames.forces) ** 2).sum(-1), 0.0)
+    rmse = np.sqrt(sq.sum(1) / (3 * np.maximum(real.sum(1), 1)))
+    if not np.all(np.isfinite(rmse)):
+        raise FloatingPointError(f"non-finite predicted or reference forces in "
+                                 f"{int((~np.isfinite(rmse)).sum())} of {len(rmse)} frames")
+    return rmse
 
 
 def force_error_concentration(frames, forces_pred, fraction: float = 0.01) -> float:
@@ -154,8 +168,9 @@ def worst_frames(frames, energy_pred, forces_pred, n: int) -> list:
                "share_of_force_sse": float(sse[k] / total) if total > 0 else 0.0}
         for key, values in frames.extras.items():
             value = np.asarray(values)[k]
-            if value.ndim == 0:
-                row[key] = value.item()
+            if value.ndim == 0:   # (an extra never replaces one of the row's own fields)
+                row[key if key not in _WORST_COLUMNS else f"extra_{key}"] = (
+                    _label_text(value) if value.dtype.kind in "SUO" else value.item())
         rows.append(row)
     return rows
 

@@ -165,7 +165,7 @@ def per_channel_errors(checkpoint, test: Frames, batch_size: int = 256,
                          "read_combustion_npz)")
     model = load_potential(checkpoint, dtype=torch_dtype(dtype))
     e, f = predict(model, test, batch_size=batch_size, dtype=torch_dtype(dtype))
-    return {r: {"n": m["n"], "energy_mae_meV": 1e3 * m["energy_mae"],
+    return {r: {"n": m["n_frames"], "energy_mae_meV": 1e3 * m["energy_mae"],
                 "forces_mae_meV_per_A": 1e3 * m["forces_mae"],
                 "forces_rmse_meV_per_A": 1e3 * m["forces_rmse"]}
             for r, m in grouped_errors(test, e, f, "reaction").items()}
