@@ -111,17 +111,23 @@ def energy_change_errors(frames, energy_pred) -> dict:
     return {"pairs": int(ok.sum()), "energy_change_mae": float(np.mean(np.abs(de_pred - de_ref)))}
 
 
-def frame_force_rmse(frames, forces_pred) -> np.ndarray:
-    """Force RMSE of each frame (frames,) in eV/A, over the components of its real atoms."""
+def _frame_force_sse(frames, forces_pred) -> tuple:
+    """Per-frame sum of squared force errors over the real atoms' components (eV^2/A^2)
+    and the number of those components, as two (frames,) arrays."""
     if frames.forces is None:
         raise ValueError("per-frame force errors need frames with reference forces")
     real = frames.numbers_per_frame > 0
-    sq = np.where(real, ((np.asarray(forces_pred) - frames.forces) ** 2).sum(-1), 0.0)
-    rmse = np.sqrt(sq.sum(1) / (3 * np.maximum(real.sum(1), 1)))
-    if not np.all(np.isfinite(rmse)):
+    sse = np.where(real, ((np.asarray(forces_pred) - frames.forces) ** 2).sum(-1), 0.0).sum(1)
+    if not np.all(np.isfinite(sse)):
         raise FloatingPointError(f"non-finite predicted or reference forces in "
-                                 f"{int((~np.isfinite(rmse)).sum())} of {len(rmse)} frames")
-    return rmse
+                                 f"{int((~np.isfinite(sse)).sum())} of {len(sse)} frames")
+    return sse, 3 * real.sum(1)
+
+
+def frame_force_rmse(frames, forces_pred) -> np.ndarray:
+    """Force RMSE of each frame (frames,) in eV/A, over the components of its real atoms."""
+    sse, components = _frame_force_sse(frames, forces_pred)
+    return np.sqrt(sse / np.maximum(components, 1))
 
 
 def force_error_concentration(frames, forces_pred, fraction: float = 0.01) -> float:
@@ -130,13 +136,17 @@ def force_error_concentration(frames, forces_pred, fraction: float = 0.01) -> fl
     spread evenly, near 1 when a few outliers make the force RMSE."""
     if not 0 < fraction <= 1:
         raise ValueError(f"the fraction of frames must be in (0, 1], got {fraction}")
-    rmse = frame_force_rmse(frames, forces_pred)
-    sse = rmse**2 * 3 * (frames.numbers_per_frame > 0).sum(1)
+    sse, _ = _frame_force_sse(frames, forces_pred)
     total = sse.sum()
     if total == 0:
         return 0.0
     k = max(1, int(round(fraction * len(sse))))
     return float(np.sort(sse)[::-1][:k].sum() / total)
+
+
+#: the fields of every :func:`worst_frames` row (per-frame extras come after them)
+_WORST_COLUMNS = ("index", "formula", "force_rmse", "max_force_error", "energy_error",
+                  "closest_contact", "share_of_force_sse")
 
 
 def worst_frames(frames, energy_pred, forces_pred, n: int) -> list:
@@ -150,9 +160,9 @@ def worst_frames(frames, energy_pred, forces_pred, n: int) -> list:
     n = int(n)
     if n < 0:
         raise ValueError(f"the number of worst frames must be >= 0, got {n}")
-    rmse = frame_force_rmse(frames, forces_pred)
+    sse, components = _frame_force_sse(frames, forces_pred)
+    rmse = np.sqrt(sse / np.maximum(components, 1))
     real = frames.numbers_per_frame > 0
-    sse = rmse**2 * 3 * real.sum(1)
     total = sse.sum()
     rows = []
     for k in np.argsort(-rmse, kind="stable")[:n]:
@@ -183,13 +193,10 @@ def format_worst_frames(rows) -> str:
     table = [head]
     for r in rows:
         table.append([str(r["index"]), r["formula"], f"{r['force_rmse']:.4g}",
-                 f"{r['max_force_error']:.4g}",
-                 "-" if r["energy_error"] is None else f"{r['energy_error']:+.4g}",
-                 "-" if r["closest_contact"] is None else f"{r['closest_contact']:.3f}",
-                 f"{100 * r['share_of_force_sse']:.1f} %"] + [str(r[k]) for k in extra])
+                      f"{r['max_force_error']:.4g}",
+                      "-" if r["energy_error"] is None else f"{r['energy_error']:+.4g}",
+                      "-" if r["closest_contact"] is None else f"{r['closest_contact']:.3f}",
+                      f"{100 * r['share_of_force_sse']:.1f} %"] + [str(r[k]) for k in extra])
     widths = [max(len(row[c]) for row in table) for c in range(len(head))]
     return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in table)
 
-
-_WORST_COLUMNS = ("index", "formula", "force_rmse", "max_force_error", "energy_error",
-                  "closest_contact", "share_of_force_sse")
