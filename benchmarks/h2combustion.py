@@ -76,7 +76,7 @@ def metadynamics(work: Path, models: dict, args) -> dict:
             print(f"[metad] rxn {reaction}, {name}: {args.walkers} walkers x "
                   f"{args.metad_steps} steps", flush=True)
             m = run_walkers(reaction, checkpoint, args.walkers, args.metad_steps,
-                            work / f"metad_{reaction}_{name}")
+                            work / f"metad_{reaction}_{name}", compile=args.compile)
             failed, unphysical, delta_f = bench.walker_cells(m)
             print(f"[metad] rxn {reaction}, {name}: failed walkers {failed}; unphysical "
                   f"{unphysical}; Delta F {delta_f} kJ/mol", flush=True)
@@ -141,8 +141,7 @@ def main():
     ap.add_argument(
         "--n-pretrain", type=int, default=PRETRAIN_PER_SPECIES, help="rattled frames per species"
     )
-    ap.add_argument("--walkers", type=int, default=8,
-                    help="independent metadynamics walkers per model and channel")
+    bench.add_walker_options(ap, walkers=8)
     ap.add_argument("--metad-steps", type=int, default=250000,
                     help=f"{METAD.timestep_fs} fs steps per walker (default: 50 ps)")
     ap.add_argument("--no-dft-scan", action="store_true", help="skip the PySCF scan points")

@@ -45,7 +45,7 @@ def main():
     ap.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
                     help="a model to run (repeatable; default: FFPT-FT=" +
                          DEFAULT_MODELS["FFPT-FT"] + ")")
-    ap.add_argument("--walkers", type=int, default=4, help="independent walkers per channel")
+    bench.add_walker_options(ap, walkers=4)
     ap.add_argument("--ps", type=float, default=25.0, help="picoseconds per walker")
     ap.add_argument("--channels", nargs="*", default=None,
                     help="channel ids (default: all 21 decks)")
@@ -78,7 +78,7 @@ def main():
         t_job = time.perf_counter()
         results.setdefault(cid, {})[name] = run_walkers(
             cid, models[name], args.walkers, steps, work / f"rxn{cid}_{name}",
-            threads=args.threads)
+            threads=args.threads, compile=args.compile)
         if time.perf_counter() - t_job > 30.0:
             ran.append(time.perf_counter() - t_job)
 

@@ -159,3 +159,19 @@ def test_built_from_model_objects_with_parameters_and_atomic_energies(ckpt):
     assert fresh.todict()["model"] == ["in-memory model"]
     with pytest.raises(TypeError, match="Potential models or checkpoint paths"):
         FFPTCalculator([object()])
+
+
+def test_compiled_network_gives_the_eager_numbers(ckpt):
+    """``compile=True`` (torch.compile, dynamic shapes; what the benchmarks' metadynamics
+    walkers use) gives the eager energies and forces, also after the atom and edge counts
+    change (a second system in the same calculator)."""
+    rng = np.random.default_rng(3)
+    systems = [ho2(), Atoms("OH2OH2", positions=rng.uniform(0, 4, (6, 3)))]
+    compiled = FFPTCalculator(ckpt, dtype="float64", compile=True)
+    assert compiled.todict()["compile"] is True
+    for atoms in systems:
+        a, b = atoms.copy(), atoms.copy()
+        a.calc = FFPTCalculator(ckpt, dtype="float64")
+        b.calc = compiled
+        assert b.get_potential_energy() == pytest.approx(a.get_potential_energy(), abs=1e-9)
+        np.testing.assert_allclose(b.get_forces(), a.get_forces(), atol=1e-9)
