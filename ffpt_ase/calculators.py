@@ -107,13 +107,15 @@ class FFPTCalculator(Calculator):
 
     def fingerprint(self) -> str:
         """``sha256:...`` of the models' architectures and weights (as float64), the same
-        for the same models whatever their files' names or the calculator's dtype."""
+        for the same models whatever their files' names, the calculator's dtype or whether
+        the network is compiled (which prefixes its parameters' names)."""
         from .runfolder import bytes_digest
         parts = []
         for m in self.models:
             parts.append(repr(sorted(m.config.items())).encode())
             for name, tensor in m.state_dict().items():
                 t = tensor.detach().cpu()
+                name = name.replace("_orig_mod.", "")
                 parts += [name.encode(), (t.double() if t.is_floating_point() else t)
                           .contiguous().numpy().tobytes()]
         return bytes_digest(*parts)

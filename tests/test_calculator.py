@@ -169,6 +169,8 @@ def test_compiled_network_gives_the_eager_numbers(ckpt):
     systems = [ho2(), Atoms("OH2OH2", positions=rng.uniform(0, 4, (6, 3)))]
     compiled = FFPTCalculator(ckpt, dtype="float64", compile=True)
     assert compiled.todict()["compile"] is True
+    # the same weights: a run folder started eagerly resumes compiled, and back
+    assert compiled.fingerprint() == FFPTCalculator(ckpt, dtype="float64").fingerprint()
     for atoms in systems:
         a, b = atoms.copy(), atoms.copy()
         a.calc = FFPTCalculator(ckpt, dtype="float64")
