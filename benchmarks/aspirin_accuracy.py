@@ -82,7 +82,8 @@ def main():
         folder = "scratch" if name == "scratch" else "finetune"
         rows[name] = {
             **bench.test_errors(
-                work / folder / "best.pt", test, f"aspirin test set, {name}", f"aspirin_{folder}"
+                bench.final_model(work / folder), test, f"aspirin test set, {name}",
+                f"aspirin_{folder}"
             ),
             **bench.training_record(summary),
         }

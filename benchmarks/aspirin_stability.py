@@ -56,10 +56,13 @@ def main():
             shipped = ["pretrained:aspirin"] if "aspirin" in available() else []
             kept = bench.finetuned_from("aspirin", work, [work / "pretrain" / "best.pt",
                                                            kept, *shipped])
-        checkpoint[name] = kept if kept.exists() else work / folder / "best.pt"
-        if not checkpoint[name].exists():
-            sys.exit(f"{kept} and {work / folder / 'best.pt'} missing: run "
-                     "benchmarks/aspirin_accuracy.py first")
+        if not kept.exists():
+            kept = work / folder / "best.pt" if folder == "pretrain" \
+                else bench.final_model(work / folder)
+        if not kept.exists():
+            sys.exit(f"{bench.MODELS / 'aspirin' / (folder + '.pt')} and {kept} missing: "
+                     "run benchmarks/aspirin_accuracy.py first")
+        checkpoint[name] = kept
     start = read_frames(Path(args.data) / "aspirin_ccsd-train.xyz").to_atoms(0)
     start.calc = None
     start_file = work / "stability_start.xyz"

@@ -14,7 +14,9 @@ Sci. Data 9, 215 (2022); wB97X-V/cc-pVTZ):
    frames) is the test set.
 3. scratch (lr 1e-3) and finetune (from step 1, lr 1e-4) on the same frames, each trained
    out (``bench_common.TRAINED_OUT``: learning rate at 1 % of its start or a 100-epoch
-   plateau of the validation force MAE, gradient norm clipped at 10). A stage longer than
+   plateau of the validation force MAE, gradient norm clipped at 10); its model is the epoch
+   of lowest validation force MAE (``bench.FINAL_MODEL``; the paper's lowest validation
+   loss and the last epoch are scored too). A stage longer than
    a session continues from its run folder, committed in
    ``benchmarks/models/h2combustion/runs/``; a finished stage's model is
    ``benchmarks/models/h2combustion/{scratch,finetune}.pt``. ``--only scratch`` and
@@ -61,6 +63,9 @@ PRETRAIN_PER_SPECIES = bench.H2COMBUSTION_PRETRAIN_PER_SPECIES
 METAD = ChannelMetadConfig(reaction="09")  # the walkers' settings: the driver's defaults
 
 
+#: each arm's models scored besides its final one (bench.FINAL_MODEL): key -> (file, label)
+OTHER_MODELS = {"best_val_loss_model": ("best.pt", "best validation loss"),
+                "last_epoch_model": ("last.pt", "last epoch")}
 #: the training arms (their run folders) and their names in the tables and metad folders
 ARM_NAMES = {"scratch": "scratch", "finetune": "FFPT-FT"}
 METAD_CHANNELS = ("09", "01")
@@ -113,11 +118,12 @@ def test_table(errors: dict) -> list:
                                 ("FFPT-FT", "FFPT-FT", errors["FFPT-FT"]["epochs"]),
                                 ("FFPT (pre-trained only)", "FFPT",
                                  errors["FFPT-FT"]["pretrain"]["epochs"])):
-        rows = [(label + (f", best validation loss (epoch {errors[name]['selected_epoch']})"
+        rows = [(label + (f", lowest validation force MAE (epoch "
+                          f"{errors[name]['selected_epoch']}; the final model)"
                           if name != "FFPT" else ""), errors[name])]
         if name != "FFPT":
-            last = errors[name]["last_epoch_model"]
-            rows.append((f"{label}, last epoch ({last['epoch']})", last))
+            rows += [(f"{label}, {text} (epoch {errors[name][key]['epoch']})",
+                      errors[name][key]) for key, (_, text) in OTHER_MODELS.items()]
         for text, er in rows:
             lines.append(f"| {text} | {er['energy_mae_meV']:.1f} | "
                          f"{er['forces_mae_meV_per_A']:.1f} | {er['forces_rmse_meV_per_A']:.1f} | "
@@ -168,13 +174,13 @@ def main():
     if args.only:   # this arm's metadynamics too, once its training is finished
         name = ARM_NAMES[args.only]
         if status.get(args.only, "in progress") != "in progress":
-            metadynamics(work, {name: work / args.only / "best.pt"}, args)
+            metadynamics(work, {name: bench.final_model(work / args.only)}, args)
         return
     s_pt, s_sc, s_ft = runs["pretrain"], runs["scratch"], runs["finetune"]
     ckpt = {
-        "scratch": work / "scratch" / "best.pt",
+        "scratch": bench.final_model(work / "scratch"),
         "FFPT": work / "pretrain" / "best.pt",
-        "FFPT-FT": work / "finetune" / "best.pt",
+        "FFPT-FT": bench.final_model(work / "finetune"),
     }
 
     test = Frames.load(test_file)
@@ -193,14 +199,15 @@ def main():
             **bench.training_record(summary),
             "selected_epoch": load_checkpoint(ckpt[name])["epoch"],
         }
-        # best.pt is the best validation loss (energy MSE + 20 x force MSE), which one
-        # outlier frame can hold back for many epochs (RESULTS.md): the last epoch's model
-        # is scored too
-        last = ckpt[name].with_name("last.pt")
-        errors[name]["last_epoch_model"] = {
-            **bench.test_errors(last, test, f"h2combustion test set, {name}, last epoch",
-                                f"h2combustion_{folder}_last", batch_size=256),
-            "epoch": load_checkpoint(last)["epoch"]}
+        # the arm's other models: the paper's choice (the lowest validation loss, energy
+        # MSE + 20 x force MSE, which one outlier frame can hold back for many epochs,
+        # RESULTS.md) and the last epoch's
+        for key, (file, text) in OTHER_MODELS.items():
+            other = ckpt[name].with_name(file)
+            errors[name][key] = {
+                **bench.test_errors(other, test, f"h2combustion test set, {name}, {text}",
+                                    f"h2combustion_{folder}_{other.stem}", batch_size=256),
+                "epoch": load_checkpoint(other)["epoch"]}
         channels[name] = per_channel_errors(ckpt[name], test)
         bench.copy_learning_curve(work, folder, "h2combustion")
     errors["FFPT"] = bench.test_errors(

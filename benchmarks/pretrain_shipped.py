@@ -129,7 +129,8 @@ def main():
         print(f"[pretrain {name}] stopped before its rule held: not installed")
         return
     from ffpt_ase.model.potential import load_checkpoint
-    best = load_checkpoint(work / folder / "best.pt")
+    shipped = bench.final_model(work / folder)
+    best = load_checkpoint(shipped)
     size = best["config"]
     command = (f".venv/bin/python benchmarks/pretrain_shipped.py {args.system} --name {name} "
                f"--plateau-epochs {args.plateau_epochs} --threads {args.threads} "
@@ -139,7 +140,7 @@ def main():
                + (f" --minutes {args.minutes}" if args.minutes is not None else ""))
     init_info = available()[args.init.split(":", 1)[1]] \
         if args.init and args.init.startswith("pretrained:") else None
-    path = install_pretrained(name, work / folder / "best.pt", {
+    path = install_pretrained(name, shipped, {
         "teacher": teacher,
         "frames": frames_text_file.read_text().strip(),
         "model": f"NewtonNet, {size['n_features']} features, {size['n_interactions']} "

@@ -150,7 +150,7 @@ def main():
     for name, (folder, summary) in trained.items():
         errors[name] = {
             **bench.test_errors(
-                work / folder / "best.pt",
+                bench.final_model(work / folder),
                 test,
                 f"water, held-out {TEST_FOLDER}, {name}",
                 f"water_{folder}",
@@ -169,7 +169,8 @@ def main():
     angles = np.linspace(60.0, 180.0, 121)
     models = {"FFPT": "pretrain", **{name: folder for name, (folder, _) in trained.items()}}
     theta0, scan = monomer_angle_scan(
-        {name: work / folder / "best.pt" for name, folder in models.items()}, angles)
+        {name: work / folder / "best.pt" if folder == "pretrain" else
+         bench.final_model(work / folder) for name, folder in models.items()}, angles)
     plot_energy_scan(
         {k: (angles, v) for k, v in scan.items()},
         bench.RESULTS / "water_angle_scan.png",
@@ -186,7 +187,7 @@ def main():
         s = run_stability(
             StabilityConfig(
                 system=str(start_file),
-                model=str(work / folder / "best.pt"),
+                model=str(bench.final_model(work / folder)),
                 trajectories=args.trajectories,
                 time_ps=args.time_ps,
                 temperature_K=300.0,

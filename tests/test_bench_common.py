@@ -64,8 +64,14 @@ def test_keep_runs_one_arm_and_final_models_only_when_finished(tmp_path, models)
     assert (models / "exp" / "runs" / "finetune" / "log.csv").exists()
     status = bench.keep_runs(work, "exp", ["scratch", "finetune"])
     assert status["scratch"].startswith("plateau") and status["finetune"] == "in progress"
+    # a run from before the trainer kept best_forces.pt: its best.pt stands in
     assert (models / "exp" / "scratch.pt").read_bytes() == b"best of 12 epochs"
     assert not (models / "exp" / "runs" / "scratch" / "best.pt").exists()   # rebuilt, not kept
+    # the final model is the lowest validation force MAE's
+    (work / "scratch" / "best_forces.pt").write_bytes(b"lowest force MAE of 12 epochs")
+    bench.keep_runs(work, "exp", ["scratch"])
+    assert (models / "exp" / "scratch.pt").read_bytes() == b"lowest force MAE of 12 epochs"
+    assert not (models / "exp" / "runs" / "scratch" / "best_forces.pt").exists()
 
 
 def test_a_shipped_pretraining_counts_every_stage_it_was_continued_from():

@@ -74,18 +74,21 @@ def training_result(folder):
     """What a finished training run left: models, history without wall times, summary."""
     import json
     last, best = load_checkpoint(folder / "last.pt"), load_checkpoint(folder / "best.pt")
+    best_forces = load_checkpoint(folder / "best_forces.pt")
     log = [{k: v for k, v in r.items() if k != "time_s"} for r in rows(folder / "log.csv")]
     summary = json.loads((folder / "summary.json").read_text())
     summary.pop("output")
     summary["final"].pop("time_s")
     return {"last": last["model_state"], "best": best["model_state"],
-            "best_epoch": best["epoch"], "log": log, "summary": summary}
+            "best_forces": best_forces["model_state"], "best_epoch": best["epoch"],
+            "best_forces_epoch": best_forces["epoch"], "log": log, "summary": summary}
 
 
 def assert_same_training(a, b):
     assert a["best_epoch"] == b["best_epoch"] and a["log"] == b["log"]
+    assert a["best_forces_epoch"] == b["best_forces_epoch"]
     assert a["summary"] == b["summary"]
-    for key in ("last", "best"):
+    for key in ("last", "best", "best_forces"):
         for name in a[key]:
             assert torch.equal(a[key][name], b[key][name]), (key, name)
 
@@ -641,3 +644,32 @@ def test_without_retries_or_after_the_last_one_a_divergence_stops_the_run(ho2, t
     monkeypatch.undo()
     with pytest.raises(ValueError, match="divergence_retries"):
         TrainConfig(stage="scratch", data=str(ho2), divergence_retries=-1)
+
+
+def test_best_forces_pt_holds_the_lowest_validation_force_mae(ho2, tmp_path):
+    """best_forces.pt is the epoch of the lowest validation force MAE (best.pt: of the lowest
+    validation loss), its weights give that MAE, and a run whose last.pt predates
+    best_forces.pt writes one only when an epoch beats the force MAE of its history."""
+    from ffpt_ase.model.potential import Potential
+    from ffpt_ase.training.metrics import error_metrics, predict
+    out = tmp_path / "run"
+    cfg = dict(stage="scratch", data=str(ho2), seed=3, output=str(out), **TINY)
+    s = train(TrainConfig(epochs=6, **cfg))
+    log = rows(out / "log.csv")
+    maes = [float(r["val_forces_mae"]) for r in log]
+    ck = load_checkpoint(out / "best_forces.pt")
+    assert ck["epoch"] == 1 + int(np.argmin(maes)) == s["best_forces_epoch"]
+    val = Frames.load(ho2)[np.load(out / "split.npz")["val"]]
+    e, f = predict(Potential.from_checkpoint(ck), val)
+    assert error_metrics(val, e, f)["forces_mae"] == pytest.approx(min(maes), rel=1e-5)
+    # an older run's last.pt has no best_forces: the mark is its history's best
+    last = load_checkpoint(out / "last.pt")
+    last.pop("best_forces")
+    torch.save(last, out / "last.pt")
+    (out / "best_forces.pt").unlink()
+    train(TrainConfig(epochs=10, **cfg))
+    later = [float(r["val_forces_mae"]) for r in rows(out / "log.csv")][6:]
+    if min(later) < min(maes):
+        assert load_checkpoint(out / "best_forces.pt")["epoch"] == 7 + int(np.argmin(later))
+    else:
+        assert not (out / "best_forces.pt").exists()

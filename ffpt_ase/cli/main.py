@@ -130,7 +130,9 @@ def _cmd_train(args):
     print(f"{cfg.stage}: {summary['epochs']} epochs ({summary['stop_reason']}); validation "
           f"energy MAE {final.get('val_energy_mae', float('nan')):.4f} eV, force MAE "
           f"{final.get('val_forces_mae', float('nan')):.4f} eV/A")
-    print(f"wrote {cfg.output}/best.pt, last.pt, log.csv, learning_curve.png")
+    written = [f for f in ("best.pt", "best_forces.pt", "last.pt", "log.csv",
+                           "learning_curve.png") if (Path(cfg.output) / f).exists()]
+    print(f"wrote {cfg.output}/" + ", ".join(written))
     return 0
 
 

@@ -11,6 +11,9 @@ Output folder of a run (a :class:`~ffpt_ase.runfolder.RunFolder`)::
                      epoch: the commit point of each epoch
     best.pt          the model with the lowest validation loss so far (rebuilt from last.pt
                      on resume if a crash came between the two writes)
+    best_forces.pt   the model with the lowest validation force MAE so far (what the plateau
+                     rule judges; the validation loss, an energy and force MSE, can be held
+                     for hundreds of epochs by one badly predicted frame); likewise rebuilt
     summary.json     epochs, stop reason, final validation errors
 
 (The command line also draws ``learning_curve.png`` from ``log.csv``.)
@@ -390,11 +393,19 @@ class Trainer:
                     with self._averaged():   # the saved model is the validated one
                         self.best = self._contents(epoch + 1, best, history,
                                                    training_state=False)
+                if val.get("forces_mae") is not None \
+                        and val["forces_mae"] < self.best_forces_mae:
+                    self.best_forces_mae = val["forces_mae"]
+                    with self._averaged():
+                        self.best_forces = self._contents(epoch + 1, best, history,
+                                                          training_state=False)
                 # last.pt (holding the best model too) is the commit point; best.pt and
                 # log.csv follow from it and are rebuilt from it on resume
                 self.checkpoints.save("last.pt", self._contents(epoch + 1, best, history))
                 if self.best["epoch"] == epoch + 1:
                     self.checkpoints.save("best.pt", self.best)
+                if self.best_forces is not None and self.best_forces["epoch"] == epoch + 1:
+                    self.checkpoints.save("best_forces.pt", self.best_forces)
                 self._write_log(history)
                 if cfg.max_time_s:  # a time-budgeted run: the ETA is the budget's, not epochs'
                     per_epoch = row["time_s"] / (epoch + 1)
@@ -412,6 +423,8 @@ class Trainer:
             bar.close()
         summary = {"stage": cfg.stage, "epochs": len(history), "stop_reason": stop_reason,
                    "best_val_loss": best, "output": str(self.out),
+                   "best_forces_epoch": None if self.best_forces is None
+                   else int(self.best_forces["epoch"]),
                    "final": history[-1] if history else None,
                    "divergences": list(self.divergences)}
         if self.data.test is not None and self.best is not None:
@@ -454,6 +467,11 @@ class Trainer:
                     cfg.stage, epoch + 1, err, back_to, epoch - back_to, lr, new_lr,
                     len(self.divergences), cfg.divergence_retries)
         del history[back_to:]
+        if self.best_forces is not None and self.best_forces["epoch"] > back_to:
+            # that epoch is discarded with the others: the returned-to model stands in
+            self.best_forces = self.best
+            self.best_forces_mae = history[-1].get("val_forces_mae") or math.inf
+            self.checkpoints.save("best_forces.pt", self.best_forces)
         # the commit point holds the returned-to state: a run killed now resumes from it
         self.checkpoints.save("last.pt", self._contents(back_to, self.best["best_val_loss"],
                                                         history))
@@ -633,7 +651,7 @@ class Trainer:
         extra = {}
         if training_state:
             extra = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-                     "best": self.best}
+                     "best": self.best, "best_forces": self.best_forces}
             if self.ema is not None:
                 extra["ema"] = self.ema.state_dict()
         return self.model.checkpoint(
@@ -645,6 +663,7 @@ class Trainer:
     def _resume(self):
         ckpt = self.checkpoints.load("last.pt")
         self.divergences = []   # non-finite epochs rolled back (see _roll_back)
+        self.best_forces, self.best_forces_mae = None, math.inf
         if ckpt is None:
             self.best = None
             return 0, float("inf"), []
@@ -662,12 +681,22 @@ class Trainer:
         self.best = ckpt["best"]
         self.divergences = list(ckpt.get("divergences", []))
         history = list(ckpt["history"])
-        # a crash after last.pt may have left best.pt and log.csv one epoch behind
-        on_disk = self.checkpoints.load("best.pt")
-        if on_disk is None or on_disk.get("epoch") != self.best["epoch"]:
-            self.checkpoints.save("best.pt", self.best)
-            log.info("rebuilt %s (epoch %d) from last.pt", self.out / "best.pt",
-                     self.best["epoch"])
+        # a run from before best_forces.pt was kept has none: its best validation force MAE
+        # so far is the mark a later epoch must beat to write one
+        self.best_forces = ckpt.get("best_forces")
+        maes = [row["val_forces_mae"] for row in history
+                if row.get("val_forces_mae") is not None]
+        self.best_forces_mae = min(maes, default=math.inf)
+        # a crash after last.pt may have left best.pt, best_forces.pt and log.csv one epoch
+        # behind
+        for name, contents in (("best.pt", self.best), ("best_forces.pt", self.best_forces)):
+            if contents is None:
+                continue
+            on_disk = self.checkpoints.load(name)
+            if on_disk is None or on_disk.get("epoch") != contents["epoch"]:
+                self.checkpoints.save(name, contents)
+                log.info("rebuilt %s (epoch %d) from last.pt", self.out / name,
+                         contents["epoch"])
         self._write_log(history)
         log.info("resuming %s from %s after epoch %d", self.cfg.stage, path, ckpt["epoch"])
         return int(ckpt["epoch"]), float(ckpt["best_val_loss"]), history
