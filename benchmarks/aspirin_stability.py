@@ -57,8 +57,7 @@ def main():
             kept = bench.finetuned_from("aspirin", work, [work / "pretrain" / "best.pt",
                                                            kept, *shipped])
         if not kept.exists():
-            kept = work / folder / "best.pt" if folder == "pretrain" \
-                else bench.final_model(work / folder)
+            kept = bench.stage_model(work, folder)
         if not kept.exists():
             sys.exit(f"{bench.MODELS / 'aspirin' / (folder + '.pt')} and {kept} missing: "
                      "run benchmarks/aspirin_accuracy.py first")

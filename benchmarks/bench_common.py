@@ -60,6 +60,13 @@ def final_model(folder: Path) -> Path:
     return Path(folder) / "best.pt"
 
 
+def stage_model(work: Path, stage: str) -> Path:
+    """The model a stage of ``work`` hands on: ``pretrain``'s ``best.pt`` (what fine-tuning
+    starts from, or a shipped model's copy, :func:`shipped_pretrain`), a trained arm's
+    :func:`final_model`."""
+    return work / stage / "best.pt" if stage == "pretrain" else final_model(work / stage)
+
+
 def parser(
     doc: str,
     data: str,

@@ -179,11 +179,8 @@ def main():
             metadynamics(work, {name: bench.final_model(work / args.only)}, args)
         return
     s_pt, s_sc, s_ft = runs["pretrain"], runs["scratch"], runs["finetune"]
-    ckpt = {
-        "scratch": bench.final_model(work / "scratch"),
-        "FFPT": work / "pretrain" / "best.pt",
-        "FFPT-FT": bench.final_model(work / "finetune"),
-    }
+    ckpt = {name: bench.stage_model(work, folder) for name, folder in
+            (("scratch", "scratch"), ("FFPT", "pretrain"), ("FFPT-FT", "finetune"))}
 
     test = Frames.load(test_file)
     n_trainval = len(Frames.load(train_file))

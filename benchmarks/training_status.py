@@ -53,7 +53,7 @@ def main():
             if (folder / "config.json").exists() else {}   # the run's latest free settings
         earliest = None if done else earliest_plateau_stop(
             [{"val_forces_mae": v} for v in f], config.get("plateau_epochs"),
-            config.get("plateau_improvement", 0.01))
+            config.get("plateau_improvement"))
         status[str(folder.relative_to(bench.MODELS))] = {
             "epochs": len(log), "hours": round(float(log[-1]["time_s"]) / 3600, 2),
             "lr": float(log[-1]["lr"]), "best_epoch": best + 1,

@@ -169,8 +169,7 @@ def main():
     angles = np.linspace(60.0, 180.0, 121)
     models = {"FFPT": "pretrain", **{name: folder for name, (folder, _) in trained.items()}}
     theta0, scan = monomer_angle_scan(
-        {name: work / folder / "best.pt" if folder == "pretrain" else
-         bench.final_model(work / folder) for name, folder in models.items()}, angles)
+        {name: bench.stage_model(work, folder) for name, folder in models.items()}, angles)
     plot_energy_scan(
         {k: (angles, v) for k, v in scan.items()},
         bench.RESULTS / "water_angle_scan.png",

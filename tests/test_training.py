@@ -598,6 +598,9 @@ def test_a_diverging_epoch_goes_back_to_the_best_model_at_a_lower_rate(ho2, tmp_
     assert all(np.isfinite(float(r["train_loss"])) for r in log)
     last = torch.load(out / "last.pt", weights_only=True)
     assert last["divergences"] == s["divergences"]
+    # best_forces.pt is of a kept epoch: the lowest validation force MAE of the log
+    maes = [float(r["val_forces_mae"]) for r in log]
+    assert load_checkpoint(out / "best_forces.pt")["epoch"] == 1 + int(np.argmin(maes))
     monkeypatch.undo()
 
 

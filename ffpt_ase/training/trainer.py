@@ -297,6 +297,13 @@ def earliest_plateau_stop(history, window: int | None, improvement: float) -> in
     return len(values) + window
 
 
+def _best_forces_mae(history) -> float:
+    """The lowest validation force MAE of a history (inf without one): what an epoch must
+    beat to be written as ``best_forces.pt``."""
+    return min((row["val_forces_mae"] for row in history
+                if row.get("val_forces_mae") is not None), default=math.inf)
+
+
 class Trainer:
     """The training loop of one stage, from pieces made by the caller (see :func:`train`).
 
@@ -470,8 +477,9 @@ class Trainer:
         if self.best_forces is not None and self.best_forces["epoch"] > back_to:
             # that epoch is discarded with the others: the returned-to model stands in
             self.best_forces = self.best
-            self.best_forces_mae = history[-1].get("val_forces_mae") or math.inf
             self.checkpoints.save("best_forces.pt", self.best_forces)
+        # the mark a later epoch must beat, derived as a resumed run derives it
+        self.best_forces_mae = _best_forces_mae(history)
         # the commit point holds the returned-to state: a run killed now resumes from it
         self.checkpoints.save("last.pt", self._contents(back_to, self.best["best_val_loss"],
                                                         history))
@@ -684,9 +692,7 @@ class Trainer:
         # a run from before best_forces.pt was kept has none: its best validation force MAE
         # so far is the mark a later epoch must beat to write one
         self.best_forces = ckpt.get("best_forces")
-        maes = [row["val_forces_mae"] for row in history
-                if row.get("val_forces_mae") is not None]
-        self.best_forces_mae = min(maes, default=math.inf)
+        self.best_forces_mae = _best_forces_mae(history)
         # a crash after last.pt may have left best.pt, best_forces.pt and log.csv one epoch
         # behind
         for name, contents in (("best.pt", self.best), ("best_forces.pt", self.best_forces)):
