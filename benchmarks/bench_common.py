@@ -112,8 +112,8 @@ def add_arm_options(ap, shipped: str) -> None:
 def add_walker_options(ap, walkers: int) -> None:
     """``--walkers`` (independent metadynamics walkers per model and channel) and
     ``--no-compile``: the walkers' network is ``torch.compile``'d by default (about a minute
-    once per process; then 1.2x the eager rate for 8 three-atom walkers of the 64-feature
-    combustion model on this shared 2-core machine, 1.6x for the paper-size model in
+    once per process; then about 1.4x the eager rate for 8 three-atom walkers of the
+    64-feature combustion model on this 2-core machine, 1.6x for the paper-size model in
     RESULTS.md's ensemble section). Check them with :func:`check_walkers`."""
     ap.add_argument("--walkers", type=int, default=walkers,
                     help="independent metadynamics walkers per model and channel")
