@@ -51,7 +51,9 @@ from h2combustion_oh_scan import scan_and_plot
 
 from ffpt_ase.applications.h2combustion.metad import ChannelMetadConfig
 from ffpt_ase.applications.h2combustion.dataset import data_files, train_test_sets
-from ffpt_ase.applications.h2combustion.workflows import per_channel_errors, run_walkers
+from ffpt_ase.analysis.error_comparison import difference_text
+from ffpt_ase.applications.h2combustion.workflows import (per_channel_comparison,
+                                                          per_channel_errors, run_walkers)
 from ffpt_ase.applications.systems import COMBUSTION_SPECIES
 from ffpt_ase.data import Frames
 from ffpt_ase.model.potential import load_checkpoint
@@ -223,6 +225,9 @@ def main():
         s_pt, f"{args.n_pretrain} rattled Table 1 frames of each of "
               f"{', '.join(COMBUSTION_SPECIES)}")
 
+    # FFPT-FT against scratch on the same test frames, overall and per channel
+    comparison = per_channel_comparison(ckpt["scratch"], ckpt["FFPT-FT"], test)
+
     scan, scan_table = scan_and_plot(ckpt, "h2combustion_oh_scan",
                                       with_dft=not args.no_dft_scan)
 
@@ -242,6 +247,7 @@ def main():
         "training_status": status,
         "errors": errors,
         "per_channel": channels,
+        "ffpt_ft_minus_scratch": comparison,
         "oh_scan": scan,
         "metad": metad,
         "metad_settings": {
@@ -257,17 +263,23 @@ def main():
     lines += ["", scan_table]
     lines += [
         "",
-        "Per channel (test frames; energy MAE meV / force MAE meV/A):",
+        "Per channel (test frames; energy MAE meV / force MAE meV/A). FFPT-FT - scratch: "
+        "the difference of the final models' MAEs with its 95 % bootstrap interval and a "
+        f"sign-flip p-value, over blocks of {comparison['block']} consecutive test frames "
+        "(`ffpt-ase compare`); negative: FFPT-FT more accurate:",
         "",
-        "| channel | n | scratch | FFPT-FT |",
-        "|---|---|---|---|",
+        "| channel | n | scratch | FFPT-FT | FFPT-FT - scratch, energy MAE (meV) | "
+        "FFPT-FT - scratch, force MAE (meV/A) |",
+        "|---|---|---|---|---|---|",
     ]
-    for rxn in channels["scratch"]:
-        a, b = channels["scratch"][rxn], channels["FFPT-FT"][rxn]
+    for rxn in [*channels["scratch"], "all"]:
+        c = comparison["all"] if rxn == "all" else comparison["groups"][rxn]
+        (ea, eb), (fa, fb) = c["energy_mae"], c["forces_mae"]
         lines.append(
-            f"| {rxn} | {a['n']} | {a['energy_mae_meV']:.1f} / "
-            f"{a['forces_mae_meV_per_A']:.1f} | {b['energy_mae_meV']:.1f} / "
-            f"{b['forces_mae_meV_per_A']:.1f} |"
+            f"| {rxn} | {c['n_frames']} | {1e3 * ea:.1f} / {1e3 * fa:.1f} | "
+            f"{1e3 * eb:.1f} / {1e3 * fb:.1f} | "
+            f"{difference_text(c.get('energy_mae_difference'))} | "
+            f"{difference_text(c.get('forces_mae_difference'))} |"
         )
     lines += [
         "",

@@ -63,6 +63,35 @@ def test_per_channel_errors_and_energy_changes(data_dir, tiny):
     assert ch["energy_change_mae"] == pytest.approx(expect) and ch["pairs"] >= 1
 
 
+def test_per_channel_comparison_of_a_model_with_itself_and_another(data_dir, tiny, tmp_path):
+    import torch
+
+    from ffpt_ase.applications.h2combustion.dataset import data_files
+    from ffpt_ase.applications.h2combustion.workflows import (per_channel_comparison,
+                                                              per_channel_errors)
+    from ffpt_ase.data import Frames, read_combustion_npz
+    from ffpt_ase.model.potential import load_potential
+    test = Frames.concatenate([read_combustion_npz(f)[np.arange(40)] for f in
+                               data_files(data_dir / "h2combustion", kinds=("aimd",))[:2]])
+    same = per_channel_comparison(tiny, tiny, test, block=10)
+    assert sorted(same["groups"]) == sorted(set(np.asarray(test.extras["reaction"])))
+    for c in [same["all"], *same["groups"].values()]:
+        assert c["forces_mae_difference"]["difference"] == 0
+        assert c["energy_mae_difference"]["p_value"] == 1
+    other = load_potential(tiny)
+    with torch.no_grad():
+        other.shift.add_(0.5)               # every energy 0.5 eV per atom higher
+    torch.save(other.checkpoint(stage="test"), tmp_path / "shifted.pt")
+    res = per_channel_comparison(tiny, tmp_path / "shifted.pt", test, block=10)
+    own = per_channel_errors(tmp_path / "shifted.pt", test)
+    for rxn, c in res["groups"].items():
+        assert 1e3 * c["energy_mae"][1] == pytest.approx(own[rxn]["energy_mae_meV"])
+        d = c["forces_mae_difference"]   # rounding-level differences: a finite interval
+        assert d["difference"] == pytest.approx(0, abs=1e-9)
+        assert abs(d["ci_low"]) < 1e-9 and abs(d["ci_high"]) < 1e-9
+        assert c["n_frames"] == own[rxn]["n"] == 40
+
+
 def test_liquid_properties_recover_a_known_diffusion_coefficient(tmp_path):
     """Random-walk oxygens with step variance s^2 per axis per frame: D = s^2 / (2 dt)."""
     from ase.io import Trajectory

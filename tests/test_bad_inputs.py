@@ -503,6 +503,24 @@ CASES = [
                                                "-1"), "threads must be"),
     Case("evaluate", "corrupted data file", fixed("evaluate", P("model"), P("corrupt")),
          ".npz"),
+    # ---------------------------------------------------------------- compare
+    Case("compare", "malicious pickle as model B", fixed("compare", P("model"), P("evil"),
+                                                         P("data")), "could not be read"),
+    Case("compare", "missing model A", fixed("compare", "missing.pt", P("model"), P("data")),
+         "not found"),
+    Case("compare", "block of 0 frames", fixed("compare", P("model"), P("model"), P("data"),
+                                               "--block", "0"), "--block must be >= 1"),
+    Case("compare", "confidence of 95 (a percentage)", fixed(
+        "compare", P("model"), P("model"), P("data"), "--confidence", "95"),
+        "--confidence must be between 0 and 1"),
+    Case("compare", "too few resamples", fixed("compare", P("model"), P("model"), P("data"),
+                                               "--resamples", "10"), "--resamples must be"),
+    Case("compare", "frames without reference labels", fixed("compare", P("model"),
+                                                             P("model"), P("nolabels")),
+         "needs reference energies and forces"),
+    Case("compare", "grouping by a value the frames do not carry", fixed(
+        "compare", P("model"), P("model"), P("data"), "--group-by", "reaction"),
+        "no per-frame 'reaction'"),
     # ---------------------------------------------------------------- metad
     Case("metad", "unknown reaction channel", metad_argv("--reaction", "99"),
          "unknown reaction channel"),

@@ -193,6 +193,51 @@ def _cmd_evaluate(args):
     return 0
 
 
+def _cmd_compare(args):
+    import json
+
+    from ..analysis.error_comparison import compare_errors, difference_text
+    from ..data import read_frames
+    from ..model.potential import load_potential
+    from ..runtime import set_threads, torch_dtype
+    from ..training.config import LABEL_KEY_FIELDS
+    from ..training.metrics import predict
+
+    if args.block < 1:
+        raise ValueError(f"--block must be >= 1 frame, got {args.block}")
+    if not 0 < args.confidence < 1:
+        raise ValueError(f"--confidence must be between 0 and 1, got {args.confidence}")
+    if args.resamples < 100:
+        raise ValueError(f"--resamples must be >= 100, got {args.resamples}")
+    set_threads(args.threads)
+    dtype = torch_dtype(args.dtype)
+    models = [load_potential(m, dtype=dtype) for m in (args.model_a, args.model_b)]
+    frames = read_frames(args.data, **{k: getattr(args, k, None) for k in LABEL_KEY_FIELDS})
+    if frames.energy is None or frames.forces is None:
+        raise ValueError(f"{args.data}: comparing models needs reference energies and forces")
+    preds = [predict(m, frames, batch_size=args.batch_size, dtype=dtype) for m in models]
+    res = compare_errors(frames, *preds, group_key=args.group_by, block=args.block,
+                         confidence=args.confidence, n_resamples=args.resamples)
+    res.update(model_a=str(args.model_a), model_b=str(args.model_b), data=str(args.data))
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    print(f"A = {args.model_a}\nB = {args.model_b}\non {args.data}: B - A in meV and meV/A, "
+          f"{100 * args.confidence:g} % bootstrap intervals and sign-flip p-values over blocks "
+          f"of {args.block} consecutive frames")
+    rows = [("all", res["all"])] + list(res.get("groups", {}).items())
+    print(f"{'frames':>12s} {'n':>6s} {'E MAE A':>8s} {'E MAE B':>8s} {'B - A':>32s} "
+          f"{'F MAE A':>8s} {'F MAE B':>8s} {'B - A':>32s}")
+    for name, r in rows:
+        cells = [f"{1e3 * r['energy_mae'][0]:8.1f}", f"{1e3 * r['energy_mae'][1]:8.1f}",
+                 f"{difference_text(r.get('energy_mae_difference')):>32s}",
+                 f"{1e3 * r['forces_mae'][0]:8.1f}", f"{1e3 * r['forces_mae'][1]:8.1f}",
+                 f"{difference_text(r.get('forces_mae_difference')):>32s}"]
+        print(f"{name:>12s} {r['n_frames']:6d} " + " ".join(cells)
+              + (f"  ({r['note']})" if "note" in r else ""))
+    return 0
+
+
 def _cmd_export(args):
     from ..data.graphs import species_index
     from ..files import make_folder
@@ -451,6 +496,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     add_label_keys(p)
     p.set_defaults(func=_cmd_evaluate)
+
+    p = add_command("compare", help="is model B more accurate than model A on a data set? "
+                                    "MAE differences with confidence intervals and p-values")
+    p.add_argument("model_a", metavar="A")
+    p.add_argument("model_b", metavar="B")
+    p.add_argument("data")
+    p.add_argument("--group-by", default=None, metavar="KEY",
+                   help="also compare on each group of frames sharing a per-frame value of "
+                        "KEY (for example reaction, the combustion data's channel)")
+    p.add_argument("--block", type=int, default=20,
+                   help="consecutive frames taken together (frames of one trajectory are "
+                        "correlated); 1 treats every frame as independent")
+    p.add_argument("--confidence", type=float, default=0.95, help="of the intervals")
+    p.add_argument("--resamples", type=int, default=9999,
+                   help="bootstrap and permutation resamples")
+    p.add_argument("--json", action="store_true", help="print one JSON object (eV, eV/A)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    add_label_keys(p)
+    p.set_defaults(func=_cmd_compare)
 
     p = add_command("export", help="write a model as a TorchScript file that torch alone "
                                    "loads (for other MD engines)")

@@ -76,10 +76,10 @@ def _label_text(value) -> str:
     return str(value.item() if hasattr(value, "item") else value)
 
 
-def grouped_errors(frames, energy_pred, forces_pred, key: str) -> dict:
-    """:func:`error_metrics` of each group of frames sharing a value of the per-frame
-    extra ``key`` (for example the combustion data's ``reaction``), keyed by that value as
-    text, in sorted order; ``n_frames`` counts each group's frames."""
+def group_labels(frames, key: str) -> np.ndarray:
+    """The per-frame extra ``key`` (for example the combustion data's ``reaction``) as text,
+    one label per frame; an error when the frames lack it, or it is not one finite value per
+    frame."""
     if key not in (frames.extras or {}):
         have = ", ".join(sorted(frames.extras)) or "none"
         raise ValueError(f"the frames carry no per-frame {key!r} to group by (they have: "
@@ -87,9 +87,16 @@ def grouped_errors(frames, energy_pred, forces_pred, key: str) -> dict:
     labels = np.asarray(frames.extras[key])
     if labels.shape != (len(frames),):
         raise ValueError(f"{key!r} is not one value per frame (shape {labels.shape})")
-    text = np.array([_label_text(v) for v in labels])
     if labels.dtype.kind == "f" and not np.all(np.isfinite(labels)):
         raise ValueError(f"{key!r} has non-finite values: every frame needs a group")
+    return np.array([_label_text(v) for v in labels])
+
+
+def grouped_errors(frames, energy_pred, forces_pred, key: str) -> dict:
+    """:func:`error_metrics` of each group of frames sharing a value of the per-frame
+    extra ``key`` (:func:`group_labels`), keyed by that value as text, in sorted order;
+    ``n_frames`` counts each group's frames."""
+    text = group_labels(frames, key)
     out = {}
     for value in sorted(set(text.tolist())):
         sel = np.nonzero(text == value)[0]
@@ -111,17 +118,42 @@ def energy_change_errors(frames, energy_pred) -> dict:
     return {"pairs": int(ok.sum()), "energy_change_mae": float(np.mean(np.abs(de_pred - de_ref)))}
 
 
-def _frame_force_sse(frames, forces_pred) -> tuple:
-    """Per-frame sum of squared force errors over the real atoms' components (eV^2/A^2)
+def _frame_force_sums(frames, forces_pred, power: int) -> tuple:
+    """Per-frame sum of ``|F_pred - F_ref| ** power`` over the real atoms' force components
     and the number of those components, as two (frames,) arrays."""
     if frames.forces is None:
         raise ValueError("per-frame force errors need frames with reference forces")
     real = frames.numbers_per_frame > 0
-    sse = np.where(real, ((np.asarray(forces_pred) - frames.forces) ** 2).sum(-1), 0.0).sum(1)
-    if not np.all(np.isfinite(sse)):
+    err = np.abs(np.asarray(forces_pred) - frames.forces) ** power
+    total = np.where(real, err.sum(-1), 0.0).sum(1)
+    if not np.all(np.isfinite(total)):
         raise FloatingPointError(f"non-finite predicted or reference forces in "
-                                 f"{int((~np.isfinite(sse)).sum())} of {len(sse)} frames")
-    return sse, 3 * real.sum(1)
+                                 f"{int((~np.isfinite(total)).sum())} of {len(total)} frames")
+    return total, 3 * real.sum(1)
+
+
+def _frame_force_sse(frames, forces_pred) -> tuple:
+    """Per-frame sum of squared force errors over the real atoms' components (eV^2/A^2)
+    and the number of those components, as two (frames,) arrays."""
+    return _frame_force_sums(frames, forces_pred, 2)
+
+
+def frame_errors(frames, energy_pred, forces_pred) -> dict:
+    """Each frame's errors, as (frames,) arrays: ``energy_abs`` |E_pred - E_ref| (eV),
+    ``forces_abs_sum`` the sum of |F_pred - F_ref| over the frame's real force components
+    (eV/A) and ``force_components`` their number. Summed over frames they give
+    :func:`error_metrics`' MAEs exactly (energy: the mean of ``energy_abs``; forces: the sum
+    of ``forces_abs_sum`` over that of ``force_components``)."""
+    if frames.energy is None:
+        raise ValueError("per-frame energy errors need frames with reference energies")
+    energy_abs = np.abs(np.asarray(energy_pred, float) - frames.energy)
+    if not np.all(np.isfinite(energy_abs)):
+        raise FloatingPointError(f"non-finite predicted or reference energies in "
+                                 f"{int((~np.isfinite(energy_abs)).sum())} of "
+                                 f"{len(energy_abs)} frames")
+    forces_abs_sum, components = _frame_force_sums(frames, forces_pred, 1)
+    return {"energy_abs": energy_abs, "forces_abs_sum": forces_abs_sum,
+            "force_components": components}
 
 
 def frame_force_rmse(frames, forces_pred) -> np.ndarray:

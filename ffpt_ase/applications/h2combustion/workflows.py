@@ -152,23 +152,44 @@ def reaction_energies_09(model_path, level_calc=None, level_name: str = "") -> d
     return rows
 
 
+def _test_predictions(checkpoint, test: Frames, batch_size: int, dtype: str) -> tuple:
+    """A checkpoint's (energy, forces) on the test frames, evaluated in ``dtype``."""
+    from ...model.potential import load_potential
+    from ...runtime import torch_dtype
+    from ...training.metrics import predict
+    model = load_potential(checkpoint, dtype=torch_dtype(dtype))
+    return predict(model, test, batch_size=batch_size, dtype=torch_dtype(dtype))
+
+
+def _require_channels(test: Frames) -> None:
+    if "reaction" not in (test.extras or {}):
+        raise ValueError("the test frames carry no 'reaction' labels (read them with "
+                         "read_combustion_npz)")
+
+
 def per_channel_errors(checkpoint, test: Frames, batch_size: int = 256,
                        dtype: str = "float64") -> dict:
     """Energy MAE (meV), force MAE and RMSE (meV/A) of each channel's test frames
     (``test.extras['reaction']`` names the channel of every frame), evaluated in ``dtype``."""
-    from ...model.potential import load_potential
-    from ...runtime import torch_dtype
-    from ...training.metrics import grouped_errors, predict
-
-    if "reaction" not in (test.extras or {}):
-        raise ValueError("the test frames carry no 'reaction' labels (read them with "
-                         "read_combustion_npz)")
-    model = load_potential(checkpoint, dtype=torch_dtype(dtype))
-    e, f = predict(model, test, batch_size=batch_size, dtype=torch_dtype(dtype))
+    from ...training.metrics import grouped_errors
+    _require_channels(test)
+    e, f = _test_predictions(checkpoint, test, batch_size, dtype)
     return {r: {"n": m["n_frames"], "energy_mae_meV": 1e3 * m["energy_mae"],
                 "forces_mae_meV_per_A": 1e3 * m["forces_mae"],
                 "forces_rmse_meV_per_A": 1e3 * m["forces_rmse"]}
             for r, m in grouped_errors(test, e, f, "reaction").items()}
+
+
+def per_channel_comparison(checkpoint_a, checkpoint_b, test: Frames, block: int = 20,
+                           batch_size: int = 256, dtype: str = "float64") -> dict:
+    """Is model B more accurate than model A on the test set and on each channel's test
+    frames? :func:`~ffpt_ase.analysis.error_comparison.compare_errors` (B - A in eV and eV/A,
+    bootstrap intervals and sign-flip p-values over blocks of ``block`` consecutive test
+    frames, which come from one file each and in its order)."""
+    from ...analysis.error_comparison import compare_errors
+    _require_channels(test)
+    preds = [_test_predictions(c, test, batch_size, dtype) for c in (checkpoint_a, checkpoint_b)]
+    return compare_errors(test, *preds, group_key="reaction", block=block)
 
 
 def oh_scan(models: dict, dft_cache: Path | None = None, with_dft: bool = True,

@@ -1,0 +1,178 @@
+"""Paired comparison of two models on the same frames: MAE differences with bootstrap
+intervals and sign-flip p-values over blocks of consecutive frames."""
+
+import json
+
+import numpy as np
+import pytest
+from ase import Atoms
+
+from ffpt_ase.analysis.error_comparison import compare_errors, difference_text
+from ffpt_ase.analysis.statistics import paired_difference
+from ffpt_ase.data.frames import Frames
+from ffpt_ase.training.metrics import error_metrics, frame_errors
+
+
+def test_a_known_difference_is_recovered_with_an_interval_around_it():
+    rng = np.random.default_rng(0)
+    a = rng.gamma(2.0, 0.05, 2000)
+    b = a + 0.01 + rng.normal(0, 0.02, 2000)
+    r = paired_difference(a, b, block=10)
+    assert r["difference"] == pytest.approx(np.mean(b - a))
+    assert r["ci_low"] < 0.01 < r["ci_high"] and r["ci_low"] > 0
+    assert r["p_value"] <= r["p_resolution"] == pytest.approx(2 / 10000)
+    assert (r["n"], r["n_blocks"], r["block"]) == (2000, 200, 10)
+    swapped = paired_difference(b, a, block=10)          # the sign follows B - A
+    assert swapped["difference"] == pytest.approx(-r["difference"])
+    assert swapped["ci_high"] < 0
+
+
+def test_no_difference_gives_a_high_p_and_identical_models_a_zero_interval():
+    a = np.linspace(0.1, 1.0, 100)
+    b = a + np.where(np.arange(100) % 2, 0.05, -0.05)    # +-0.05 in turn: mean 0
+    r = paired_difference(a, b)
+    assert r["difference"] == pytest.approx(0, abs=1e-15)
+    assert r["p_value"] > 0.9          # (a rounding-level observed mean, not exactly 0)
+    assert r["ci_low"] < 0 < r["ci_high"]
+    same = paired_difference(a, a.copy(), block=5)
+    assert (same["difference"], same["ci_low"], same["ci_high"], same["p_value"]) == (0, 0, 0, 1)
+
+
+def test_correlated_frames_in_blocks_widen_the_interval_and_raise_p():
+    """Differences shared by runs of 25 consecutive frames (one trajectory's frames): taken
+    one by one they look like 25 times the evidence they are."""
+    rng = np.random.default_rng(3)
+    shared = np.repeat(rng.normal(0.004, 0.02, 40), 25)   # 40 independent runs of 25
+    a = np.full(1000, 0.1)
+    one_by_one = paired_difference(a, a + shared, block=1)
+    blocks = paired_difference(a, a + shared, block=25)
+    assert one_by_one["difference"] == pytest.approx(blocks["difference"])
+    width = [r["ci_high"] - r["ci_low"] for r in (one_by_one, blocks)]
+    assert width[1] > 3.5 * width[0]                      # about sqrt(25) = 5
+    assert one_by_one["p_value"] < 0.01 < 0.1 < blocks["p_value"]
+
+
+def test_few_blocks_are_enumerated_exactly():
+    a = np.zeros(50)
+    b = np.repeat([0.1, 0.2, 0.3, 0.4, 0.5], 10)          # five blocks, all positive
+    r = paired_difference(a, b, block=10)
+    assert r["p_resolution"] == pytest.approx(2 / 2 ** 5)
+    assert r["p_value"] == pytest.approx(2 / 2 ** 5)      # the most extreme of 32 patterns
+    assert difference_text(r).endswith("p <= 0.062")
+    assert difference_text(None) == "-"
+
+
+def test_the_weighted_difference_is_that_of_the_weighted_means():
+    rng = np.random.default_rng(1)
+    a, b, w = rng.uniform(0, 1, 60), rng.uniform(0, 1, 60), rng.integers(6, 19, 60)
+    r = paired_difference(a, b, weights=w, block=7)       # a last, shorter block
+    assert r["n_blocks"] == 9
+    assert r["difference"] == pytest.approx(np.sum(w * b) / w.sum() - np.sum(w * a) / w.sum())
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"b": np.zeros(9)}, "two 1-d arrays of one length"),
+    ({"weights": np.ones(9)}, "one weight per pair"),
+    ({"weights": np.r_[np.ones(9), 0.0]}, "weights must be positive"),
+    ({"b": np.r_[np.zeros(9), np.nan]}, "not all finite"),
+    ({"block": 0}, "block length"),
+    ({"block": 2.5}, "block length"),
+    ({"block": 10}, "10 pairs in blocks of 10 make 1 block"),
+    ({"confidence": 1.5}, "confidence level"),
+])
+def test_bad_input_is_refused(kwargs, match):
+    args = {"a": np.zeros(10), "b": np.ones(10), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        paired_difference(args.pop("a"), args.pop("b"), **args)
+
+
+def _frames(n=90):
+    """Frames of 2, 3 and 4 atoms in turn (padded), with labels, in groups of 60 and 30."""
+    rng = np.random.default_rng(0)
+    images = []
+    for k in range(n):
+        a = Atoms("H" * (2 + k % 3), positions=rng.normal(size=(2 + k % 3, 3)) * 2)
+        a.info["energy"] = float(rng.normal())
+        a.arrays["forces"] = rng.normal(size=(len(a), 3))
+        images.append(a)
+    frames = Frames.from_atoms_list(images)
+    frames.extras["reaction"] = np.where(np.arange(n) < 60, "09", "10")
+    return frames
+
+
+def _predictions(frames, seed, scale):
+    rng = np.random.default_rng(seed)
+    return (frames.energy + scale * rng.normal(size=len(frames)),
+            frames.forces + scale * rng.normal(size=frames.forces.shape))
+
+
+def test_compare_errors_gives_each_models_own_maes_and_their_difference():
+    frames = _frames()
+    pa, pb = _predictions(frames, 1, 0.1), _predictions(frames, 2, 0.3)
+    res = compare_errors(frames, pa, pb, group_key="reaction", block=10, n_resamples=999)
+    ma, mb = error_metrics(frames, *pa), error_metrics(frames, *pb)
+    every = res["all"]
+    assert every["energy_mae"] == pytest.approx((ma["energy_mae"], mb["energy_mae"]))
+    assert every["forces_mae"] == pytest.approx((ma["forces_mae"], mb["forces_mae"]))
+    # the padding rows (0 reference, noisy prediction) count nowhere
+    assert every["forces_mae_difference"]["difference"] == pytest.approx(
+        mb["forces_mae"] - ma["forces_mae"])
+    assert every["forces_mae_difference"]["ci_low"] > 0      # B is 3x noisier
+    assert every["energy_mae_difference"]["difference"] == pytest.approx(
+        mb["energy_mae"] - ma["energy_mae"])
+    assert list(res["groups"]) == ["09", "10"]
+    assert [res["groups"][g]["n_frames"] for g in ("09", "10")] == [60, 30]
+    sel = np.flatnonzero(frames.extras["reaction"] == "10")
+    m10 = error_metrics(frames[sel], pa[0][sel], pa[1][sel])
+    assert res["groups"]["10"]["forces_mae"][0] == pytest.approx(m10["forces_mae"])
+    assert res["groups"]["10"]["forces_mae_difference"]["n_blocks"] == 3
+
+
+def test_a_group_too_small_for_two_blocks_keeps_its_maes_and_says_why():
+    frames = _frames()
+    frames.extras["reaction"] = np.where(np.arange(90) < 85, "09", "10")
+    res = compare_errors(frames, _predictions(frames, 1, 0.1), _predictions(frames, 2, 0.2),
+                         group_key="reaction", block=10, n_resamples=999)
+    small = res["groups"]["10"]
+    assert small["n_frames"] == 5 and len(small["forces_mae"]) == 2
+    assert "forces_mae_difference" not in small and "make 1 block" in small["note"]
+
+
+def test_frame_errors_sum_to_the_set_maes():
+    frames = _frames()
+    e, f = _predictions(frames, 4, 0.2)
+    err, m = frame_errors(frames, e, f), error_metrics(frames, e, f)
+    assert err["energy_abs"].mean() == pytest.approx(m["energy_mae"])
+    assert err["forces_abs_sum"].sum() / err["force_components"].sum() == pytest.approx(
+        m["forces_mae"])
+    assert list(err["force_components"][:3]) == [6, 9, 12]
+    f[1, 0, 0] = np.nan
+    with pytest.raises(FloatingPointError, match="1 of 90 frames"):
+        frame_errors(frames, e, f)
+
+
+def test_compare_command(tmp_path, capsys, tiny_model):
+    import torch
+
+    from ffpt_ase.cli.main import main
+    from ffpt_ase.model.potential import Potential
+    data = tmp_path / "ho2.npz"
+    assert main(["sample", "--system", "HO2", "--n", "60", "-o", str(data), "--quiet"]) == 0
+    torch.manual_seed(5)
+    other = tmp_path / "other.pt"
+    torch.save(Potential([1, 8], n_features=8, n_interactions=1, n_basis=6).checkpoint(
+        stage="test"), other)
+    capsys.readouterr()
+    assert main(["compare", str(tiny_model), str(tiny_model), str(data), "--json",
+                 "--block", "5", "--resamples", "999"]) == 0
+    same = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert same["all"]["forces_mae_difference"]["difference"] == 0
+    assert same["all"]["forces_mae_difference"]["p_value"] == 1
+    assert main(["compare", str(tiny_model), str(other), str(data), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert main(["evaluate", str(other), str(data), "--json"]) == 0
+    alone = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["all"]["forces_mae"][1] == pytest.approx(alone["forces_mae"])
+    assert res["all"]["forces_mae_difference"]["n_blocks"] == 3      # 60 frames / 20
+    assert main(["compare", str(tiny_model), str(other), str(data), "--block", "0"]) == 2
+    assert "--block must be >= 1" in capsys.readouterr().err
