@@ -414,6 +414,19 @@ def walker_cells(m: dict) -> tuple[str, str, str]:
     return f"{m['n_failed']} / {n}", unphysical, delta_f
 
 
+def walker_comparison_cells(c: dict) -> tuple[str, str, str]:
+    """A :func:`~ffpt_ase.applications.h2combustion.workflows.compare_walker_sets` result
+    (model B against model A) as three table cells: failed walkers of each with Fisher's
+    p; B - A of the unphysical fraction and of Delta F (kJ/mol), each with its 95 %
+    bootstrap interval and permutation p-value."""
+    from ffpt_ase.analysis.error_comparison import difference_text
+    failed = "-" if c["failed"] is None else (
+        f"{c['failed']['b'][0]} / {c['failed']['b'][1]} vs {c['failed']['a'][0]} / "
+        f"{c['failed']['a'][1]}, Fisher p = {c['failed']['fisher_p']:.2g}")
+    return (failed, difference_text(c["unphysical_fraction"], scale=1.0, digits=3),
+            difference_text(c["delta_f_kJ_per_mol"], scale=1.0, digits=0))
+
+
 def walker_length(m: dict, timestep_fs: float) -> str:
     """A :func:`~ffpt_ase.applications.h2combustion.workflows.run_walkers` result's length as
     the run holds it (a finished run is read back whatever the command line asks):

@@ -52,7 +52,8 @@ from h2combustion_oh_scan import scan_and_plot
 from ffpt_ase.applications.h2combustion.metad import ChannelMetadConfig
 from ffpt_ase.applications.h2combustion.dataset import data_files, train_test_sets
 from ffpt_ase.analysis.error_comparison import difference_text
-from ffpt_ase.applications.h2combustion.workflows import (per_channel_comparison,
+from ffpt_ase.applications.h2combustion.workflows import (compare_walker_sets,
+                                                          per_channel_comparison,
                                                           per_channel_errors, run_walkers)
 from ffpt_ase.applications.systems import COMBUSTION_SPECIES
 from ffpt_ase.data import Frames
@@ -235,6 +236,9 @@ def main():
     for reaction in METAD_CHANNELS:
         bench.metad_figures(work, reaction, ARM_NAMES.values(), f"h2combustion_metad_{reaction}")
 
+    metad_comparison = {r: compare_walker_sets(metad[f"{r}/scratch"], metad[f"{r}/FFPT-FT"])
+                        for r in METAD_CHANNELS}
+
     result = {
         "command": command,
         "model": bench.model_record(args),
@@ -250,6 +254,7 @@ def main():
         "ffpt_ft_minus_scratch": comparison,
         "oh_scan": scan,
         "metad": metad,
+        "metad_ffpt_ft_minus_scratch": metad_comparison,
         "metad_settings": {
             # what the runs hold (a finished run is read back whatever --metad-steps says)
             "walkers": sorted({len(m["walkers"]) for m in metad.values() if m["walkers"]}),
@@ -297,6 +302,13 @@ def main():
         reaction, name = key.split("/")
         lines.append(f"| {reaction} | {name} | {bench.walker_length(m, METAD.timestep_fs)} | "
                      + " | ".join(bench.walker_cells(m)) + " |")
+    lines += ["", "FFPT-FT against scratch (B - A; 95 % bootstrap intervals, permutation "
+              "p-values over walkers; Fisher's exact test on the failed walkers):", "",
+              "| channel | failed walkers, FFPT-FT vs scratch | unphysical fraction, FFPT-FT - "
+              "scratch | Delta F (kJ/mol), FFPT-FT - scratch |", "|---|---|---|---|"]
+    for reaction in METAD_CHANNELS:
+        c = metad_comparison[reaction]
+        lines.append(f"| {reaction} | " + " | ".join(bench.walker_comparison_cells(c)) + " |")
     bench.write_results("h2combustion", result, "\n".join(lines), command)
 
 

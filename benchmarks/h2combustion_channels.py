@@ -33,7 +33,7 @@ import numpy as np
 
 from ffpt_ase.applications.h2combustion.channels import channel_ids, get_channel
 from ffpt_ase.applications.h2combustion.metad import ChannelMetadConfig
-from ffpt_ase.applications.h2combustion.workflows import run_walkers
+from ffpt_ase.applications.h2combustion.workflows import compare_walker_sets, run_walkers
 
 DEFAULT_MODELS = {"FFPT-FT": str(bench.MODELS / "h2combustion" / "finetune.pt")}
 METAD = ChannelMetadConfig(reaction="09")   # the walkers' settings: the driver's defaults
@@ -98,11 +98,22 @@ def main():
         for name in names:
             cells.append("; ".join(bench.walker_cells(results[cid][name])))
         lines.append(f"| {cid} | {get_channel(cid).reaction} | " + " | ".join(cells) + " |")
+    comparison = {}
+    if len(names) == 2:   # the second model against the first, channel by channel
+        a, b = names
+        lines += ["", f"{b} against {a} ({b} - {a}; 95 % bootstrap intervals, permutation "
+                  "p-values over walkers; Fisher's exact test on the failed walkers):", "",
+                  f"| channel | failed walkers, {b} vs {a} | unphysical fraction, {b} - {a} | "
+                  f"Delta F (kJ/mol), {b} - {a} |", "|---|---|---|---|"]
+        for cid in channels:
+            comparison[cid] = compare_walker_sets(results[cid][a], results[cid][b])
+            lines.append(f"| {cid} | "
+                         + " | ".join(bench.walker_comparison_cells(comparison[cid])) + " |")
     plot(results, channels, names)
     bench.write_results("h2combustion_channels", {
         "command": command, "models": models, "walkers": args.walkers, "ps_per_walker": args.ps,
         "steps": steps, "timestep_fs": TIMESTEP_FS,
-        "channels": results}, "\n".join(lines), command)
+        "channels": results, "comparison": comparison}, "\n".join(lines), command)
 
 
 def plot(results: dict, channels: list, names: list) -> None:

@@ -96,3 +96,20 @@ def test_walker_length_is_what_the_run_holds():
     run = {"walkers": [{}] * 8, "steps": 250000}
     assert bench.walker_length(run, 0.2) == "8 x 50 ps"
     assert bench.walker_length({"walkers": [], "error": "refused"}, 0.2) == "-"
+
+
+def test_walker_comparison_cells_read_as_the_tables_print_them():
+    from ffpt_ase.applications.h2combustion.workflows import compare_walker_sets
+
+    def walkers(fractions, delta_f, failed):
+        return {"n_failed": failed, "walkers": [
+            {"unphysical_fraction": f, "delta_f_kJ_per_mol": d} for f, d in zip(fractions,
+                                                                                 delta_f)]}
+    a = walkers([0.2, 0.4, 0.3], [-100.0, -120.0, -110.0], 2)
+    b = walkers([0.0, 0.0, 0.0], [210.0, 220.0, 230.0], 0)
+    failed, fraction, delta_f = bench.walker_comparison_cells(compare_walker_sets(a, b))
+    assert failed == "0 / 3 vs 2 / 3, Fisher p = 0.4"
+    assert fraction.startswith("-0.300 [") and fraction.endswith("p <= 0.1")   # of 20 splits
+    assert delta_f.startswith("+330 [") and delta_f.endswith("p <= 0.1")
+    assert bench.walker_comparison_cells(compare_walker_sets({"walkers": []}, b)) == (
+        "-", "-", "-")

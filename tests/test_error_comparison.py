@@ -176,3 +176,52 @@ def test_compare_command(tmp_path, capsys, tiny_model):
     assert res["all"]["forces_mae_difference"]["n_blocks"] == 3      # 60 frames / 20
     assert main(["compare", str(tiny_model), str(other), str(data), "--block", "0"]) == 2
     assert "--block must be >= 1" in capsys.readouterr().err
+
+
+def test_two_independent_samples_difference_interval_and_exact_p():
+    from ffpt_ase.analysis.statistics import two_sample_difference
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(0.0, 1.0, 40), rng.normal(1.5, 1.0, 40)
+    r = two_sample_difference(a, b)
+    assert r["difference"] == pytest.approx(b.mean() - a.mean())
+    assert 0 < r["ci_low"] < 1.5 < r["ci_high"]
+    assert r["p_value"] <= r["p_resolution"] == pytest.approx(2 / 10000)
+    # three walkers each, every one of A below every one of B: the most extreme of the
+    # C(6, 3) = 20 splits, either way
+    small = two_sample_difference([0.0, 0.1, 0.2], [1.0, 1.1, 1.3])
+    assert small["p_value"] == pytest.approx(0.1) == small["p_resolution"]
+    same = two_sample_difference(np.zeros(8), np.zeros(8))
+    assert (same["difference"], same["ci_low"], same["ci_high"], same["p_value"]) == (0, 0, 0, 1)
+    one_sided = two_sample_difference(np.zeros(8), [0, 0, 0, 0, 0, 0, 0.1, 0.3])
+    assert one_sided["ci_low"] == 0 and one_sided["ci_high"] > 0.05 and np.isfinite(
+        one_sided["p_value"])
+    with pytest.raises(ValueError, match="two values at least"):
+        two_sample_difference([1.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="not all finite"):
+        two_sample_difference([1.0, np.inf], [1.0, 2.0])
+
+
+def _walker_set(fractions, delta_f, failed=0):
+    walkers = [{"walker": k, "unphysical_fraction": f, "delta_f_kJ_per_mol": d,
+                "failed_at_step": 10 if k < failed else None}
+               for k, (f, d) in enumerate(zip(fractions, delta_f))]
+    return {"walkers": walkers, "n_failed": failed}
+
+
+def test_walker_sets_compared_by_failures_fractions_and_delta_f():
+    from ffpt_ase.applications.h2combustion.workflows import compare_walker_sets
+    scratch = _walker_set([0.3, 0.5, 0.4, 0.6, 0.2, 0.5, 0.4, 0.45],
+                          [-110, -95, None, -120, -100, None, -105, -90], failed=6)
+    ffpt = _walker_set([0.0] * 8, [210, 220, 215, 225, 205, 218, 212, 222])
+    c = compare_walker_sets(scratch, ffpt)
+    assert c["failed"]["a"] == [6, 8] and c["failed"]["b"] == [0, 8]
+    assert c["failed"]["fisher_p"] == pytest.approx(0.006993, rel=1e-3)   # 6/8 vs 0/8
+    assert c["unphysical_fraction"]["difference"] == pytest.approx(-0.41875)
+    assert c["unphysical_fraction"]["ci_high"] < 0 and c["unphysical_fraction"]["p_value"] < 0.01
+    assert c["delta_f_kJ_per_mol"]["n"] == [6, 8]         # the walkers that reached it
+    assert c["delta_f_kJ_per_mol"]["difference"] == pytest.approx(215.875 - (-620 / 6))
+    refused = {"walkers": [], "error": "non-finite energy at the start", "n_failed": None}
+    assert compare_walker_sets(refused, ffpt) == {
+        "failed": None, "unphysical_fraction": None, "delta_f_kJ_per_mol": None}
+    few = compare_walker_sets(_walker_set([0.1, 0.2], [None, 5.0]), ffpt)
+    assert few["delta_f_kJ_per_mol"] is None and few["unphysical_fraction"] is not None

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ...analysis.scans import bond_scan, bond_scan_geometries
-from ...analysis.statistics import standard_error
+from ...analysis.statistics import standard_error, two_sample_difference
 from ...calculators import FFPTCalculator
 from ...data import Frames
 from ...files import atomic_path
@@ -347,3 +347,33 @@ def run_walkers(reaction: str, checkpoint, walkers: int, steps: int, folder: Pat
         tmp.write_text(json.dumps(result, indent=1))
     return result
 
+
+
+def compare_walker_sets(a: dict, b: dict, confidence: float = 0.95, n_resamples: int = 9999,
+                        seed: int = 0) -> dict:
+    """Model B's walkers against model A's on one channel (two :func:`run_walkers`
+    results). ``failed``: the failed walkers of each and the two-sided p-value of Fisher's
+    exact test that both fail equally often; ``unphysical_fraction``: B - A of the mean
+    per-walker unphysical fraction, with a bootstrap interval and a permutation p-value
+    (:func:`~ffpt_ase.analysis.statistics.two_sample_difference`; walkers are independent
+    runs); ``delta_f_kJ_per_mol``: the same for F(product) - F(reactant) over the walkers
+    that reached the product. An entry is None where either model lacks the values (a
+    refused start; fewer than two walkers with a Delta F)."""
+    from ...analysis.survival import fisher_failures
+    stats = {"confidence": confidence, "n_resamples": n_resamples, "seed": seed}
+    out = {"failed": None, "unphysical_fraction": None, "delta_f_kJ_per_mol": None}
+    if not (a.get("walkers") and b.get("walkers")):
+        return out
+    na, nb = len(a["walkers"]), len(b["walkers"])
+    out["failed"] = {"a": [a["n_failed"], na], "b": [b["n_failed"], nb],
+                     "fisher_p": fisher_failures(a["n_failed"], na, b["n_failed"], nb)}
+
+    def values(m, key):
+        return [w[key] for w in m["walkers"] if w.get(key) is not None]
+
+    for key, out_key in (("unphysical_fraction", "unphysical_fraction"),
+                         ("delta_f_kJ_per_mol", "delta_f_kJ_per_mol")):
+        va, vb = values(a, key), values(b, key)
+        if len(va) >= 2 and len(vb) >= 2:
+            out[out_key] = two_sample_difference(va, vb, **stats)
+    return out
