@@ -417,14 +417,18 @@ def walker_cells(m: dict) -> tuple[str, str, str]:
 def walker_comparison_cells(c: dict) -> tuple[str, str, str]:
     """A :func:`~ffpt_ase.applications.h2combustion.workflows.compare_walker_sets` result
     (model B against model A) as three table cells: failed walkers of each with Fisher's
-    p; B - A of the unphysical fraction and of Delta F (kJ/mol), each with its 95 %
-    bootstrap interval and permutation p-value."""
+    p; B - A of the unphysical fraction and of Delta F (kJ/mol; over the walkers that
+    reached the product, B's count first), each with its 95 % bootstrap interval (from 5
+    walkers per model) and permutation p-value."""
     from ffpt_ase.analysis.error_comparison import difference_text
     failed = "-" if c["failed"] is None else (
         f"{c['failed']['b'][0]} / {c['failed']['b'][1]} vs {c['failed']['a'][0]} / "
         f"{c['failed']['a'][1]}, Fisher p = {c['failed']['fisher_p']:.2g}")
+    delta_f = c["delta_f_kJ_per_mol"]
+    reached = "" if delta_f is None else \
+        f" ({delta_f['n_b']} and {delta_f['n_a']} walkers reached the product)"
     return (failed, difference_text(c["unphysical_fraction"], scale=1.0, digits=3),
-            difference_text(c["delta_f_kJ_per_mol"], scale=1.0, digits=0))
+            difference_text(delta_f, scale=1.0, digits=0) + reached)
 
 
 def walker_length(m: dict, timestep_fs: float) -> str:

@@ -279,7 +279,7 @@ def main():
     ]
     for rxn in [*channels["scratch"], "all"]:
         c = comparison["all"] if rxn == "all" else comparison["groups"][rxn]
-        (ea, eb), (fa, fb) = c["energy_mae"], c["forces_mae"]
+        (ea, fa), (eb, fb) = ((c[k]["energy_mae"], c[k]["forces_mae"]) for k in "ab")
         lines.append(
             f"| {rxn} | {c['n_frames']} | {1e3 * ea:.1f} / {1e3 * fa:.1f} | "
             f"{1e3 * eb:.1f} / {1e3 * fb:.1f} | "

@@ -71,9 +71,9 @@ def test_per_channel_comparison_of_a_model_with_itself_and_another(data_dir, tin
                                                               per_channel_errors)
     from ffpt_ase.data import Frames, read_combustion_npz
     from ffpt_ase.model.potential import load_potential
-    test = Frames.concatenate([read_combustion_npz(f)[np.arange(40)] for f in
+    test = Frames.concatenate([read_combustion_npz(f)[np.arange(100)] for f in
                                data_files(data_dir / "h2combustion", kinds=("aimd",))[:2]])
-    same = per_channel_comparison(tiny, tiny, test, block=10)
+    same = per_channel_comparison(tiny, tiny, test, block=10)   # 10 blocks per channel
     assert sorted(same["groups"]) == sorted(set(np.asarray(test.extras["reaction"])))
     for c in [same["all"], *same["groups"].values()]:
         assert c["forces_mae_difference"]["difference"] == 0
@@ -84,12 +84,17 @@ def test_per_channel_comparison_of_a_model_with_itself_and_another(data_dir, tin
     torch.save(other.checkpoint(stage="test"), tmp_path / "shifted.pt")
     res = per_channel_comparison(tiny, tmp_path / "shifted.pt", test, block=10)
     own = per_channel_errors(tmp_path / "shifted.pt", test)
+    base = per_channel_errors(tiny, test)
     for rxn, c in res["groups"].items():
-        assert 1e3 * c["energy_mae"][1] == pytest.approx(own[rxn]["energy_mae_meV"])
+        assert 1e3 * c["b"]["energy_mae"] == pytest.approx(own[rxn]["energy_mae_meV"])
+        e = c["energy_mae_difference"]   # the shift moves every energy: B is worse or better
+        assert 1e3 * e["difference"] == pytest.approx(own[rxn]["energy_mae_meV"]
+                                                      - base[rxn]["energy_mae_meV"])
+        assert e["ci_low"] <= e["difference"] <= e["ci_high"]
         d = c["forces_mae_difference"]   # rounding-level differences: a finite interval
         assert d["difference"] == pytest.approx(0, abs=1e-9)
         assert abs(d["ci_low"]) < 1e-9 and abs(d["ci_high"]) < 1e-9
-        assert c["n_frames"] == own[rxn]["n"] == 40
+        assert c["n_frames"] == own[rxn]["n"] == 100 and d["n_blocks"] == 10
 
 
 def test_liquid_properties_recover_a_known_diffusion_coefficient(tmp_path):

@@ -103,13 +103,14 @@ def test_walker_comparison_cells_read_as_the_tables_print_them():
 
     def walkers(fractions, delta_f, failed):
         return {"n_failed": failed, "walkers": [
-            {"unphysical_fraction": f, "delta_f_kJ_per_mol": d} for f, d in zip(fractions,
-                                                                                 delta_f)]}
-    a = walkers([0.2, 0.4, 0.3], [-100.0, -120.0, -110.0], 2)
-    b = walkers([0.0, 0.0, 0.0], [210.0, 220.0, 230.0], 0)
+            {"unphysical_fraction": f, "delta_f_kJ_per_mol": d, "checked_frames": 50}
+            for f, d in zip(fractions, delta_f)]}
+    a = walkers([0.2, 0.4, 0.3, 0.1, 0.5], [-100.0, -120.0, -110.0, None, None], 2)
+    b = walkers([0.0] * 5, [210.0, 220.0, 230.0, 215.0, 225.0], 0)
     failed, fraction, delta_f = bench.walker_comparison_cells(compare_walker_sets(a, b))
-    assert failed == "0 / 3 vs 2 / 3, Fisher p = 0.4"
-    assert fraction.startswith("-0.300 [") and fraction.endswith("p <= 0.1")   # of 20 splits
-    assert delta_f.startswith("+330 [") and delta_f.endswith("p <= 0.1")
+    assert failed == "0 / 5 vs 2 / 5, Fisher p = 0.44"
+    assert fraction.startswith("-0.300 [") and fraction.endswith("p <= 0.008")  # 2 / 252
+    # three of A's walkers reached the product: no interval, and the counts said
+    assert delta_f == "+330, p <= 0.036 (5 and 3 walkers reached the product)"     # 2 / 56
     assert bench.walker_comparison_cells(compare_walker_sets({"walkers": []}, b)) == (
         "-", "-", "-")

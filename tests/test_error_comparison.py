@@ -52,21 +52,60 @@ def test_correlated_frames_in_blocks_widen_the_interval_and_raise_p():
     assert one_by_one["p_value"] < 0.01 < 0.1 < blocks["p_value"]
 
 
-def test_few_blocks_are_enumerated_exactly():
-    a = np.zeros(50)
-    b = np.repeat([0.1, 0.2, 0.3, 0.4, 0.5], 10)          # five blocks, all positive
-    r = paired_difference(a, b, block=10)
-    assert r["p_resolution"] == pytest.approx(2 / 2 ** 5)
-    assert r["p_value"] == pytest.approx(2 / 2 ** 5)      # the most extreme of 32 patterns
-    assert difference_text(r).endswith("p <= 0.062")
+def test_ten_blocks_are_enumerated_exactly_and_the_floor_is_rounded_up():
+    a = np.zeros(100)
+    b = np.repeat(np.linspace(0.1, 1.0, 10), 10)        # ten blocks, all positive
+    r = paired_difference(a, b, block=10, n_resamples=2000)
+    assert r["p_resolution"] == pytest.approx(2 / 2 ** 10)
+    assert r["p_value"] == pytest.approx(2 / 2 ** 10)     # the most extreme of 1,024 patterns
+    assert difference_text(r).endswith("p <= 0.002")     # 0.00195 rounded up, never down
+    assert difference_text({**r, "p_resolution": 0.0625}).endswith("p <= 0.063")
     assert difference_text(None) == "-"
+
+
+def test_the_sign_flip_p_value_keeps_each_blocks_weight():
+    """Against a brute-force count over all 2**8 sign patterns of 8 very uneven blocks."""
+    import itertools
+
+    from ffpt_ase.analysis import statistics
+    rng = np.random.default_rng(7)
+    d, w = rng.normal(0.3, 1.0, 8), np.array([1, 50, 2, 30, 1, 5, 80, 3], float)
+    observed = np.sum(w * d) / w.sum()
+    null = np.array([np.sum(w * d * np.array(s)) / w.sum()
+                     for s in itertools.product((1, -1), repeat=8)])
+    expect = min(1.0, 2 * min(np.mean(null >= observed - 1e-12),
+                              np.mean(null <= observed + 1e-12)))
+    old = statistics.MIN_BLOCKS
+    statistics.MIN_BLOCKS = 8
+    try:
+        r = paired_difference(np.zeros(8), d, weights=w)
+    finally:
+        statistics.MIN_BLOCKS = old
+    assert r["p_value"] == pytest.approx(expect)
+    assert r["difference"] == pytest.approx(observed)
+
+
+def test_p_values_are_calibrated_when_there_is_no_difference():
+    rng = np.random.default_rng(11)
+    p = [paired_difference(np.zeros(200), rng.normal(0, 1, 200), block=10, n_resamples=499,
+                           seed=k)["p_value"] for k in range(120)]
+    assert 0.01 <= np.mean(np.array(p) < 0.05) <= 0.12    # about 5 %
+    assert 0.35 <= np.mean(p) <= 0.65                      # about uniform
+
+
+def test_more_than_a_thousand_blocks():
+    rng = np.random.default_rng(4)
+    a = rng.uniform(0, 1, 1500)
+    r = paired_difference(a, a + rng.normal(0.02, 0.1, 1500))    # block 1: 1,500 blocks
+    assert r["n_blocks"] == 1500 and r["p_resolution"] == pytest.approx(2 / 10000)
+    assert r["ci_low"] < r["difference"] < r["ci_high"]
 
 
 def test_the_weighted_difference_is_that_of_the_weighted_means():
     rng = np.random.default_rng(1)
-    a, b, w = rng.uniform(0, 1, 60), rng.uniform(0, 1, 60), rng.integers(6, 19, 60)
-    r = paired_difference(a, b, weights=w, block=7)       # a last, shorter block
-    assert r["n_blocks"] == 9
+    a, b, w = rng.uniform(0, 1, 57), rng.uniform(0, 1, 57), rng.integers(6, 19, 57)
+    r = paired_difference(a, b, weights=w, block=6)       # a last, shorter block
+    assert r["n_blocks"] == 10
     assert r["difference"] == pytest.approx(np.sum(w * b) / w.sum() - np.sum(w * a) / w.sum())
 
 
@@ -77,7 +116,7 @@ def test_the_weighted_difference_is_that_of_the_weighted_means():
     ({"b": np.r_[np.zeros(9), np.nan]}, "not all finite"),
     ({"block": 0}, "block length"),
     ({"block": 2.5}, "block length"),
-    ({"block": 10}, "10 pairs in blocks of 10 make 1 block"),
+    ({"block": 2}, "10 pairs in blocks of 2 make 5 blocks.*needs 10"),
     ({"confidence": 1.5}, "confidence level"),
 ])
 def test_bad_input_is_refused(kwargs, match):
@@ -87,7 +126,8 @@ def test_bad_input_is_refused(kwargs, match):
 
 
 def _frames(n=90):
-    """Frames of 2, 3 and 4 atoms in turn (padded), with labels, in groups of 60 and 30."""
+    """Frames of 2, 3 and 4 atoms in turn (padded), with labels: 2/3 of them "09", the rest
+    "10"."""
     rng = np.random.default_rng(0)
     images = []
     for k in range(n):
@@ -96,7 +136,7 @@ def _frames(n=90):
         a.arrays["forces"] = rng.normal(size=(len(a), 3))
         images.append(a)
     frames = Frames.from_atoms_list(images)
-    frames.extras["reaction"] = np.where(np.arange(n) < 60, "09", "10")
+    frames.extras["reaction"] = np.where(np.arange(n) < 2 * n // 3, "09", "10")
     return frames
 
 
@@ -107,35 +147,39 @@ def _predictions(frames, seed, scale):
 
 
 def test_compare_errors_gives_each_models_own_maes_and_their_difference():
-    frames = _frames()
+    frames = _frames(300)
     pa, pb = _predictions(frames, 1, 0.1), _predictions(frames, 2, 0.3)
     res = compare_errors(frames, pa, pb, group_key="reaction", block=10, n_resamples=999)
     ma, mb = error_metrics(frames, *pa), error_metrics(frames, *pb)
     every = res["all"]
-    assert every["energy_mae"] == pytest.approx((ma["energy_mae"], mb["energy_mae"]))
-    assert every["forces_mae"] == pytest.approx((ma["forces_mae"], mb["forces_mae"]))
+    for key, m in (("a", ma), ("b", mb)):
+        assert every[key]["energy_mae"] == pytest.approx(m["energy_mae"])
+        assert every[key]["forces_mae"] == pytest.approx(m["forces_mae"])
     # the padding rows (0 reference, noisy prediction) count nowhere
-    assert every["forces_mae_difference"]["difference"] == pytest.approx(
-        mb["forces_mae"] - ma["forces_mae"])
-    assert every["forces_mae_difference"]["ci_low"] > 0      # B is 3x noisier
+    d = every["forces_mae_difference"]
+    assert d["difference"] == pytest.approx(mb["forces_mae"] - ma["forces_mae"])
+    assert 0 < d["ci_low"] < d["difference"] < d["ci_high"]    # B is 3x noisier
+    assert d["p_value"] <= d["p_resolution"] and d["n_blocks"] == 30
     assert every["energy_mae_difference"]["difference"] == pytest.approx(
         mb["energy_mae"] - ma["energy_mae"])
     assert list(res["groups"]) == ["09", "10"]
-    assert [res["groups"][g]["n_frames"] for g in ("09", "10")] == [60, 30]
+    assert [res["groups"][g]["n_frames"] for g in ("09", "10")] == [200, 100]
     sel = np.flatnonzero(frames.extras["reaction"] == "10")
     m10 = error_metrics(frames[sel], pa[0][sel], pa[1][sel])
-    assert res["groups"]["10"]["forces_mae"][0] == pytest.approx(m10["forces_mae"])
-    assert res["groups"]["10"]["forces_mae_difference"]["n_blocks"] == 3
+    assert res["groups"]["10"]["a"]["forces_mae"] == pytest.approx(m10["forces_mae"])
+    assert res["groups"]["10"]["forces_mae_difference"]["n_blocks"] == 10
 
 
-def test_a_group_too_small_for_two_blocks_keeps_its_maes_and_says_why():
-    frames = _frames()
-    frames.extras["reaction"] = np.where(np.arange(90) < 85, "09", "10")
+def test_a_group_too_small_for_ten_blocks_keeps_its_maes_and_says_why():
+    frames = _frames(300)
+    frames.extras["reaction"] = np.where(np.arange(300) < 210, "09", "10")
     res = compare_errors(frames, _predictions(frames, 1, 0.1), _predictions(frames, 2, 0.2),
                          group_key="reaction", block=10, n_resamples=999)
     small = res["groups"]["10"]
-    assert small["n_frames"] == 5 and len(small["forces_mae"]) == 2
-    assert "forces_mae_difference" not in small and "make 1 block" in small["note"]
+    assert small["n_frames"] == 90 and small["b"]["forces_mae"] > small["a"]["forces_mae"]
+    assert "forces_mae_difference" not in small
+    assert small["note"] == "90 frames make 9 blocks of 10: no statistics below 10 blocks"
+    assert "forces_mae_difference" in res["groups"]["09"]
 
 
 def test_frame_errors_sum_to_the_set_maes():
@@ -157,7 +201,7 @@ def test_compare_command(tmp_path, capsys, tiny_model):
     from ffpt_ase.cli.main import main
     from ffpt_ase.model.potential import Potential
     data = tmp_path / "ho2.npz"
-    assert main(["sample", "--system", "HO2", "--n", "60", "-o", str(data), "--quiet"]) == 0
+    assert main(["sample", "--system", "HO2", "--n", "100", "-o", str(data), "--quiet"]) == 0
     torch.manual_seed(5)
     other = tmp_path / "other.pt"
     torch.save(Potential([1, 8], n_features=8, n_interactions=1, n_basis=6).checkpoint(
@@ -168,12 +212,21 @@ def test_compare_command(tmp_path, capsys, tiny_model):
     same = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert same["all"]["forces_mae_difference"]["difference"] == 0
     assert same["all"]["forces_mae_difference"]["p_value"] == 1
-    assert main(["compare", str(tiny_model), str(other), str(data), "--json"]) == 0
+    assert main(["compare", str(tiny_model), str(other), str(data), "--json", "--block",
+                 "10"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert main(["evaluate", str(other), str(data), "--json"]) == 0
-    alone = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert res["all"]["forces_mae"][1] == pytest.approx(alone["forces_mae"])
-    assert res["all"]["forces_mae_difference"]["n_blocks"] == 3      # 60 frames / 20
+    outputs = []
+    for model in (tiny_model, other):
+        assert main(["evaluate", str(model), str(data), "--json"]) == 0
+        outputs.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    d = res["all"]["forces_mae_difference"]
+    assert res["all"]["b"]["forces_mae"] == pytest.approx(outputs[1]["forces_mae"])
+    assert d["difference"] == pytest.approx(outputs[1]["forces_mae"] - outputs[0]["forces_mae"])
+    assert d["ci_low"] <= d["difference"] <= d["ci_high"] and 0 < d["p_value"] <= 1
+    assert d["n_blocks"] == 10
+    assert main(["compare", str(tiny_model), str(other), str(data)]) == 0   # 5 blocks of 20
+    text = capsys.readouterr().out
+    assert "negative: B more accurate" in text and "no statistics below 10 blocks" in text
     assert main(["compare", str(tiny_model), str(other), str(data), "--block", "0"]) == 2
     assert "--block must be >= 1" in capsys.readouterr().err
 
@@ -186,10 +239,13 @@ def test_two_independent_samples_difference_interval_and_exact_p():
     assert r["difference"] == pytest.approx(b.mean() - a.mean())
     assert 0 < r["ci_low"] < 1.5 < r["ci_high"]
     assert r["p_value"] <= r["p_resolution"] == pytest.approx(2 / 10000)
+    assert (r["n_a"], r["n_b"]) == (40, 40)
     # three walkers each, every one of A below every one of B: the most extreme of the
-    # C(6, 3) = 20 splits, either way
+    # C(6, 3) = 20 splits, either way; too few runs for an interval
     small = two_sample_difference([0.0, 0.1, 0.2], [1.0, 1.1, 1.3])
     assert small["p_value"] == pytest.approx(0.1) == small["p_resolution"]
+    assert small["ci_low"] is None and small["ci_high"] is None
+    assert difference_text(small, scale=1.0) == "+1.0, p <= 0.1"
     same = two_sample_difference(np.zeros(8), np.zeros(8))
     assert (same["difference"], same["ci_low"], same["ci_high"], same["p_value"]) == (0, 0, 0, 1)
     one_sided = two_sample_difference(np.zeros(8), [0, 0, 0, 0, 0, 0, 0.1, 0.3])
@@ -203,7 +259,7 @@ def test_two_independent_samples_difference_interval_and_exact_p():
 
 def _walker_set(fractions, delta_f, failed=0):
     walkers = [{"walker": k, "unphysical_fraction": f, "delta_f_kJ_per_mol": d,
-                "failed_at_step": 10 if k < failed else None}
+                "checked_frames": 100, "failed_at_step": 10 if k < failed else None}
                for k, (f, d) in enumerate(zip(fractions, delta_f))]
     return {"walkers": walkers, "n_failed": failed}
 
@@ -218,10 +274,14 @@ def test_walker_sets_compared_by_failures_fractions_and_delta_f():
     assert c["failed"]["fisher_p"] == pytest.approx(0.006993, rel=1e-3)   # 6/8 vs 0/8
     assert c["unphysical_fraction"]["difference"] == pytest.approx(-0.41875)
     assert c["unphysical_fraction"]["ci_high"] < 0 and c["unphysical_fraction"]["p_value"] < 0.01
-    assert c["delta_f_kJ_per_mol"]["n"] == [6, 8]         # the walkers that reached it
+    assert (c["delta_f_kJ_per_mol"]["n_a"], c["delta_f_kJ_per_mol"]["n_b"]) == (6, 8)
     assert c["delta_f_kJ_per_mol"]["difference"] == pytest.approx(215.875 - (-620 / 6))
     refused = {"walkers": [], "error": "non-finite energy at the start", "n_failed": None}
     assert compare_walker_sets(refused, ffpt) == {
         "failed": None, "unphysical_fraction": None, "delta_f_kJ_per_mol": None}
     few = compare_walker_sets(_walker_set([0.1, 0.2], [None, 5.0]), ffpt)
     assert few["delta_f_kJ_per_mol"] is None and few["unphysical_fraction"] is not None
+    # a walker that failed before its first check has no fraction to count (not a 0)
+    early = _walker_set([0.3, 0.5, 0.0, 0.4, 0.6, 0.2], [None] * 6, failed=1)
+    early["walkers"][2]["checked_frames"] = 0
+    assert compare_walker_sets(early, ffpt)["unphysical_fraction"]["n_a"] == 5

@@ -222,16 +222,16 @@ def _cmd_compare(args):
     if args.json:
         print(json.dumps(res))
         return 0
-    print(f"A = {args.model_a}\nB = {args.model_b}\non {args.data}: B - A in meV and meV/A, "
-          f"{100 * args.confidence:g} % bootstrap intervals and sign-flip p-values over blocks "
-          f"of {args.block} consecutive frames")
+    print(f"A = {args.model_a}\nB = {args.model_b}\non {args.data}: B - A in meV and meV/A "
+          f"(negative: B more accurate), {100 * args.confidence:g} % bootstrap intervals and "
+          f"sign-flip p-values over blocks of {args.block} consecutive frames")
     rows = [("all", res["all"])] + list(res.get("groups", {}).items())
     print(f"{'frames':>12s} {'n':>6s} {'E MAE A':>8s} {'E MAE B':>8s} {'B - A':>32s} "
           f"{'F MAE A':>8s} {'F MAE B':>8s} {'B - A':>32s}")
     for name, r in rows:
-        cells = [f"{1e3 * r['energy_mae'][0]:8.1f}", f"{1e3 * r['energy_mae'][1]:8.1f}",
+        cells = [f"{1e3 * r['a']['energy_mae']:8.1f}", f"{1e3 * r['b']['energy_mae']:8.1f}",
                  f"{difference_text(r.get('energy_mae_difference')):>32s}",
-                 f"{1e3 * r['forces_mae'][0]:8.1f}", f"{1e3 * r['forces_mae'][1]:8.1f}",
+                 f"{1e3 * r['a']['forces_mae']:8.1f}", f"{1e3 * r['b']['forces_mae']:8.1f}",
                  f"{difference_text(r.get('forces_mae_difference')):>32s}"]
         print(f"{name:>12s} {r['n_frames']:6d} " + " ".join(cells)
               + (f"  ({r['note']})" if "note" in r else ""))
@@ -498,7 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     p = add_command("compare", help="is model B more accurate than model A on a data set? "
-                                    "MAE differences with confidence intervals and p-values")
+                                    "MAE differences B - A (negative: B more accurate) with "
+                                    "confidence intervals and p-values")
     p.add_argument("model_a", metavar="A")
     p.add_argument("model_b", metavar="B")
     p.add_argument("data")
@@ -506,8 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also compare on each group of frames sharing a per-frame value of "
                         "KEY (for example reaction, the combustion data's channel)")
     p.add_argument("--block", type=int, default=20,
-                   help="consecutive frames taken together (frames of one trajectory are "
-                        "correlated); 1 treats every frame as independent")
+                   help="consecutive frames taken together (frames of one trajectory, in "
+                        "its order, are correlated); 1 treats every frame as independent")
     p.add_argument("--confidence", type=float, default=0.95, help="of the intervals")
     p.add_argument("--resamples", type=int, default=9999,
                    help="bootstrap and permutation resamples")

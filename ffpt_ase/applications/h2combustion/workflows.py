@@ -354,11 +354,13 @@ def compare_walker_sets(a: dict, b: dict, confidence: float = 0.95, n_resamples:
     """Model B's walkers against model A's on one channel (two :func:`run_walkers`
     results). ``failed``: the failed walkers of each and the two-sided p-value of Fisher's
     exact test that both fail equally often; ``unphysical_fraction``: B - A of the mean
-    per-walker unphysical fraction, with a bootstrap interval and a permutation p-value
+    per-walker unphysical fraction (of the walkers with checked frames), with a bootstrap
+    interval and a permutation p-value
     (:func:`~ffpt_ase.analysis.statistics.two_sample_difference`; walkers are independent
     runs); ``delta_f_kJ_per_mol``: the same for F(product) - F(reactant) over the walkers
-    that reached the product. An entry is None where either model lacks the values (a
-    refused start; fewer than two walkers with a Delta F)."""
+    that reached the product (a selection: its ``n_a`` and ``n_b`` say how many). An entry
+    is None where either model lacks the values (a refused start; fewer than two walkers
+    with a Delta F)."""
     from ...analysis.survival import fisher_failures
     stats = {"confidence": confidence, "n_resamples": n_resamples, "seed": seed}
     out = {"failed": None, "unphysical_fraction": None, "delta_f_kJ_per_mol": None}
@@ -368,8 +370,9 @@ def compare_walker_sets(a: dict, b: dict, confidence: float = 0.95, n_resamples:
     out["failed"] = {"a": [a["n_failed"], na], "b": [b["n_failed"], nb],
                      "fisher_p": fisher_failures(a["n_failed"], na, b["n_failed"], nb)}
 
-    def values(m, key):
-        return [w[key] for w in m["walkers"] if w.get(key) is not None]
+    def values(m, key):   # (a walker that failed before its first check has no fraction)
+        return [w[key] for w in m["walkers"] if w.get(key) is not None
+                and (key != "unphysical_fraction" or w.get("checked_frames", 1) > 0)]
 
     for key, out_key in (("unphysical_fraction", "unphysical_fraction"),
                          ("delta_f_kJ_per_mol", "delta_f_kJ_per_mol")):
