@@ -399,8 +399,8 @@ def walker_cells(m: dict) -> tuple[str, str, str]:
     """A :func:`~ffpt_ase.applications.h2combustion.workflows.run_walkers` result as three
     table cells: failed walkers; the unphysical fraction of checked frames (mean +- sem over
     walkers, and pooled over all their frames); F(product) - F(reactant) in kJ/mol (mean +-
-    sem over the walkers that reached the product, their count, and the lowest lower bound
-    of the others)."""
+    sem over the walkers with an estimate, their count, and the lowest lower bound of
+    those that never reached the product)."""
     if m.get("error"):
         return f"not run: {m['error'][:80]}", "-", "-"
     n = len(m["walkers"])
@@ -408,9 +408,10 @@ def walker_cells(m: dict) -> tuple[str, str, str]:
     unphysical = mean_sem(m["unphysical_fraction_mean"], m["unphysical_fraction_sem"]) + (
         "" if pooled is None else f" (pooled {pooled:.3g})")
     delta_f = f"{mean_sem(m['delta_f_mean_kJ_per_mol'], m['delta_f_sem_kJ_per_mol'])} " \
-        f"({m['n_delta_f']} of {n} reached)"
-    if m["delta_f_lower_bounds_kJ_per_mol"]:
-        delta_f += f"; the others > {min(m['delta_f_lower_bounds_kJ_per_mol']):.0f}"
+        f"({m['n_delta_f']} of {n} with an estimate)"
+    bounds = m["delta_f_lower_bounds_kJ_per_mol"]
+    if bounds:
+        delta_f += f"; {len(bounds)} never reached the product: > {min(bounds):.0f}"
     return f"{m['n_failed']} / {n}", unphysical, delta_f
 
 
@@ -418,7 +419,7 @@ def walker_comparison_cells(c: dict) -> tuple[str, str, str]:
     """A :func:`~ffpt_ase.applications.h2combustion.workflows.compare_walker_sets` result
     (model B against model A) as three table cells: failed walkers of each with Fisher's
     p; B - A of the unphysical fraction and of Delta F (kJ/mol; over the walkers that
-    reached the product, B's count first), each with its 95 % bootstrap interval (from 5
+    have an estimate, B's count first), each with its 95 % bootstrap interval (from 5
     walkers per model) and permutation p-value."""
     from ffpt_ase.analysis.error_comparison import difference_text
     failed = "-" if c["failed"] is None else (
@@ -426,7 +427,7 @@ def walker_comparison_cells(c: dict) -> tuple[str, str, str]:
         f"{c['failed']['a'][1]}, Fisher p = {c['failed']['fisher_p']:.2g}")
     delta_f = c["delta_f_kJ_per_mol"]
     reached = "" if delta_f is None else \
-        f" ({delta_f['n_b']} and {delta_f['n_a']} walkers reached the product)"
+        f" ({delta_f['n_b']} and {delta_f['n_a']} walkers with an estimate)"
     return (failed, difference_text(c["unphysical_fraction"], scale=1.0, digits=3),
             difference_text(delta_f, scale=1.0, digits=0) + reached)
 

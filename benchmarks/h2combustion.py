@@ -294,7 +294,7 @@ def main():
         (
             "| channel | model | walkers x length | failed walkers | unphysical frames (mean +- "
             "sem over walkers; pooled) | F(product) - F(reactant) kJ/mol (mean +- sem over "
-            "the walkers that reached the product) |"
+            "the walkers with a Delta F (both basins visited, and in the second half of the run)) |"
         ),
         "|---|---|---|---|---|---|",
     ]

@@ -89,8 +89,8 @@ def main():
              f"{', '.join(lengths) or '-'} ({METAD.temperature_K:g} K, {TIMESTEP_FS:g} fs, "
              f"friction {METAD.friction_per_ps:g}/ps, {METAD.dtype}). Cells: failed walkers; "
              f"unphysical fraction of checked frames (mean +- sem over walkers; pooled over their "
-             f"frames); F(product) - F(reactant) in kJ/mol (mean +- sem over the walkers that "
-             f"reached the product).", "",
+             f"frames); F(product) - F(reactant) in kJ/mol (mean +- sem over the walkers "
+             f"with a Delta F (both basins visited, and in the second half of the run)).", "",
              "| channel | reaction | " + " | ".join(names) + " |",
              "|---|---|" + "---|" * len(names)]
     for cid in channels:

@@ -110,7 +110,20 @@ def test_walker_comparison_cells_read_as_the_tables_print_them():
     failed, fraction, delta_f = bench.walker_comparison_cells(compare_walker_sets(a, b))
     assert failed == "0 / 5 vs 2 / 5, Fisher p = 0.44"
     assert fraction.startswith("-0.300 [") and fraction.endswith("p <= 0.008")  # 2 / 252
-    # three of A's walkers reached the product: no interval, and the counts said
-    assert delta_f == "+330, p <= 0.036 (5 and 3 walkers reached the product)"     # 2 / 56
+    # three of A's walkers have a Delta F: no interval, and the counts said
+    assert delta_f == "+330, p <= 0.036 (5 and 3 walkers with an estimate)"     # 2 / 56
     assert bench.walker_comparison_cells(compare_walker_sets({"walkers": []}, b)) == (
         "-", "-", "-")
+
+
+def test_walker_cells_count_estimates_and_bounds_apart():
+    m = {"walkers": [{}] * 8, "n_failed": 1, "unphysical_fraction_mean": 0.02,
+         "unphysical_fraction_sem": 0.01, "unphysical_fraction_pooled": 0.015,
+         "delta_f_mean_kJ_per_mol": 210.0, "delta_f_sem_kJ_per_mol": 5.0, "n_delta_f": 3,
+         "delta_f_lower_bounds_kJ_per_mol": [230.0, 205.0]}
+    failed, unphysical, delta_f = bench.walker_cells(m)
+    assert failed == "1 / 8" and "pooled 0.015" in unphysical
+    # 3 estimates, 2 bounds: the other 3 walkers have neither (a basin seen only early)
+    assert delta_f.endswith("(3 of 8 with an estimate); 2 never reached the product: > 205")
+    assert bench.walker_cells({"error": "non-finite energy at the start"})[0].startswith(
+        "not run")

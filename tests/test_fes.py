@@ -169,6 +169,32 @@ def test_delta_f_reports_empty_basins_in_words():
     assert r["delta_f"] is None and "basin B" in r["note"]
 
 
+def test_a_basin_seen_only_while_the_bias_built_gives_no_delta_f():
+    """A walker that leaves its start (A) in its first 2 ps of 50 and reaches B late:
+    reweighting across that gap measures the run's history, so no Delta F; once A is
+    revisited late, the estimate is the one without the time check."""
+    kT = KB_KJMOL * 300.0
+    t = np.linspace(0.0, 50.0, 5001)                    # ps
+    a, b = t < 2.0, (t > 30.0) & (t < 32.0)
+    logw = np.where(a, 0.0, -20.0)                      # any weights
+    r = basin_delta_f(logw, a, b, 300.0, ("the reactant basin", "the product basin"),
+                      times=t)
+    assert r["delta_f"] is None and r["error"] is None
+    assert r["last_visit"] == {"the reactant basin": pytest.approx(1.99)}
+    assert "reactant basin last at 1.99 of a run to 50" in r["note"]
+    untimed = basin_delta_f(logw, a, b)
+    assert r["delta_f_all_frames"] == pytest.approx(untimed["delta_f"])
+    assert untimed["delta_f"] == pytest.approx(kT * 20.0 - kT * np.log(200 / 200), rel=1e-3)
+    back = a | ((t > 40.0) & (t < 41.0))                # the walker returns to A at 40 ps
+    late = basin_delta_f(logw, back, b, times=t)
+    assert late["delta_f"] == pytest.approx(basin_delta_f(logw, back, b)["delta_f"])
+    assert late["note"] is None
+    early_b = basin_delta_f(logw, back, (t > 5.0) & (t < 6.0), times=t)   # B only early
+    assert early_b["delta_f"] is None and list(early_b["last_visit"]) == ["basin B"]
+    with pytest.raises(ValueError, match="one time per frame"):
+        basin_delta_f(logw, a, b, times=t[:10])
+
+
 def test_fes_report_walls_unphysical_frames_and_run_temperature(tmp_path):
     """A synthetic channel-09 run: known reweighted populations, a frame on a wall with a
     huge wall bias, unphysical O + OH frames; the report excludes the unphysical frames,

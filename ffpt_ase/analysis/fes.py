@@ -296,7 +296,7 @@ def _timeseries():
 
 
 def basin_delta_f(logw, in_a, in_b, temperature: float = 300.0,
-                  names=("basin A", "basin B")) -> dict:
+                  names=("basin A", "basin B"), times=None, settled_after: float = 0.5) -> dict:
     """Delta F = F_B - F_A (kJ/mol) from reweighted, time-ordered frames, with its error.
 
     Delta F = -kT ln(sum_t w_t 1_B(t) / sum_t w_t 1_A(t)). The error comes from the
@@ -306,6 +306,15 @@ def basin_delta_f(logw, in_a, in_b, temperature: float = 300.0,
     ``error`` (None with a ``note`` in words when a basin has no frames or the error cannot
     be estimated), ``frames_a``, ``frames_b``, ``statistical_inefficiency`` and
     ``effective_samples`` (N / g). ``names`` are the basins' names in the note.
+
+    With the frames' ``times``, each basin must also have frames after the first
+    ``settled_after`` of the run: reweighting is valid once the bias grows slowly, and a
+    basin seen only while it was building (a walker that left its start and never came
+    back) gives a Delta F that measures the run's history, not the free energy (a
+    channel-01 walker that left O + OH in its first 2 ps of 50 gave +200 kJ/mol where the
+    reaction energy is -88). Then ``delta_f`` is None with a ``note``, the all-frames
+    value is kept as ``delta_f_all_frames`` and ``last_visit`` holds each basin's last
+    frame time (the unit of ``times``).
     """
     kT = KB_KJMOL * temperature
     logw = np.asarray(logw, float)
@@ -316,6 +325,24 @@ def basin_delta_f(logw, in_a, in_b, temperature: float = 300.0,
     if empty:
         res["note"] = f"no frames in {' or '.join(empty)}: Delta F cannot be estimated"
         return res
+    if times is not None:
+        t = np.asarray(times, float)
+        if t.shape != a.shape:
+            raise ValueError(f"one time per frame is needed, got {t.shape} for {a.shape}")
+        cut = t[0] + settled_after * (t[-1] - t[0])
+        early = [(name, float(t[m].max())) for name, m in zip(names, (a, b))
+                 if not (m & (t > cut)).any()]
+        if early:
+            w = np.exp(logw - logw[a | b].max())
+            res["delta_f_all_frames"] = float(-kT * (np.log((w * b).mean())
+                                                     - np.log((w * a).mean())))
+            res["last_visit"] = dict(early)
+            seen = " and ".join(f"{name} last at {last:.3g}" for name, last in early)
+            res["note"] = (f"{seen} of a run to {t[-1]:.3g}: a basin seen only in the first "
+                           f"{100 * settled_after:.0f} % of the run, while the bias was "
+                           f"building, gives no Delta F (all frames would give "
+                           f"{res['delta_f_all_frames']:.0f} kJ/mol)")
+            return res
     w = np.exp(logw - logw[a | b].max())
     wa, wb = w * a, w * b
     ma, mb = wa.mean(), wb.mean()

@@ -10,7 +10,10 @@ From a run folder (HILLS, COLVAR, state.json) or a bare HILLS file:
   simulation time with error bars from the statistical inefficiency of the reweighted series;
 * ``fes_summary.json`` (no NaN: what cannot be estimated is None with a note in words;
   when the product basin was never reached, ``delta_f_lower_bound_kJ_per_mol`` is the depth
-  the hills filled, the free energy the product must at least have).
+  the hills filled, the free energy the product must at least have). Delta F needs both
+  basins visited in the second half of the run too (:func:`~.fes.basin_delta_f`): a basin
+  seen only while the bias was building, as a start the walker left and never revisited,
+  gives a note and no Delta F.
 
 **Temperature.** kT is the run's: ``state.json`` records the MD temperature (the driver
 also sets the deck's METAD TEMP to it). A bare HILLS file needs ``temperature=``.
@@ -209,7 +212,8 @@ def _basins(basins, col, logw, walls, kT, temperature, reweight_walls, notes, ou
         res["unphysical_fraction"] = counts.get(basins.excluded, 0) / len(kind)
     r, p = kind == basins.names[0], kind == basins.names[1]
     names = tuple(f"the {n} basin" for n in basins.names)
-    main = basin_delta_f(logw, r, p, temperature, names)
+    times = col["time"] * 1e-3     # ps
+    main = basin_delta_f(logw, r, p, temperature, names, times=times)
     res["delta_f_product_minus_reactant_kJ_per_mol"] = main["delta_f"]
     res["delta_f_error_kJ_per_mol"] = main["error"]
     res["delta_f_details"] = main
@@ -217,7 +221,7 @@ def _basins(basins, col, logw, walls, kT, temperature, reweight_walls, notes, ou
         notes.append(main["note"])
     if walls.max() > WALL_NOTE_KT * kT:
         other = logw - walls / kT if reweight_walls else logw + walls / kT
-        alt = basin_delta_f(other, r, p, temperature, names)
+        alt = basin_delta_f(other, r, p, temperature, names, times=times)
         key = "delta_f_walls_not_reweighted_kJ_per_mol" if reweight_walls else \
             "delta_f_walls_reweighted_kJ_per_mol"
         res[key] = alt["delta_f"]
@@ -226,7 +230,7 @@ def _basins(basins, col, logw, walls, kT, temperature, reweight_walls, notes, ou
                      f"{walls.max() / kT:.1f} kT): Delta F is given with the walls "
                      f"{'reweighted' if reweight_walls else 'not reweighted'} and, in {key}, "
                      f"{'not ' if reweight_walls else ''}reweighted")
-    conv = convergence(logw, col["time"] * 1e-3, r, p, temperature=temperature)
+    conv = convergence(logw, times, r, p, temperature=temperature)
     (out / "convergence.json").write_text(json.dumps(json_safe(conv), indent=1))
     written.append(out / "convergence.json")
     if any(v is not None for v in conv["delta_f"]):

@@ -286,8 +286,10 @@ def run_walkers(reaction: str, checkpoint, walkers: int, steps: int, folder: Pat
     counted in ``n_failed``; it contributes its frames up to then. The unphysical fraction is
     given as mean +- standard error over walkers and pooled over all checked frames (a
     walker that failed early has few frames: the pooled fraction weights it by them).
-    F(product) - F(reactant) is averaged over the walkers that reached the product
-    (``n_delta_f`` of them); the others give a lower bound each. A model whose start is
+    F(product) - F(reactant) is averaged over the walkers with an estimate (``n_delta_f``
+    of them: both basins visited, and in the second half of the run,
+    :func:`~ffpt_ase.analysis.fes.basin_delta_f`); those that never reached the product
+    give a lower bound each. A model whose start is
     refused (a non-finite energy: :class:`~ffpt_ase.simulate.md.StartRefused`) gives
     ``error`` and no statistics; every other error (a run folder holding other settings, a
     missing PLUMED kernel, a failure during the run) is raised. ``settings``: further
@@ -358,7 +360,7 @@ def compare_walker_sets(a: dict, b: dict, confidence: float = 0.95, n_resamples:
     interval and a permutation p-value
     (:func:`~ffpt_ase.analysis.statistics.two_sample_difference`; walkers are independent
     runs); ``delta_f_kJ_per_mol``: the same for F(product) - F(reactant) over the walkers
-    that reached the product (a selection: its ``n_a`` and ``n_b`` say how many). An entry
+    with an estimate (a selection: its ``n_a`` and ``n_b`` say how many). An entry
     is None where either model lacks the values (a refused start; fewer than two walkers
     with a Delta F)."""
     from ...analysis.survival import fisher_failures
