@@ -54,7 +54,8 @@ from ffpt_ase.applications.h2combustion.dataset import data_files, train_test_se
 from ffpt_ase.analysis.error_comparison import difference_text
 from ffpt_ase.applications.h2combustion.workflows import (compare_walker_sets,
                                                           per_channel_comparison,
-                                                          per_channel_errors, run_walkers)
+                                                          per_channel_errors, run_walkers,
+                                                          test_predictions)
 from ffpt_ase.applications.systems import COMBUSTION_SPECIES
 from ffpt_ase.data import Frames
 from ffpt_ase.model.potential import load_checkpoint
@@ -187,7 +188,7 @@ def main():
 
     test = Frames.load(test_file)
     n_trainval = len(Frames.load(train_file))
-    errors, channels = {}, {}
+    errors, channels, predictions = {}, {}, {}
     for name, summary in (("scratch", s_sc), ("FFPT-FT", s_ft)):
         folder = ckpt[name].parent.name
         errors[name] = {
@@ -213,7 +214,8 @@ def main():
                 **bench.test_errors(other, test, f"h2combustion test set, {name}, {text}",
                                     f"h2combustion_{folder}_{other.stem}", batch_size=256),
                 "epoch": load_checkpoint(other)["epoch"]}
-        channels[name] = per_channel_errors(ckpt[name], test)
+        predictions[name] = test_predictions(ckpt[name], test)
+        channels[name] = per_channel_errors(test, predictions[name])
         bench.copy_learning_curve(work, folder, "h2combustion")
     errors["FFPT"] = bench.test_errors(
         ckpt["FFPT"],
@@ -227,7 +229,7 @@ def main():
               f"{', '.join(COMBUSTION_SPECIES)}")
 
     # FFPT-FT against scratch on the same test frames, overall and per channel
-    comparison = per_channel_comparison(ckpt["scratch"], ckpt["FFPT-FT"], test)
+    comparison = per_channel_comparison(test, predictions["scratch"], predictions["FFPT-FT"])
 
     scan, scan_table = scan_and_plot(ckpt, "h2combustion_oh_scan",
                                       with_dft=not args.no_dft_scan)

@@ -41,7 +41,8 @@ def test_combustion_splits_are_disjoint_seeded_and_labelled(data_dir):
 
 def test_per_channel_errors_and_energy_changes(data_dir, tiny):
     from ffpt_ase.applications.h2combustion.dataset import data_files
-    from ffpt_ase.applications.h2combustion.workflows import per_channel_errors
+    from ffpt_ase.applications.h2combustion.workflows import (per_channel_errors,
+                                                              test_predictions)
     from ffpt_ase.data import read_combustion_npz
     from ffpt_ase.model.potential import load_potential
     from ffpt_ase.training.metrics import energy_change_errors, error_metrics, predict
@@ -49,7 +50,7 @@ def test_per_channel_errors_and_energy_changes(data_dir, tiny):
     frames = [read_combustion_npz(f) for f in aimd]
     from ffpt_ase.data import Frames
     test = Frames.concatenate([f[np.arange(20)] for f in frames])
-    res = per_channel_errors(tiny, test)
+    res = per_channel_errors(test, test_predictions(tiny, test))
     assert sorted(res) == sorted(set(np.asarray(test.extras["reaction"])))
     assert sum(r["n"] for r in res.values()) == 40
     # the per-channel MAEs average (weighted) to the whole set's
@@ -68,12 +69,14 @@ def test_per_channel_comparison_of_a_model_with_itself_and_another(data_dir, tin
 
     from ffpt_ase.applications.h2combustion.dataset import data_files
     from ffpt_ase.applications.h2combustion.workflows import (per_channel_comparison,
-                                                              per_channel_errors)
+                                                              per_channel_errors,
+                                                              test_predictions)
     from ffpt_ase.data import Frames, read_combustion_npz
     from ffpt_ase.model.potential import load_potential
     test = Frames.concatenate([read_combustion_npz(f)[np.arange(100)] for f in
                                data_files(data_dir / "h2combustion", kinds=("aimd",))[:2]])
-    same = per_channel_comparison(tiny, tiny, test, block=10)   # 10 blocks per channel
+    base_pred = test_predictions(tiny, test)
+    same = per_channel_comparison(test, base_pred, base_pred, block=10)   # 10 per channel
     assert sorted(same["groups"]) == sorted(set(np.asarray(test.extras["reaction"])))
     for c in [same["all"], *same["groups"].values()]:
         assert c["forces_mae_difference"]["difference"] == 0
@@ -82,9 +85,10 @@ def test_per_channel_comparison_of_a_model_with_itself_and_another(data_dir, tin
     with torch.no_grad():
         other.shift.add_(0.5)               # every energy 0.5 eV per atom higher
     torch.save(other.checkpoint(stage="test"), tmp_path / "shifted.pt")
-    res = per_channel_comparison(tiny, tmp_path / "shifted.pt", test, block=10)
-    own = per_channel_errors(tmp_path / "shifted.pt", test)
-    base = per_channel_errors(tiny, test)
+    shifted = test_predictions(tmp_path / "shifted.pt", test)
+    res = per_channel_comparison(test, base_pred, shifted, block=10)
+    own = per_channel_errors(test, shifted)
+    base = per_channel_errors(test, base_pred)
     for rxn, c in res["groups"].items():
         assert 1e3 * c["b"]["energy_mae"] == pytest.approx(own[rxn]["energy_mae_meV"])
         e = c["energy_mae_difference"]   # the shift moves every energy: B is worse or better

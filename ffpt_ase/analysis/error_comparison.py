@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from ..training.metrics import frame_errors, group_labels
-from .statistics import MIN_BLOCKS, paired_difference
+from ..training.metrics import frame_errors, group_indices
+from .statistics import MIN_BLOCKS, block_count, paired_difference
 
 
 def _compare(err_a: dict, err_b: dict, block: int, **stats) -> dict:
@@ -26,7 +24,7 @@ def _compare(err_a: dict, err_b: dict, block: int, **stats) -> dict:
     for key, err in (("a", err_a), ("b", err_b)):
         out[key] = {"energy_mae": float(err["energy_abs"].mean()),
                     "forces_mae": float(err["forces_abs_sum"].sum() / comps.sum())}
-    n_blocks = -(-len(comps) // block)
+    n_blocks = block_count(len(comps), block)
     if n_blocks < MIN_BLOCKS:   # the MAEs alone
         out["note"] = (f"{len(comps)} frames make {n_blocks} blocks of {block}: no statistics "
                        f"below {MIN_BLOCKS} blocks")
@@ -60,13 +58,10 @@ def compare_errors(frames, pred_a, pred_b, group_key: str | None = None, block: 
     stats = {"confidence": confidence, "n_resamples": n_resamples, "seed": seed}
     out = {"block": block, "all": _compare(err_a, err_b, block, **stats)}
     if group_key is not None:
-        labels = group_labels(frames, group_key)
-        out["groups"] = {}
-        for value in sorted(set(labels.tolist())):
-            sel = np.flatnonzero(labels == value)
-            out["groups"][value] = _compare({k: v[sel] for k, v in err_a.items()},
-                                            {k: v[sel] for k, v in err_b.items()}, block,
-                                            **stats)
+        out["groups"] = {
+            value: _compare({k: v[sel] for k, v in err_a.items()},
+                            {k: v[sel] for k, v in err_b.items()}, block, **stats)
+            for value, sel in group_indices(frames, group_key).items()}
     return out
 
 

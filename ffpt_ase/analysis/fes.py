@@ -325,6 +325,10 @@ def basin_delta_f(logw, in_a, in_b, temperature: float = 300.0,
     if empty:
         res["note"] = f"no frames in {' or '.join(empty)}: Delta F cannot be estimated"
         return res
+    w = np.exp(logw - logw[a | b].max())
+    wa, wb = w * a, w * b
+    ma, mb = wa.mean(), wb.mean()
+    delta_f = float(-kT * (np.log(mb) - np.log(ma)))
     if times is not None:
         t = np.asarray(times, float)
         if t.shape != a.shape:
@@ -333,20 +337,15 @@ def basin_delta_f(logw, in_a, in_b, temperature: float = 300.0,
         early = [(name, float(t[m].max())) for name, m in zip(names, (a, b))
                  if not (m & (t > cut)).any()]
         if early:
-            w = np.exp(logw - logw[a | b].max())
-            res["delta_f_all_frames"] = float(-kT * (np.log((w * b).mean())
-                                                     - np.log((w * a).mean())))
+            res["delta_f_all_frames"] = delta_f
             res["last_visit"] = dict(early)
             seen = " and ".join(f"{name} last at {last:.3g}" for name, last in early)
             res["note"] = (f"{seen} of a run to {t[-1]:.3g}: a basin seen only in the first "
                            f"{100 * settled_after:.0f} % of the run, while the bias was "
                            f"building, gives no Delta F (all frames would give "
-                           f"{res['delta_f_all_frames']:.0f} kJ/mol)")
+                           f"{delta_f:.0f} kJ/mol)")
             return res
-    w = np.exp(logw - logw[a | b].max())
-    wa, wb = w * a, w * b
-    ma, mb = wa.mean(), wb.mean()
-    res["delta_f"] = float(-kT * (np.log(mb) - np.log(ma)))
+    res["delta_f"] = delta_f
     u = wb / mb - wa / ma
     g = statistical_inefficiency(u)
     n = len(u)

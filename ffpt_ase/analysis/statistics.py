@@ -26,6 +26,12 @@ MIN_BLOCKS = 10
 MIN_RUNS_PER_SAMPLE = 5
 
 
+def block_count(n: int, block: int) -> int:
+    """How many blocks of ``block`` consecutive items ``n`` items make (the last may be
+    shorter)."""
+    return -(-int(n) // int(block))
+
+
 def _check_confidence(confidence: float) -> None:
     if not 0 < confidence < 1:
         raise ValueError(f"the confidence level must be between 0 and 1, got {confidence}")
@@ -87,7 +93,7 @@ def paired_difference(a, b, weights=None, block: int = 1, confidence: float = 0.
     if int(block) != block or block < 1:
         raise ValueError(f"the block length must be a whole number >= 1, got {block}")
     _check_confidence(confidence)
-    n_blocks = -(-len(a) // int(block))
+    n_blocks = block_count(len(a), block)
     if n_blocks < MIN_BLOCKS:
         raise ValueError(f"{len(a)} pairs in blocks of {block} make {n_blocks} blocks: a "
                          f"paired comparison needs {MIN_BLOCKS} at least")

@@ -92,14 +92,20 @@ def group_labels(frames, key: str) -> np.ndarray:
     return np.array([_label_text(v) for v in labels])
 
 
+def group_indices(frames, key: str) -> dict:
+    """``{label: frame indices}`` of each group of frames sharing a value of the per-frame
+    extra ``key`` (:func:`group_labels`), in sorted label order, each group's indices in
+    the set's order."""
+    text = group_labels(frames, key)
+    return {value: np.flatnonzero(text == value) for value in sorted(set(text.tolist()))}
+
+
 def grouped_errors(frames, energy_pred, forces_pred, key: str) -> dict:
     """:func:`error_metrics` of each group of frames sharing a value of the per-frame
-    extra ``key`` (:func:`group_labels`), keyed by that value as text, in sorted order;
+    extra ``key`` (:func:`group_indices`), keyed by that value as text, in sorted order;
     ``n_frames`` counts each group's frames."""
-    text = group_labels(frames, key)
     out = {}
-    for value in sorted(set(text.tolist())):
-        sel = np.nonzero(text == value)[0]
+    for value, sel in group_indices(frames, key).items():
         out[value] = error_metrics(frames[sel], energy_pred[sel],
                                    None if forces_pred is None else forces_pred[sel])
     return out

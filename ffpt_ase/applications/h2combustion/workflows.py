@@ -152,8 +152,11 @@ def reaction_energies_09(model_path, level_calc=None, level_name: str = "") -> d
     return rows
 
 
-def _test_predictions(checkpoint, test: Frames, batch_size: int, dtype: str) -> tuple:
-    """A checkpoint's (energy, forces) on the test frames, evaluated in ``dtype``."""
+def test_predictions(checkpoint, test: Frames, batch_size: int = 256,
+                     dtype: str = "float64") -> tuple:
+    """A checkpoint's (energy (frames,), forces (frames, atoms, 3)) on the test frames, in eV
+    and eV/A, evaluated in ``dtype``: what :func:`per_channel_errors` and
+    :func:`per_channel_comparison` score."""
     from ...model.potential import load_potential
     from ...runtime import torch_dtype
     from ...training.metrics import predict
@@ -167,29 +170,29 @@ def _require_channels(test: Frames) -> None:
                          "read_combustion_npz)")
 
 
-def per_channel_errors(checkpoint, test: Frames, batch_size: int = 256,
-                       dtype: str = "float64") -> dict:
+def per_channel_errors(test: Frames, predictions: tuple) -> dict:
     """Energy MAE (meV), force MAE and RMSE (meV/A) of each channel's test frames
-    (``test.extras['reaction']`` names the channel of every frame), evaluated in ``dtype``."""
+    (``test.extras['reaction']`` names the channel of every frame) for a model's
+    :func:`test_predictions`."""
     from ...training.metrics import grouped_errors
     _require_channels(test)
-    e, f = _test_predictions(checkpoint, test, batch_size, dtype)
     return {r: {"n": m["n_frames"], "energy_mae_meV": 1e3 * m["energy_mae"],
                 "forces_mae_meV_per_A": 1e3 * m["forces_mae"],
                 "forces_rmse_meV_per_A": 1e3 * m["forces_rmse"]}
-            for r, m in grouped_errors(test, e, f, "reaction").items()}
+            for r, m in grouped_errors(test, *predictions, "reaction").items()}
 
 
-def per_channel_comparison(checkpoint_a, checkpoint_b, test: Frames, block: int = 20,
-                           batch_size: int = 256, dtype: str = "float64") -> dict:
+def per_channel_comparison(test: Frames, predictions_a: tuple, predictions_b: tuple,
+                           block: int = 20) -> dict:
     """Is model B more accurate than model A on the test set and on each channel's test
-    frames? :func:`~ffpt_ase.analysis.error_comparison.compare_errors` (B - A in eV and eV/A,
+    frames (each model's :func:`test_predictions`)?
+    :func:`~ffpt_ase.analysis.error_comparison.compare_errors` (B - A in eV and eV/A,
     bootstrap intervals and sign-flip p-values over blocks of ``block`` consecutive test
     frames, which come from one file each and in its order)."""
     from ...analysis.error_comparison import compare_errors
     _require_channels(test)
-    preds = [_test_predictions(c, test, batch_size, dtype) for c in (checkpoint_a, checkpoint_b)]
-    return compare_errors(test, *preds, group_key="reaction", block=block)
+    return compare_errors(test, predictions_a, predictions_b, group_key="reaction",
+                          block=block)
 
 
 def oh_scan(models: dict, dft_cache: Path | None = None, with_dft: bool = True,
@@ -350,7 +353,6 @@ def run_walkers(reaction: str, checkpoint, walkers: int, steps: int, folder: Pat
     return result
 
 
-
 def compare_walker_sets(a: dict, b: dict, confidence: float = 0.95, n_resamples: int = 9999,
                         seed: int = 0) -> dict:
     """Model B's walkers against model A's on one channel (two :func:`run_walkers`
@@ -376,9 +378,8 @@ def compare_walker_sets(a: dict, b: dict, confidence: float = 0.95, n_resamples:
         return [w[key] for w in m["walkers"] if w.get(key) is not None
                 and (key != "unphysical_fraction" or w.get("checked_frames", 1) > 0)]
 
-    for key, out_key in (("unphysical_fraction", "unphysical_fraction"),
-                         ("delta_f_kJ_per_mol", "delta_f_kJ_per_mol")):
+    for key in ("unphysical_fraction", "delta_f_kJ_per_mol"):
         va, vb = values(a, key), values(b, key)
         if len(va) >= 2 and len(vb) >= 2:
-            out[out_key] = two_sample_difference(va, vb, **stats)
+            out[key] = two_sample_difference(va, vb, **stats)
     return out
