@@ -21,7 +21,7 @@ def standard_error(x):
 
 #: fewest independent units (blocks of a paired comparison, runs of each sample of a two-sample
 #: one) for a bootstrap interval: with fewer, 95 % intervals cover the true value far less
-#: often than 95 % (about 66 % with 3 blocks, 87 % with 5, 91 % with 10, in simulations)
+#: often than 95 % (BCa's coverage falls well below its nominal level for small samples)
 MIN_BLOCKS = 10
 MIN_RUNS_PER_SAMPLE = 5
 
