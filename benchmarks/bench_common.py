@@ -329,15 +329,18 @@ def three_stages(
 
 
 def test_errors(checkpoint: Path, frames, label: str, stem: str, batch_size: int = 64,
-                worst: int = 5) -> dict:
+                worst: int = 5, predictions: tuple | None = None) -> dict:
     """Energy/force errors of a checkpoint on held-out frames (meV, meV/A; energy per atom
     too), the share of the squared force error the worst 1 % of frames carry, the
     ``worst`` frames themselves (``metrics.worst_frames``) and a parity plot
     ``results/<stem>_parity.png``. Evaluated in float64, the precision the ab initio
     stages train and validate in (:data:`TRAINED_OUT`): a close contact may overflow
-    float32 where float64 gives the model's finite answer."""
-    model = load_potential(checkpoint, dtype=torch.float64)
-    e, f = predict(model, frames, batch_size=batch_size, dtype=torch.float64)
+    float32 where float64 gives the model's finite answer. ``predictions``: the checkpoint's
+    float64 (energies, forces) on ``frames`` where the caller already has them (eV, eV/A)."""
+    if predictions is None:
+        model = load_potential(checkpoint, dtype=torch.float64)
+        predictions = predict(model, frames, batch_size=batch_size, dtype=torch.float64)
+    e, f = predictions
     m = error_metrics(frames, e, f)
     real = frames.numbers_per_frame > 0
     plot_parity(
@@ -534,17 +537,57 @@ def h2combustion_pretrain_set(work: Path, n_per_species: int) -> Path:
     return rattled_species_frames(rattled_species_sets(n_per_species)).save(path)
 
 
-def metad_figures(work: Path, reaction: str, names, stem: str) -> None:
-    """Side by side: the F(product) - F(reactant) convergence of every walker of each model
-    (``work/metad_<reaction>_<name>/walker_*``), and each model's walker-0 FES."""
+def walker_run_identity(reaction: str, checkpoint, walkers: int, steps: int,
+                        seed: int = 0) -> dict:
+    """What makes two multi-walker runs of a channel the same run: the deck's content, the
+    model's weights (``FFPTCalculator.fingerprint``, whatever the file), the walkers, their
+    steps and seed; the driver's other settings are its defaults (``ChannelMetadConfig``)."""
+    from ffpt_ase.applications.h2combustion.decks import shipped_deck
+    from ffpt_ase.calculators import FFPTCalculator
+    from ffpt_ase.runfolder import file_digest
+    return {"reaction": reaction, "deck": file_digest(shipped_deck(reaction)),
+            "model": FFPTCalculator.from_checkpoints(checkpoint, dtype="float64").fingerprint(),
+            "walkers": walkers, "steps": steps, "seed": seed}
+
+
+def channel_walkers(reaction: str, checkpoint, walkers: int, steps: int, folder: Path,
+                    stem: str, seed: int = 0, **settings) -> dict:
+    """:func:`~ffpt_ase.applications.h2combustion.workflows.run_walkers`, kept beside the
+    results (to be committed): its summary with each walker's Delta F convergence goes to
+    ``results/<stem>_walkers.json`` and walker 0's FES figure to ``results/<stem>_fes.png``.
+    Where ``folder`` holds no finished run (a fresh clone: run folders, with their
+    trajectories, are hundreds of MB and not committed) and the kept file holds the same run
+    (:func:`walker_run_identity`), the kept summary is returned instead of rerunning, so that
+    the tables and figures are remade from it; any other run is simulated (or resumed, or
+    read back from ``folder``) and kept."""
+    from ffpt_ase.applications.h2combustion.workflows import run_walkers
+    kept_file = RESULTS / f"{stem}_walkers.json"
+    identity = walker_run_identity(reaction, checkpoint, walkers, steps, seed)
+    if kept_file.exists() and not (Path(folder) / "walkers.json").exists():
+        kept = json.loads(kept_file.read_text())
+        if kept.get("run") == identity:
+            print(f"[metad] rxn {reaction}: read back from {kept_file} (the same run; its "
+                  f"folder {folder} is not here)", flush=True)
+            return kept
+    result = run_walkers(reaction, checkpoint, walkers, steps, folder, seed=seed, **settings)
+    convergence = {f.parts[-3]: json.loads(f.read_text()) for f in
+                   sorted(Path(folder).glob("walker_*/fes/convergence.json"))}
+    RESULTS.mkdir(exist_ok=True)
+    with atomic_path(kept_file) as tmp:
+        tmp.write_text(json.dumps({**result, "run": identity, "convergence": convergence},
+                                  indent=1) + "\n")
+    fes, dst = Path(folder) / "walker_00" / "fes" / "fes.png", RESULTS / f"{stem}_fes.png"
+    dst.unlink(missing_ok=True)   # not an earlier run's figure beside this run's numbers
+    if fes.exists():
+        shutil.copy(fes, dst)
+    return {**result, "run": identity, "convergence": convergence}
+
+
+def metad_figures(runs: dict, reaction: str, stem: str) -> None:
+    """Side by side, ``results/<stem>_convergence.png``: the F(product) - F(reactant)
+    convergence of every walker of each model (``runs``: model name -> its
+    :func:`channel_walkers` result; a run kept before the convergence was kept draws an
+    empty panel)."""
     from ffpt_ase.analysis.plots import plot_convergence_runs
-    runs = {name: {f.parts[-3]: json.loads(f.read_text()) for f in sorted(
-        (work / f"metad_{reaction}_{name}").glob("walker_*/fes/convergence.json"))}
-        for name in names}
-    plot_convergence_runs(runs, RESULTS / f"{stem}_convergence.png", title=f"rxn {reaction}")
-    for name in names:
-        src = work / f"metad_{reaction}_{name}" / "walker_00" / "fes" / "fes.png"
-        dst = RESULTS / f"{stem}_fes_{name}.png"
-        dst.unlink(missing_ok=True)   # not an earlier run's figure beside this run's numbers
-        if src.exists():
-            shutil.copy(src, dst)
+    plot_convergence_runs({name: m.get("convergence", {}) for name, m in runs.items()},
+                          RESULTS / f"{stem}_convergence.png", title=f"rxn {reaction}")

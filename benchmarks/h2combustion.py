@@ -54,7 +54,7 @@ from ffpt_ase.applications.h2combustion.dataset import data_files, train_test_se
 from ffpt_ase.analysis.error_comparison import difference_text
 from ffpt_ase.applications.h2combustion.workflows import (compare_walker_sets,
                                                           per_channel_comparison,
-                                                          per_channel_errors, run_walkers,
+                                                          per_channel_errors,
                                                           test_predictions)
 from ffpt_ase.applications.systems import COMBUSTION_SPECIES
 from ffpt_ase.data import Frames
@@ -84,8 +84,10 @@ def metadynamics(work: Path, models: dict, args) -> dict:
         for name, checkpoint in models.items():
             print(f"[metad] rxn {reaction}, {name}: {args.walkers} walkers x "
                   f"{args.metad_steps} steps", flush=True)
-            m = run_walkers(reaction, checkpoint, args.walkers, args.metad_steps,
-                            work / f"metad_{reaction}_{name}", compile=args.compile)
+            m = bench.channel_walkers(reaction, checkpoint, args.walkers, args.metad_steps,
+                                      work / f"metad_{reaction}_{name}",
+                                      f"h2combustion_metad_{reaction}_{name}",
+                                      compile=args.compile)
             failed, unphysical, delta_f = bench.walker_cells(m)
             print(f"[metad] rxn {reaction}, {name}: failed walkers {failed}; unphysical "
                   f"{unphysical}; Delta F {delta_f} kJ/mol", flush=True)
@@ -191,14 +193,10 @@ def main():
     errors, channels, predictions = {}, {}, {}
     for name, summary in (("scratch", s_sc), ("FFPT-FT", s_ft)):
         folder = ckpt[name].parent.name
+        predictions[name] = test_predictions(ckpt[name], test)
         errors[name] = {
-            **bench.test_errors(
-                ckpt[name],
-                test,
-                f"h2combustion test set, {name}",
-                f"h2combustion_{folder}",
-                batch_size=256,
-            ),
+            **bench.test_errors(ckpt[name], test, f"h2combustion test set, {name}",
+                                f"h2combustion_{folder}", predictions=predictions[name]),
             **bench.training_record(summary),
             "selected_epoch": load_checkpoint(ckpt[name])["epoch"],
             "selected_file": ckpt[name].name,
@@ -214,7 +212,6 @@ def main():
                 **bench.test_errors(other, test, f"h2combustion test set, {name}, {text}",
                                     f"h2combustion_{folder}_{other.stem}", batch_size=256),
                 "epoch": load_checkpoint(other)["epoch"]}
-        predictions[name] = test_predictions(ckpt[name], test)
         channels[name] = per_channel_errors(test, predictions[name])
         bench.copy_learning_curve(work, folder, "h2combustion")
     errors["FFPT"] = bench.test_errors(
@@ -236,7 +233,8 @@ def main():
 
     metad = metadynamics(work, {name: ckpt[name] for name in ARM_NAMES.values()}, args)
     for reaction in METAD_CHANNELS:
-        bench.metad_figures(work, reaction, ARM_NAMES.values(), f"h2combustion_metad_{reaction}")
+        bench.metad_figures({name: metad[f"{reaction}/{name}"] for name in ARM_NAMES.values()},
+                            reaction, f"h2combustion_metad_{reaction}")
 
     metad_comparison = {r: compare_walker_sets(metad[f"{r}/scratch"], metad[f"{r}/FFPT-FT"])
                         for r in METAD_CHANNELS}

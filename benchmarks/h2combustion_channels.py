@@ -33,7 +33,7 @@ import numpy as np
 
 from ffpt_ase.applications.h2combustion.channels import channel_ids, get_channel
 from ffpt_ase.applications.h2combustion.metad import ChannelMetadConfig
-from ffpt_ase.applications.h2combustion.workflows import compare_walker_sets, run_walkers
+from ffpt_ase.applications.h2combustion.workflows import compare_walker_sets
 
 DEFAULT_MODELS = {"FFPT-FT": str(bench.MODELS / "h2combustion" / "finetune.pt")}
 METAD = ChannelMetadConfig(reaction="09")   # the walkers' settings: the driver's defaults
@@ -76,9 +76,10 @@ def main():
               f"{args.walkers} walkers x {args.ps:g} ps ({elapsed / 60:.1f} min so far{eta})",
               flush=True)
         t_job = time.perf_counter()
-        results.setdefault(cid, {})[name] = run_walkers(
+        results.setdefault(cid, {})[name] = bench.channel_walkers(
             cid, models[name], args.walkers, steps, work / f"rxn{cid}_{name}",
-            threads=args.threads, compile=args.compile)
+            f"h2combustion_channels_rxn{cid}_{name}", threads=args.threads,
+            compile=args.compile)
         if time.perf_counter() - t_job > 30.0:
             ran.append(time.perf_counter() - t_job)
 

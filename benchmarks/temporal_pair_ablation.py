@@ -29,7 +29,6 @@ from pathlib import Path
 import bench_common as bench
 
 from ffpt_ase.applications.h2combustion.dataset import time_windows
-from ffpt_ase.applications.h2combustion.workflows import run_walkers
 from ffpt_ase.applications.systems import COMBUSTION_SPECIES
 from ffpt_ase.data import Frames
 from ffpt_ase.model.potential import load_potential
@@ -141,14 +140,11 @@ def main():
     metad = {}
     for arm, folder in ARMS.items():
         print(f"[metad] rxn 09, {arm}", flush=True)
-        metad[arm] = run_walkers(
-            "09",
-            work / folder / "best.pt",
-            args.walkers,
-            args.metad_steps,
-            work / f"metad_09_{folder}",
-        )
-    bench.metad_figures(work, "09", tuple(ARMS.values()), "temporal_pairs_metad_09")
+        metad[arm] = bench.channel_walkers("09", work / folder / "best.pt", args.walkers,
+                                           args.metad_steps, work / f"metad_09_{folder}",
+                                           f"temporal_pairs_metad_09_{folder}")
+    bench.metad_figures({folder: metad[arm] for arm, folder in ARMS.items()}, "09",
+                        "temporal_pairs_metad_09")
 
     result = {
         "command": command,

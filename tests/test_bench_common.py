@@ -6,7 +6,9 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_common as bench  # noqa: E402
@@ -127,3 +129,87 @@ def test_walker_cells_count_estimates_and_bounds_apart():
     assert delta_f.endswith("(3 of 8 with an estimate); 2 never reached the product: > 205")
     assert bench.walker_cells({"error": "non-finite energy at the start"})[0].startswith(
         "not run")
+
+
+def test_test_errors_scores_the_callers_predictions_as_its_own(tiny_model, tmp_path,
+                                                               monkeypatch):
+    """``test_errors(predictions=...)`` (the combustion report predicts each arm's test
+    frames once) gives the numbers it computes itself, and a supplied prediction is what
+    it scores, not ignored."""
+    from ase import Atoms
+
+    from ffpt_ase.data.frames import Frames
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    rng = np.random.default_rng(0)
+    images = [Atoms("OH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]]),
+              Atoms("OH", positions=[[0, 0, 0], [0, 0, 0.97]])]
+    for a in images:
+        a.positions += 0.05 * rng.normal(size=a.positions.shape)
+        a.info["energy"] = float(rng.normal())
+        a.arrays["forces"] = rng.normal(size=(len(a), 3))
+    frames = Frames.from_atoms_list(images)
+    own = bench.test_errors(tiny_model, frames, "own", "own")
+    model = bench.load_potential(tiny_model, dtype=torch.float64)
+    given = bench.predict(model, frames, dtype=torch.float64)
+    supplied = bench.test_errors(tiny_model, frames, "given", "given", predictions=given)
+    for key in ("energy_mae_meV", "forces_mae_meV_per_A", "forces_rmse_meV_per_A"):
+        assert supplied[key] == pytest.approx(own[key], rel=1e-12)
+    assert (tmp_path / "given_parity.png").stat().st_size > 0
+    e, f = given
+    shifted = bench.test_errors(tiny_model, frames, "shifted", "shifted",
+                                predictions=(e + 1.0, f))
+    assert shifted["energy_mae_meV"] != pytest.approx(own["energy_mae_meV"])
+
+
+def test_channel_walkers_are_kept_and_read_back_only_for_the_same_run(tiny_model, tmp_path,
+                                                                      monkeypatch):
+    """A walker run's summary, convergence and FES figure are kept in results/; without its
+    folder (a fresh clone) the same run is read back from them, and a run with other
+    settings or another model is simulated again."""
+    import shutil
+
+    import ffpt_ase.applications.h2combustion.workflows as workflows
+    monkeypatch.setattr(bench, "RESULTS", tmp_path / "results")
+    calls = []
+
+    def fake_run_walkers(reaction, checkpoint, walkers, steps, folder, seed=0, **settings):
+        calls.append((reaction, steps))
+        for k in range(walkers):
+            fes = folder / f"walker_{k:02d}" / "fes"
+            fes.mkdir(parents=True, exist_ok=True)
+            (fes / "convergence.json").write_text(json.dumps({"time": [1.0],
+                                                              "delta_f": [float(k)]}))
+            (fes / "fes.png").write_bytes(b"png of walker %d" % k)
+        result = {"walkers": [{"walker": k} for k in range(walkers)], "steps": steps}
+        (folder / "walkers.json").write_text(json.dumps(result))
+        return result
+
+    monkeypatch.setattr(workflows, "run_walkers", fake_run_walkers)
+    folder = tmp_path / "work" / "metad_09_x"
+    first = bench.channel_walkers("09", tiny_model, 2, 100, folder, "exp_09_x")
+    kept = json.loads((tmp_path / "results" / "exp_09_x_walkers.json").read_text())
+    assert kept["convergence"]["walker_01"]["delta_f"] == [1.0]
+    assert kept["run"]["steps"] == 100 and kept["run"]["model"].startswith("sha256:")
+    assert (tmp_path / "results" / "exp_09_x_fes.png").read_bytes() == b"png of walker 0"
+    assert first["convergence"] == kept["convergence"] and len(calls) == 1
+
+    shutil.rmtree(folder)                                     # a fresh clone: read back
+    again = bench.channel_walkers("09", tiny_model, 2, 100, folder, "exp_09_x")
+    assert len(calls) == 1 and again == kept
+    bench.channel_walkers("09", tiny_model, 2, 200, folder, "exp_09_x")    # longer: runs
+    assert calls[-1] == ("09", 200)
+    shutil.rmtree(folder)
+    other = perturbed_copy(tiny_model, tmp_path / "other.pt")
+    bench.channel_walkers("09", other, 2, 200, folder, "exp_09_x")         # another model
+    assert len(calls) == 3
+    bench.metad_figures({"x": again}, "09", "exp_09")
+    assert (tmp_path / "results" / "exp_09_convergence.png").stat().st_size > 0
+
+
+def perturbed_copy(checkpoint: Path, path: Path) -> Path:
+    """``checkpoint`` with one weight changed, saved at ``path``."""
+    ckpt = torch.load(checkpoint, weights_only=True)
+    name = next(k for k, v in ckpt["model_state"].items() if v.is_floating_point())
+    ckpt["model_state"][name] = ckpt["model_state"][name] + 0.01
+    torch.save(ckpt, path)
+    return path
