@@ -40,7 +40,8 @@ TRAINED_OUT = {"plateau_epochs": 100, "grad_clip": 10.0, "dtype": "float64",
 PRETRAIN_PLATEAU_EPOCHS = 25
 #: the files of a run folder that resume it (best.pt, best_forces.pt and the plot are
 #: rebuilt from these)
-RUN_STATE = ("run.json", "config.json", "split.npz", "log.csv", "last.pt", "summary.json")
+RUN_STATE = ("run.json", "config.json", "split.npz", "data_sketch.npz", "log.csv", "last.pt",
+             "summary.json")
 #: a trained-out stage's model: its epoch of lowest validation force MAE, what the plateau
 #: rule judges. (best.pt, the lowest validation loss, is the paper's choice; in both
 #: combustion arms one validation frame's squared force error held it at an early epoch for
@@ -165,6 +166,13 @@ def _epochs_logged(folder: Path) -> int:
     return max(len(log.read_text().splitlines()) - 1, 0) if log.exists() else 0
 
 
+def _run_identity(folder: Path) -> dict:
+    """What makes a run folder's run the same run: ``run.json``'s kind, settings and inputs
+    (not what a resume adds, such as the digests of data rebuilt equal up to rounding)."""
+    record = json.loads((folder / "run.json").read_text())
+    return {k: record.get(k) for k in ("kind", "settings", "inputs")}
+
+
 def own_stages(names, only: str | None) -> list:
     """The stages of ``names`` an ``--only ONLY`` process trains, and so restores and keeps:
     ``only`` itself, and for ``finetune`` the ``pretrain`` stage it starts from (all of
@@ -186,7 +194,7 @@ def restore_runs(work: Path, experiment: str, names, only: str | None = None) ->
         if not (src / "run.json").exists():
             continue
         here = (dst / "run.json").exists()
-        if here and (src / "run.json").read_text() != (dst / "run.json").read_text():
+        if here and _run_identity(src) != _run_identity(dst):
             print(f"[{name}] {dst} holds another run than {src}: kept as it is", flush=True)
             continue
         ahead = here and _epochs_logged(src) > _epochs_logged(dst)

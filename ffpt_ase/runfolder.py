@@ -9,7 +9,9 @@ ensemble, ...). It is opened with :class:`RunFolder`, which
   decide its result and a SHA-256 digest of every input (model files, data files, decks,
   structures). Running the same command again **resumes**; a run whose settings or inputs
   changed is refused with a message naming every change. Settings that only extend or
-  schedule a run (more epochs, more steps, more trajectories, threads) may change;
+  schedule a run (more epochs, more steps, more trajectories, threads) may change. An input
+  that can be rebuilt equal up to rounding with another digest (training data made again on
+  another CPU) names a check that decides, and an accepted digest is recorded;
 * **starts over** only when asked (``start_over=True``, ``--start-over`` on the command line):
   the old folder is moved aside to ``NAME.old-N``, never deleted; a folder without
   ``run.json`` that holds files is not a run and is never touched;
@@ -179,20 +181,28 @@ class RunFolder:
     ``kind``: the job ("train", "metad", ...); ``settings``: resolved settings that decide
     the result; ``inputs``: ``{name: digest}`` of the input files or objects
     (:func:`file_digest`, :func:`bytes_digest`); ``free``: settings recorded for information
-    that a resumed run may change (e.g. the number of epochs or steps).
+    that a resumed run may change (e.g. the number of epochs or steps). ``regenerated``:
+    ``{input name: check}`` for inputs that may come back with another digest yet be the
+    same (data rebuilt on another machine, equal up to rounding): when only such inputs
+    changed, ``check(folder)`` decides, returning a note (the run resumes, the note is
+    logged, kept in ``notes`` and recorded in ``run.json`` with the new digest) or raising
+    :class:`RunFolderError` with the reason (given beside the change in the refusal).
 
     Use as a context manager; ``resumed`` says whether an earlier run's state is there.
     """
 
     def __init__(self, path, kind: str, settings: dict, inputs: dict | None = None,
-                 free: dict | None = None, start_over: bool = False):
+                 free: dict | None = None, start_over: bool = False,
+                 regenerated: dict | None = None):
         self.path = Path(path)
         self.kind = kind
         self.fingerprint = plain({"kind": kind, "settings": settings, "inputs": inputs or {}})
         self.free = plain(free or {})
         self.start_over = start_over
+        self.regenerated = dict(regenerated or {})
         self.moved_to: Path | None = None
         self.resumed = False
+        self.notes: list = []
         self._lock = None
 
     # ------------------------------------------------------------------ opening
@@ -227,6 +237,11 @@ class RunFolder:
                                      f"aside or use --start-over") from err
             changes = describe_changes(old, self.fingerprint)
             if changes:
+                try:
+                    changes = self._accept_regenerated(old, record, changes)
+                except RunFolderError as reason:   # a check refused: why, beside the change
+                    changes = [f"{'; '.join(changes)}: {reason}"]
+            if changes:
                 raise RunFolderError(
                     f"{self.path} holds a run with other settings or inputs "
                     f"({'; '.join(changes)}); rerun with the same ones to resume, or use "
@@ -239,6 +254,27 @@ class RunFolder:
             **self.fingerprint, "free_settings_at_start": self.free,
             "created": datetime.datetime.now().isoformat(timespec="seconds"),
             "ffpt_ase_version": __version__, "command": sys.argv})
+
+    def _accept_regenerated(self, old: dict, record: dict, changes: list) -> list:
+        """The changes left once the :attr:`regenerated` inputs that changed are judged by
+        their checks (``changes`` as they were when any other setting or input changed too,
+        or no check applies); records each accepted one in ``run.json``."""
+        inputs, old_inputs = self.fingerprint["inputs"], old["inputs"]
+        changed = [n for n in self.regenerated
+                   if n in old_inputs and n in inputs and old_inputs[n] != inputs[n]]
+        rest = {**self.fingerprint, "inputs": {**inputs, **{n: old_inputs[n] for n in changed}}}
+        if not changed or describe_changes(old, rest):
+            return changes
+        for name in changed:
+            known = record.get("regenerated", {}).get(name, {})
+            if inputs[name] in known:       # accepted at an earlier resume
+                self.notes.append(known[inputs[name]])
+                continue
+            note = self.regenerated[name](self.path)
+            self.notes.append(note)
+            record.setdefault("regenerated", {}).setdefault(name, {})[inputs[name]] = note
+            self.write_json(RUN_FILE, record)
+        return []
 
     def _refuse_foreign(self) -> None:
         if not self.path.is_dir() or (self.path / RUN_FILE).exists():

@@ -47,11 +47,17 @@ def test_restore_takes_the_furthest_run(tmp_path, models, capsys):
     assert "50 epochs, ahead of the work folder's" in capsys.readouterr().out
     assert not list((work / "scratch").glob("*.tmp"))
     # a work folder holding another run (other settings) is never overwritten
-    (work / "scratch" / "run.json").write_text(json.dumps({"kind": "train", "lr": 0.5}))
+    (work / "scratch" / "run.json").write_text(json.dumps({"kind": "train",
+                                                           "settings": {"lr": 0.5}}))
     _run(models / "exp" / "runs" / "scratch", 60)
     bench.restore_runs(work, "exp", ["scratch"])
     assert (work / "scratch" / "last.pt").read_bytes() == b"state after 50 epochs"
     assert "holds another run" in capsys.readouterr().out
+    # what a resume adds to run.json (digests of data rebuilt equal) is the same run
+    record = {"kind": "train", "regenerated": {"data": {"sha256:ab": "rebuilt"}}}
+    (work / "scratch" / "run.json").write_text(json.dumps(record))
+    bench.restore_runs(work, "exp", ["scratch"])
+    assert (work / "scratch" / "last.pt").read_bytes() == b"state after 60 epochs"
 
 
 def test_keep_runs_one_arm_and_final_models_only_when_finished(tmp_path, models):

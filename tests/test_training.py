@@ -95,8 +95,8 @@ def assert_same_training(a, b):
 
 def test_a_training_run_killed_at_any_write_point_resumes_to_the_same_result(
         ho2, tmp_path, monkeypatch):
-    """Fault injection: crash after each write of the run folder (run.json, split.npz,
-    config.json, and per epoch last.pt, best.pt, log.csv, then summary.json), rerun, and
+    """Fault injection: crash after each write of the run folder (run.json, data_sketch.npz,
+    split.npz, config.json, and per epoch last.pt, best.pt, log.csv, then summary.json), rerun, and
     compare with the uninterrupted run: the same weights, best epoch, log and summary."""
     from conftest import SimulatedCrash, crash_at_write
     cfg = dict(stage="scratch", data=str(ho2), epochs=3, seed=2, **TINY)
@@ -104,7 +104,8 @@ def test_a_training_run_killed_at_any_write_point_resumes_to_the_same_result(
     ref = training_result(tmp_path / "ref")
     seen = crash_at_write(monkeypatch, 0)
     train(TrainConfig(output=str(tmp_path / "count"), **cfg))
-    assert seen[:3] == ["run.json", "split.npz", "config.json"] and seen[-1] == "summary.json"
+    assert seen[:4] == ["run.json", "data_sketch.npz", "split.npz", "config.json"]
+    assert seen[-1] == "summary.json"
     assert seen.count("last.pt") == 3 and seen.count("log.csv") == 3
     n_points = len(seen)
     for k in range(1, n_points + 1):
@@ -131,7 +132,9 @@ def test_a_rerun_with_changed_settings_or_data_is_refused(ho2, tmp_path):
             train(TrainConfig(**{**base, **change}))
     other = tmp_path / "other.npz"
     sample_system("HO2", 240, sigma=0.1, seed=1, show_progress=False).save(other)
-    with pytest.raises(RunFolderError, match=r"inputs\.data \(content changed"):
+    with pytest.raises(RunFolderError, match=r"inputs\.data \(content changed: \S+ -> \S+\): "
+                                              r"other training data: values differ by up "
+                                              r"to \S+ of their size, more than rounding"):
         train(TrainConfig(**{**base, "data": str(other)}))
     # the same frames written again (another file) are the same data
     copy = tmp_path / "copy.npz"
@@ -144,6 +147,52 @@ def test_a_rerun_with_changed_settings_or_data_is_refused(ho2, tmp_path):
     # start over: the old run is moved aside, not deleted
     again = train(TrainConfig(**base), start_over=True)
     assert again["epochs"] == 2 and len(rows(tmp_path / "run.old-1" / "log.csv")) == 3
+
+
+def test_data_rebuilt_equal_up_to_rounding_resume_the_run_and_other_data_do_not(
+        ho2, tmp_path, caplog):
+    """Training data rebuilt on another machine come back with another digest (the last
+    bits of a label differ); the run's data sketch tells them from other data: rounding
+    resumes (noted in the log and in run.json), a change of 1e-6 in one force component of
+    one frame is refused, and so is any other change beside it."""
+    import re
+    from ffpt_ase.runfolder import RunFolderError
+    from ffpt_ase.training.trainer import DATA_SKETCH
+    out = tmp_path / "run"
+    base = dict(stage="scratch", data=str(ho2), epochs=2, output=str(out), **TINY)
+    train(TrainConfig(**base))
+    assert (out / DATA_SKETCH).exists()
+    frames = Frames.load(ho2)
+
+    def rebuilt(name, forces_factor=1.0, energy_shift=0.0, one_force=0.0):
+        f = Frames.load(ho2)
+        f.forces = f.forces * forces_factor
+        f.forces[7, 1, 2] += one_force
+        f.energy = f.energy + energy_shift
+        return str(f.save(tmp_path / name))
+
+    rounded = rebuilt("rounded.npz", forces_factor=1 + 3e-16, energy_shift=1e-13)
+    assert Frames.load(rounded).fingerprint() != frames.fingerprint()
+    with caplog.at_level("WARNING"):
+        assert train(TrainConfig(**{**base, "data": rounded, "epochs": 3}))["epochs"] == 3
+    assert "equal the run's within" in caplog.text
+    record = json.loads((out / "run.json").read_text())
+    assert list(record["regenerated"]["data"]) == [Frames.load(rounded).fingerprint()]
+    assert record["inputs"]["data"] == frames.fingerprint()   # the run's own data stay its
+    assert train(TrainConfig(**{**base, "data": rounded, "epochs": 3}))["epochs"] == 3
+    assert train(TrainConfig(**{**base, "epochs": 3}))["epochs"] == 3   # and the original
+    nudged = rebuilt("nudged.npz", one_force=1e-6)
+    with pytest.raises(RunFolderError, match="other training data: values differ"):
+        train(TrainConfig(**{**base, "data": nudged}))
+    with pytest.raises(RunFolderError, match=re.escape("settings.lr: 0.001 -> 0.01")):
+        train(TrainConfig(**{**base, "data": rounded, "lr": 1e-2}))
+    # a run from before sketches were kept gets one when it resumes on its own data, and
+    # cannot tell rebuilt data from other data before that
+    (out / DATA_SKETCH).unlink()
+    with pytest.raises(RunFolderError, match=f"keeps no {DATA_SKETCH}"):
+        train(TrainConfig(**{**base, "data": rebuilt("again.npz", forces_factor=1 + 4e-16)}))
+    assert train(TrainConfig(**{**base, "epochs": 3}))["epochs"] == 3
+    assert (out / DATA_SKETCH).exists()
 
 
 def test_a_folder_that_is_not_a_run_is_never_touched(ho2, tmp_path):

@@ -52,6 +52,38 @@ def label_sources(metadata: dict) -> set:
 
 
 
+#: the per-frame quantities :meth:`Frames.sketch` summarises
+SKETCHED = ("energy", "positions", "forces", "cell", "stress", "time")
+
+
+def _sketch_weights(n: int) -> np.ndarray:
+    """The fixed weights (n,) of :meth:`Frames.sketch` (the same on every machine)."""
+    return np.random.default_rng(20261202).standard_normal(n)
+
+
+def sketch_difference(old: dict, new: dict) -> float | str:
+    """How far two :meth:`Frames.sketch` summaries are apart: the largest difference of a
+    frame's projection relative to its scale (the sum of |value| x |weight|, at least 1e-12
+    of the largest), or a sentence when the sets differ in shape, atoms, periodicity or in
+    which labels they hold (no rounding explains that)."""
+    old = {k: np.asarray(v) for k, v in old.items()}
+    new = {k: np.asarray(v) for k, v in new.items()}
+    if set(old) != set(new):
+        return f"other labels ({', '.join(sorted(set(old) ^ set(new)))})"
+    if not np.array_equal(old["shape"], new["shape"]):
+        return f"another shape ({tuple(old['shape'])} -> {tuple(new['shape'])})"
+    if str(old["atoms"]) != str(new["atoms"]):
+        return "other atoms or periodicity"
+    worst = 0.0
+    for name in SKETCHED:
+        if name in old:
+            scale = np.maximum(new[f"{name}_scale"], 1e-12 * new[f"{name}_scale"].max()
+                               + np.finfo(float).tiny)
+            worst = max(worst, float(np.max(np.abs(old[name] - new[name]) / scale,
+                                            initial=0.0)))
+    return worst
+
+
 class DataFormatError(ValueError):
     """A data file is malformed or not in the expected format."""
 
@@ -379,6 +411,25 @@ class Frames:
         if self.stress is not None:   # (absent: the digest of sets from before stresses)
             parts += [b"stress", np.ascontiguousarray(self.stress).tobytes()]
         return bytes_digest(*parts)
+
+    def sketch(self) -> dict:
+        """A compact numerical summary of the frames, to tell a set regenerated on another
+        machine (equal up to floating-point rounding: another CPU's vectorised ``exp`` or
+        ``erfc`` changes the last bits of a label, and so :meth:`fingerprint`) from a
+        different one (:func:`sketch_difference`): the digest of the atoms and periodicity
+        (exact), and per frame the energy, and the projections of positions, forces, cell,
+        stress and time onto fixed pseudo-random weights. About 5 floats per frame."""
+        from ..runfolder import bytes_digest
+        out = {"shape": np.array(self.positions.shape),
+               "atoms": np.array(bytes_digest(np.ascontiguousarray(self.numbers).tobytes(),
+                                              np.ascontiguousarray(self.pbc).tobytes()))}
+        for name in SKETCHED:
+            value = getattr(self, name)
+            if value is not None:
+                value = np.asarray(value, float).reshape(len(self), -1)
+                out[name] = value @ _sketch_weights(value.shape[1])
+                out[f"{name}_scale"] = np.abs(value) @ np.abs(_sketch_weights(value.shape[1]))
+        return out
 
     def save(self, path: str | Path) -> Path:
         """Write the ``.npz`` format described in the module docstring."""

@@ -727,19 +727,73 @@ def make_optimizer(model: Potential, cfg: TrainConfig):
     return opt, sched
 
 
+#: the run folder's :meth:`~ffpt_ase.data.frames.Frames.sketch` of its training data
+DATA_SKETCH = "data_sketch.npz"
+#: the largest difference (relative to the values' size, :func:`sketch_difference`) by which
+#: training data rebuilt on another machine may differ from a run's and still resume it:
+#: rounding (another CPU's vectorised exp or erfc) moves labels by about 1e-15 of their
+#: size; another seed, sigma or teacher by far more than 1e-8
+REGENERATED_RTOL = 1e-8
+
+
+def same_data_check(frames: Frames):
+    """The check of a run folder whose training data came back with another digest
+    (:class:`~ffpt_ase.runfolder.RunFolder`'s ``regenerated``): the same data rebuilt, when
+    their sketch is within :data:`REGENERATED_RTOL` of the one the run kept."""
+    from ..data.frames import sketch_difference
+    from ..runfolder import RunFolderError
+    new = frames.sketch()
+
+    def check(folder: Path) -> str:
+        path = Path(folder) / DATA_SKETCH
+        if not path.exists():
+            raise RunFolderError(f"the run keeps no {DATA_SKETCH} to tell data rebuilt on "
+                                 f"another machine from other data: it was started before "
+                                 f"sketches were kept")
+        with np.load(path) as z:
+            diff = sketch_difference(dict(z), new)
+        if isinstance(diff, str):
+            raise RunFolderError(f"other training data: {diff}")
+        if diff > REGENERATED_RTOL:
+            raise RunFolderError(f"other training data: values differ by up to {diff:.1e} of "
+                                 f"their size, more than rounding ({REGENERATED_RTOL:g})")
+        return (f"the training data came back with another digest (rebuilt, e.g. on another "
+                f"machine) and equal the run's within {diff:.1e} of their size (rounding; up "
+                f"to {REGENERATED_RTOL:g} accepted): resumed")
+
+    return check, new
+
+
 def training_run_folder(config: TrainConfig, frames: Frames,
                         start_over: bool = False) -> RunFolder:
     """The stage's :class:`~ffpt_ase.runfolder.RunFolder` (not yet opened): fingerprinted by
-    the settings that decide the result, the data's content and the initial model file."""
+    the settings that decide the result, the data's content and the initial model file.
+    Training data rebuilt with another digest resume the run when they equal its data up to
+    rounding (:func:`same_data_check`)."""
     roles = config.by_role()
     inputs = {"data": frames.fingerprint()}
     for name in ("init", "valid_data", "test_data"):
         if getattr(config, name):
             inputs[name] = file_digest(getattr(config, name))
-    return RunFolder(config.output_dir, "train", settings=roles["setting"], inputs=inputs,
-                     free={**roles["free"], "data": config.data, "init": config.init,
-                           "valid_data": config.valid_data, "test_data": config.test_data},
-                     start_over=start_over)
+    check, sketch = same_data_check(frames)
+    run = RunFolder(config.output_dir, "train", settings=roles["setting"], inputs=inputs,
+                    free={**roles["free"], "data": config.data, "init": config.init,
+                          "valid_data": config.valid_data, "test_data": config.test_data},
+                    start_over=start_over, regenerated={"data": check})
+    run.data_sketch = sketch
+    return run
+
+
+def _open_training_run(config: TrainConfig, frames: Frames, start_over: bool) -> RunFolder:
+    """Open the stage's run folder; keep its data sketch (a run started before sketches
+    were kept gets one at its first resume on the same data) and log what was accepted."""
+    run = training_run_folder(config, frames, start_over).__enter__()
+    for note in run.notes:
+        log.warning("%s: %s", run.path, note)
+    if not (run.path / DATA_SKETCH).exists():
+        with run.atomic(DATA_SKETCH) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **run.data_sketch)
+    return run
 
 
 def prepare(config: TrainConfig, frames: Frames | None = None,
@@ -779,7 +833,7 @@ def _prepare(config: TrainConfig, frames, start_over: bool, dist: Distributed) -
     run, error = None, None
     if dist.is_main:
         try:
-            run = training_run_folder(config, frames, start_over).__enter__()
+            run = _open_training_run(config, frames, start_over)
             split_frames(frames, config, CheckpointHandler(run))
         except BaseException as err:
             if run is not None:
