@@ -11,7 +11,7 @@ from conftest import SimulatedCrash, crash_at_write, interrupt_at_call
 
 from ffpt_ase.forcefields.topology import perceive
 from ffpt_ase.applications.h2combustion.channels import channel_ids, get_channel, reactant_complex
-from ffpt_ase.applications.h2combustion.decks import deck_name, deck_text
+from ffpt_ase.applications.h2combustion.decks import BIASFACTOR, deck_name, deck_text
 from ffpt_ase.applications.h2combustion.decks import shipped_deck as find_deck
 from ffpt_ase.applications.h2combustion.metad import ChannelMetadConfig as MetadConfig
 from ffpt_ase.applications.h2combustion.metad import UnphysicalMonitor
@@ -160,10 +160,12 @@ def test_metad_run_restart_and_interrupt(tiny_model, tmp_path, monkeypatch):
         assert (out / name).exists(), name
     assert s["steps"] == 400 and s["ns_per_day"] > 0 and s["hill_height_kJ_per_mol"] == 5.0
     hills = np.loadtxt(out / "HILLS", comments="#")
-    # HEIGHT 5 kJ/mol, stored by PLUMED times gamma/(gamma-1) with gamma = 20; later hills
-    # are tempered down by the bias already deposited
-    assert hills[0, 5] == pytest.approx(5.0 * 20 / 19)
-    assert np.all(hills[:, 5] <= 5.0 * 20 / 19 + 1e-9)
+    # HEIGHT 5 kJ/mol, stored by PLUMED times gamma/(gamma-1) with the decks' gamma (40);
+    # later hills are tempered down by the bias already deposited
+    gamma = float(re.search(r"BIASFACTOR=(\S+)", (out / "plumed.dat").read_text()).group(1))
+    assert gamma == BIASFACTOR == 40.0
+    assert hills[0, 5] == pytest.approx(5.0 * gamma / (gamma - 1))
+    assert np.all(hills[:, 5] <= 5.0 * gamma / (gamma - 1) + 1e-9)
     assert len(_rows(out / "COLVAR")) >= 40
 
     # continue to 600 steps: nothing is repeated, times keep increasing

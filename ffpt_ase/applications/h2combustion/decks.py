@@ -17,8 +17,15 @@ both coordination numbers, PACE 100 steps, TEMP 300 K. Choices made here:
   gets n = 8. A pair whose length hardly changes (a spectator bond, channel 08's CV2) keeps
   R_0 = 1.3 r_eq and n = 6. A CV of several pairs is the sum of their coordinations
   (COMBINE), each with its own switching function;
-* BIASFACTOR 20 (Delta T = 5700 K): reactions here have free-energy barriers of tens to a
-  few hundred kJ/mol; gamma = 20 lets the bias reach that range while still converging;
+* BIASFACTOR 40 (Delta T = 11,700 K, k Delta T = 97 kJ/mol): the walkers must climb out of
+  wells up to about 300 kJ/mol deep (HO2 below O + OH) and back, more than once in a run.
+  In well-tempered metadynamics the time to fill a well of depth D grows as
+  exp(D / k Delta T). At gamma = 20 (47 kJ/mol) eight 50 ps walkers of the trained-out
+  scratch model filled channel 01's HO2 well only to 229-234 kJ/mol and never came back
+  to O + OH, and 4 of 8 channel-09 walkers never reached H + O2 (218.5 kJ/mol above
+  HO2): no free-energy difference converged (RESULTS.md). exp(300 / 97) = 22 against
+  exp(300 / 47) = 590: the same deposition fills such a well about 25 times sooner, and
+  the bias still converges, to (1 - 1/gamma) = 0.975 of -F;
 * UPPER_WALLS at 4.0 A (KAPPA 500 kJ/mol/A^2) on every atom pair that enters a collective
   variable: gas-phase fragments cannot drift beyond the model's 5 A cutoff, where nothing
   pulls them back and sampling would stall;
@@ -40,7 +47,7 @@ HEIGHT_KJMOL = 5.0
 SIGMA = 0.05
 PACE = 100
 TEMPERATURE_K = 300.0
-BIASFACTOR = 20.0
+BIASFACTOR = 40.0
 SWITCH_SCALE = 1.3          # R_0 / r_eq of a spectator bond
 MIN_SEPARATION = 0.5        # s(r_near) - s(r_far) each pair's switching function reaches
 SPECTATOR_CHANGE_A = 0.3    # a pair changing less than this between the end points
