@@ -61,13 +61,14 @@ def _sketch_weights(n: int) -> np.ndarray:
     return np.random.default_rng(20261202).standard_normal(n)
 
 
-def sketch_difference(old: dict, new: dict) -> float | str:
-    """How far two :meth:`Frames.sketch` summaries are apart: the largest difference of a
-    frame's projection relative to its scale (the sum of |value| x |weight|, at least 1e-12
-    of the largest), or a sentence when the sets differ in shape, atoms, periodicity or in
-    which labels they hold (no rounding explains that)."""
+def sketch_difference(old: dict, frames: "Frames") -> float | str:
+    """How far ``frames`` are from the set an old :meth:`Frames.sketch` summarised: the
+    largest difference of a frame's projection relative to its scale (the sum of |value| x
+    |weight| in ``frames``, at least 1e-12 of the largest), or a sentence when the sets
+    differ in shape, atoms, periodicity or in which labels they hold (no rounding explains
+    that)."""
     old = {k: np.asarray(v) for k, v in old.items()}
-    new = {k: np.asarray(v) for k, v in new.items()}
+    new = frames.sketch()
     if set(old) != set(new):
         return f"other labels ({', '.join(sorted(set(old) ^ set(new)))})"
     if not np.array_equal(old["shape"], new["shape"]):
@@ -75,12 +76,10 @@ def sketch_difference(old: dict, new: dict) -> float | str:
     if str(old["atoms"]) != str(new["atoms"]):
         return "other atoms or periodicity"
     worst = 0.0
-    for name in SKETCHED:
-        if name in old:
-            scale = np.maximum(new[f"{name}_scale"], 1e-12 * new[f"{name}_scale"].max()
-                               + np.finfo(float).tiny)
-            worst = max(worst, float(np.max(np.abs(old[name] - new[name]) / scale,
-                                            initial=0.0)))
+    for name, value in frames._sketched():
+        scale = np.abs(value) @ np.abs(_sketch_weights(value.shape[1]))
+        scale = np.maximum(scale, 1e-12 * scale.max(initial=0.0) + np.finfo(float).tiny)
+        worst = max(worst, float(np.max(np.abs(old[name] - new[name]) / scale, initial=0.0)))
     return worst
 
 
@@ -418,18 +417,21 @@ class Frames:
         ``erfc`` changes the last bits of a label, and so :meth:`fingerprint`) from a
         different one (:func:`sketch_difference`): the digest of the atoms and periodicity
         (exact), and per frame the energy, and the projections of positions, forces, cell,
-        stress and time onto fixed pseudo-random weights. About 5 floats per frame."""
+        stress and time onto fixed pseudo-random weights: one float per frame and quantity."""
         from ..runfolder import bytes_digest
         out = {"shape": np.array(self.positions.shape),
                "atoms": np.array(bytes_digest(np.ascontiguousarray(self.numbers).tobytes(),
                                               np.ascontiguousarray(self.pbc).tobytes()))}
+        for name, value in self._sketched():
+            out[name] = value @ _sketch_weights(value.shape[1])
+        return out
+
+    def _sketched(self):
+        """``(name, (frames, values) array)`` of each quantity :meth:`sketch` summarises."""
         for name in SKETCHED:
             value = getattr(self, name)
             if value is not None:
-                value = np.asarray(value, float).reshape(len(self), -1)
-                out[name] = value @ _sketch_weights(value.shape[1])
-                out[f"{name}_scale"] = np.abs(value) @ np.abs(_sketch_weights(value.shape[1]))
-        return out
+                yield name, np.asarray(value, float).reshape(len(self), -1)
 
     def save(self, path: str | Path) -> Path:
         """Write the ``.npz`` format described in the module docstring."""

@@ -742,7 +742,6 @@ def same_data_check(frames: Frames):
     their sketch is within :data:`REGENERATED_RTOL` of the one the run kept."""
     from ..data.frames import sketch_difference
     from ..runfolder import RunFolderError
-    new = frames.sketch()
 
     def check(folder: Path) -> str:
         path = Path(folder) / DATA_SKETCH
@@ -751,7 +750,7 @@ def same_data_check(frames: Frames):
                                  f"another machine from other data: it was started before "
                                  f"sketches were kept")
         with np.load(path) as z:
-            diff = sketch_difference(dict(z), new)
+            diff = sketch_difference(dict(z), frames)
         if isinstance(diff, str):
             raise RunFolderError(f"other training data: {diff}")
         if diff > REGENERATED_RTOL:
@@ -761,7 +760,7 @@ def same_data_check(frames: Frames):
                 f"machine) and equal the run's within {diff:.1e} of their size (rounding; up "
                 f"to {REGENERATED_RTOL:g} accepted): resumed")
 
-    return check, new
+    return check
 
 
 def training_run_folder(config: TrainConfig, frames: Frames,
@@ -775,13 +774,10 @@ def training_run_folder(config: TrainConfig, frames: Frames,
     for name in ("init", "valid_data", "test_data"):
         if getattr(config, name):
             inputs[name] = file_digest(getattr(config, name))
-    check, sketch = same_data_check(frames)
-    run = RunFolder(config.output_dir, "train", settings=roles["setting"], inputs=inputs,
-                    free={**roles["free"], "data": config.data, "init": config.init,
-                          "valid_data": config.valid_data, "test_data": config.test_data},
-                    start_over=start_over, regenerated={"data": check})
-    run.data_sketch = sketch
-    return run
+    return RunFolder(config.output_dir, "train", settings=roles["setting"], inputs=inputs,
+                     free={**roles["free"], "data": config.data, "init": config.init,
+                           "valid_data": config.valid_data, "test_data": config.test_data},
+                     start_over=start_over, regenerated={"data": same_data_check(frames)})
 
 
 def _open_training_run(config: TrainConfig, frames: Frames, start_over: bool) -> RunFolder:
@@ -792,7 +788,7 @@ def _open_training_run(config: TrainConfig, frames: Frames, start_over: bool) ->
         log.warning("%s: %s", run.path, note)
     if not (run.path / DATA_SKETCH).exists():
         with run.atomic(DATA_SKETCH) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **run.data_sketch)
+            np.savez_compressed(fh, **frames.sketch())
     return run
 
 
