@@ -229,10 +229,31 @@ def keep_runs(work: Path, experiment: str, names, final_models: bool = True,
             if (src / "summary.json").exists() else {}
         reason = summary.get("stop_reason", "")
         finished = reason.startswith(("learning rate", "plateau"))
-        if finished and final_models:
+        if finished and final_models and not _same_checkpoint(
+                final_model(src), MODELS / experiment / f"{name}.pt"):
             _copy_file(final_model(src), MODELS / experiment / f"{name}.pt")
         status[name] = reason if finished else "in progress"
     return status
+
+
+def _same_checkpoint(a: Path, b: Path) -> bool:
+    """Whether ``b`` exists and holds ``a``'s checkpoint: the same contents, though saved
+    again (a run folder rebuilds ``best_forces.pt`` from ``last.pt`` on resume, byte for
+    byte different), so that a committed final model is not rewritten unchanged."""
+    from ffpt_ase.model.potential import CheckpointError, load_checkpoint
+    if not b.exists():
+        return False
+    if a.read_bytes() == b.read_bytes():
+        return True
+    try:
+        ca, cb = load_checkpoint(a), load_checkpoint(b)
+    except (CheckpointError, OSError, RuntimeError, ValueError):
+        return False
+    if set(ca) != set(cb) or set(ca["model_state"]) != set(cb["model_state"]):
+        return False
+    return all(torch.equal(ca["model_state"][k], cb["model_state"][k])
+               for k in ca["model_state"]) and all(
+        str(ca[k]) == str(cb[k]) for k in ca if k != "model_state")
 
 
 def check_shipped(name: str, args) -> None:

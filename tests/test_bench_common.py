@@ -219,3 +219,15 @@ def perturbed_copy(checkpoint: Path, path: Path) -> Path:
     ckpt["model_state"][name] = ckpt["model_state"][name] + 0.01
     torch.save(ckpt, path)
     return path
+
+
+def test_a_final_model_saved_again_unchanged_is_the_same_checkpoint(tiny_model, tmp_path):
+    """keep_runs leaves a committed final model alone when the run folder's copy holds the
+    same checkpoint saved again (other bytes), and replaces it when a weight differs."""
+    ckpt = torch.load(tiny_model, weights_only=True)
+    resaved = tmp_path / "resaved.pt"
+    torch.save(dict(reversed(list(ckpt.items()))), resaved)       # same contents, new bytes
+    assert resaved.read_bytes() != tiny_model.read_bytes()
+    assert bench._same_checkpoint(tiny_model, resaved)
+    assert not bench._same_checkpoint(tiny_model, perturbed_copy(tiny_model, tmp_path / "p.pt"))
+    assert not bench._same_checkpoint(tiny_model, tmp_path / "absent.pt")
