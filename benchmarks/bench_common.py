@@ -447,6 +447,24 @@ def walker_cells(m: dict) -> tuple[str, str, str]:
     return f"{m['n_failed']} / {n}", unphysical, delta_f
 
 
+def unphysical_species_cell(m: dict, top: int = 3) -> str:
+    """What a walker set's flagged frames held, as a table cell: the ``top`` most frequent
+    (``unphysical_species_pooled``) with their share of the flagged frames, e.g.
+    ``H + HO2 91 %, H + HO + O 9 %``; ``none`` without flagged frames (also for a set kept
+    before the species were counted, if it flagged none); else ``not recorded`` there."""
+    counts = m.get("unphysical_species_pooled")
+    if counts is None:
+        if m.get("error"):
+            return "-"
+        return "none" if m.get("unphysical_fraction_pooled") == 0 else "not recorded"
+    total = sum(counts.values())
+    if not total:
+        return "none"
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    cell = ", ".join(f"{name} {100 * n / total:.2g} %" for name, n in items[:top])
+    return cell + (f", {len(items) - top} more" if len(items) > top else "")
+
+
 def walker_comparison_cells(c: dict) -> tuple[str, str, str]:
     """A :func:`~ffpt_ase.applications.h2combustion.workflows.compare_walker_sets` result
     (model B against model A) as three table cells: failed walkers of each with Fisher's

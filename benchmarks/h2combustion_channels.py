@@ -6,7 +6,8 @@ picoseconds each (the decks' protocol: 300 K, 5 kJ/mol hills every 100 steps on 
 coordination numbers, 0.2 fs, Langevin friction 20/ps), advanced together on the ensemble
 engine. Reported per channel: the walkers that failed (non-finite dynamics), the fraction of
 checked frames with unphysical species (mean +- standard error over walkers: colliding atoms,
-or a fragment that is neither a reactant nor a product of the channel), and
+or a fragment that is neither a reactant nor a product of the channel) and what those frames
+held (their fragments: another channel's species, or colliding atoms), and
 F(product) - F(reactant) from each walker's hills (mean +- standard error over walkers).
 
 Every walker set resumes from its run folder (``--work``), so the channels can be run over
@@ -92,12 +93,14 @@ def main():
              f"unphysical fraction of checked frames (mean +- sem over walkers; pooled over their "
              f"frames); F(product) - F(reactant) in kJ/mol (mean +- sem over the walkers "
              f"with a Delta F (both basins visited, and in the second half of the run)).", "",
-             "| channel | reaction | " + " | ".join(names) + " |",
-             "|---|---|" + "---|" * len(names)]
+             "| channel | reaction | " + " | ".join(
+                 f"{n} | {n}: what the flagged frames held" for n in names) + " |",
+             "|---|---|" + "---|---|" * len(names)]
     for cid in channels:
         cells = []
         for name in names:
             cells.append("; ".join(bench.walker_cells(results[cid][name])))
+            cells.append(bench.unphysical_species_cell(results[cid][name]))
         lines.append(f"| {cid} | {get_channel(cid).reaction} | " + " | ".join(cells) + " |")
     comparison = {}
     if len(names) == 2:   # the second model against the first, channel by channel

@@ -137,6 +137,20 @@ def test_walker_cells_count_estimates_and_bounds_apart():
         "not run")
 
 
+def test_unphysical_species_cell_gives_shares_of_the_flagged_frames():
+    m = {"unphysical_species_pooled": {"H + HO2": 3659, "H + HO + O": 355, "O + O + H2": 6,
+                                       "atoms too close": 2}}
+    assert bench.unphysical_species_cell(m) == \
+        "H + HO2 91 %, H + HO + O 8.8 %, O + O + H2 0.15 %, 1 more"
+    assert bench.unphysical_species_cell(m, top=4).endswith("atoms too close 0.05 %")
+    assert bench.unphysical_species_cell({"unphysical_species_pooled": {}}) == "none"
+    # kept before the species were counted: none if nothing was flagged, else unknown
+    assert bench.unphysical_species_cell({"unphysical_fraction_pooled": 0.0}) == "none"
+    assert bench.unphysical_species_cell({"unphysical_fraction_pooled": 0.1}) == \
+        "not recorded"
+    assert bench.unphysical_species_cell({"error": "non-finite energy"}) == "-"
+
+
 def test_test_errors_scores_the_callers_predictions_as_its_own(tiny_model, tmp_path,
                                                                monkeypatch):
     """``test_errors(predictions=...)`` (the combustion report predicts each arm's test

@@ -233,6 +233,31 @@ def test_unphysical_monitor_channel_09(tmp_path):
     assert events[0]["step"] == 20
 
 
+def test_unphysical_species_counts_flagged_frames_by_what_they_held():
+    from ffpt_ase.applications.h2combustion.metad import TOO_CLOSE, unphysical_species
+    ch = get_channel("09")
+    mon = UnphysicalMonitor(ch)
+    ho2 = reactant_complex("09")
+    split = ho2.copy()   # O + OH: not a channel-09 species
+    split.positions[1] = split.positions[0] + [3.0, 0, 0]
+    split.positions[2] = split.positions[0] + [0, 0.97, 0]
+    crash = ho2.copy()   # H into an O: HO2 is allowed, the contact is not
+    crash.positions[2] = crash.positions[1] + [0.2, 0, 0]
+    squeezed = split.copy()   # O + OH with the H pushed into its O
+    squeezed.positions[2] = squeezed.positions[0] + [0, 0.25, 0]
+    events = []
+    for walker, frames in enumerate([[ho2, split, split, crash], [squeezed, ho2]]):
+        for step, atoms in enumerate(frames):
+            events += [{**e, "walker": walker} for e in mon.check(atoms, step * 10)]
+    counts = unphysical_species(events, walkers=3)
+    assert counts == [{"HO + O": 2, TOO_CLOSE: 1}, {f"HO + O ({TOO_CLOSE})": 1}, {}]
+    assert list(counts[0]) == ["HO + O", TOO_CLOSE]          # most frequent first
+    assert sum(map(sum, (c.values() for c in counts))) == mon.flagged
+    # a single-walker run's events carry no walker index
+    assert unphysical_species([{k: v for k, v in e.items() if k != "walker"}
+                               for e in events[:1]]) == [{"HO + O": 1}]
+
+
 def test_missing_plumed_kernel_is_explained(monkeypatch):
     import builtins
     real_import = builtins.__import__

@@ -263,6 +263,10 @@ def test_channel_walkers_workflow_reports_each_walker_and_their_statistics(tiny_
     # pooled over frames: equal frame counts make it the mean
     assert r["checked_frames"] == 153
     assert r["unphysical_fraction_pooled"] == pytest.approx(np.mean(fractions))
+    # the flagged frames by species: one count per flagged frame, pooled over walkers
+    flagged = [round(w["unphysical_fraction"] * w["checked_frames"]) for w in r["walkers"]]
+    assert [sum(w["unphysical_species"].values()) for w in r["walkers"]] == flagged
+    assert sum(r["unphysical_species_pooled"].values()) == sum(flagged)
     reached = [w for w in r["walkers"] if w.get("delta_f_kJ_per_mol") is not None]
     assert r["n_delta_f"] == len(reached)
     assert len(r["delta_f_lower_bounds_kJ_per_mol"]) <= 3 - len(reached)

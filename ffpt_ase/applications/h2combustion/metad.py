@@ -83,6 +83,37 @@ class UnphysicalMonitor(Observer):
         self.checked, self.flagged = int(state["checked"]), int(state["flagged"])
 
 
+#: the key of a flagged frame whose fragments are all allowed but whose atoms collide
+TOO_CLOSE = "atoms too close"
+
+
+def unphysical_species(events, walkers: int = 1) -> list:
+    """Per walker, its frames flagged by :class:`UnphysicalMonitor`, counted by what they
+    held: ``[{"H + HO2": 3659, ...}, ...]``, most frequent first. A frame's key is its
+    fragments (sorted, joined by " + "), with " (atoms too close)" added when atoms also
+    collide; a frame whose fragments are all allowed but whose atoms collide is
+    :data:`TOO_CLOSE`. ``events``: the run's ``events.jsonl`` records (dicts; those of a
+    single-walker run carry no walker index and count as walker 0)."""
+    frames = {}
+    for e in events:
+        if e.get("type") not in ("unphysical_species", "atoms_too_close"):
+            continue
+        key = (int(e.get("walker", 0)), int(e["step"]))
+        entry = frames.setdefault(key, {"species": None, "close": False})
+        if e["type"] == "unphysical_species":
+            entry["species"] = " + ".join(sorted(e["fragments"]))
+        else:
+            entry["close"] = True
+    counts = [{} for _ in range(max([walkers] + [w + 1 for w, _ in frames]))]
+    for (w, _), entry in frames.items():
+        if entry["species"] is None:
+            name = TOO_CLOSE
+        else:
+            name = entry["species"] + (f" ({TOO_CLOSE})" if entry["close"] else "")
+        counts[w][name] = counts[w].get(name, 0) + 1
+    return [dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))) for c in counts]
+
+
 @dataclass(kw_only=True)
 class ChannelMetadConfig(MetadConfig):
     """:class:`MetadConfig` of one channel: ``deck`` defaults to the channel's shipped deck

@@ -24,7 +24,7 @@ from ...sampling import RattleSampler, relax
 from ..systems import COMBUSTION_SPECIES, get_system
 from .channels import get_channel, reactant_complex, reaction_energy, species_geometry
 from .dataset import DATA_LEVEL
-from .metad import ChannelMetadConfig, run_channel_metadynamics
+from .metad import ChannelMetadConfig, run_channel_metadynamics, unphysical_species
 from .report import channel_fes_report
 
 
@@ -315,11 +315,16 @@ def run_walkers(reaction: str, checkpoint, walkers: int, steps: int, folder: Pat
                 "delta_f_mean_kJ_per_mol": None, "delta_f_sem_kJ_per_mol": None,
                 "delta_f_lower_bounds_kJ_per_mol": []}
     records = []
+    events_file = folder / "events.jsonl"
+    events = [json.loads(line) for line in events_file.read_text().splitlines()
+              if line.strip()] if events_file.exists() else []
+    species = unphysical_species(events, walkers)
     for k, (w, out) in enumerate(zip(s["per_walker"], map(Path, s["walker_folders"]))):
         failed = w["failed_at_step"]
         rec = {"walker": k, "seed": [seed, k], "failed_at_step": failed,
                "simulated_ps": (failed if failed is not None else s["steps"])
-               * cfg.timestep_fs * 1e-3, **w["unphysical"]}
+               * cfg.timestep_fs * 1e-3, **w["unphysical"],
+               "unphysical_species": species[k]}
         try:
             rep = channel_fes_report(out, out / "fes", reaction=reaction,
                                      temperature=cfg.temperature_K)
@@ -344,13 +349,25 @@ def run_walkers(reaction: str, checkpoint, walkers: int, steps: int, folder: Pat
               "unphysical_fraction_sem": standard_error(fr),
               # (the drivers pool the walkers' counts: UnphysicalMonitor.merge)
               "unphysical_fraction_pooled": s["unphysical_fraction"],
-              "checked_frames": s["checked_frames"], "n_delta_f": len(df),
+              "checked_frames": s["checked_frames"],
+              "unphysical_species_pooled": _pooled_counts(r["unphysical_species"]
+                                                          for r in records),
+              "n_delta_f": len(df),
               "delta_f_mean_kJ_per_mol": float(df.mean()) if len(df) else None,
               "delta_f_sem_kJ_per_mol": standard_error(df),
               "delta_f_lower_bounds_kJ_per_mol": bounds}
     with atomic_path(folder / "walkers.json") as tmp:
         tmp.write_text(json.dumps(result, indent=1))
     return result
+
+
+def _pooled_counts(per_walker) -> dict:
+    """Counts summed over walkers, most frequent first."""
+    total = {}
+    for counts in per_walker:
+        for name, n in counts.items():
+            total[name] = total.get(name, 0) + n
+    return dict(sorted(total.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def compare_walker_sets(a: dict, b: dict, confidence: float = 0.95, n_resamples: int = 9999,
