@@ -426,9 +426,30 @@ def test_basins_are_chemistry_with_a_breaking_zone():
         return m
 
     frames = [d(1.33, 0.97, 1.85), d(1.33, 1.85, 0.97), d(1.21, 2.0, 2.9),
-              d(1.21, 1.35, 2.3), d(3.0, 0.97, 3.3), d(1.21, 0.3, 1.3)]
+              d(1.21, 1.35, 2.3), d(3.0, 0.97, 3.3), d(1.21, 0.3, 1.3),
+              # O-O stretched to 1.8 A: beyond 1.25 x 1.32 A (O + OH) but within 1.6 x
+              # (HO2): a breaking bond, not O + OH; at 2.2 A it is O + OH
+              d(1.8, 0.97, 2.3), d(2.2, 0.97, 2.6)]
     assert ch.classify(np.array(frames)).tolist() == [
-        "reactant", "reactant", "product", "transition", "unphysical", "unphysical"]
+        "reactant", "reactant", "product", "transition", "unphysical", "unphysical",
+        "transition", "unphysical"]
+
+
+def test_a_stretched_bond_is_no_foreign_species():
+    """Channel 04 (H2O + O -> 2 OH; atoms H1 O1 H2 O2): an H2O whose O1-H2 is stretched to
+    1.24 A, the O 2.7 A away, is still H2O + O with a breaking bond (transition); with the
+    H 1.7 A from every O it is H + OH + O, a species channel 04 does not have."""
+    ch = get_channel("04")
+
+    def distances(o1h2):
+        o1 = np.array([0.97, 0.0, 0.0])
+        pos = np.array([[0.0, 0.0, 0.0], o1, o1 + o1h2 * np.array([0.25, 0.968, 0.0]),
+                        o1 + [2.7, 0.0, 0.0]])          # H1-O1-H2 104.5 deg
+        return np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+
+    stretched, broken = distances(1.24), distances(1.7)
+    assert stretched[1, 2] == pytest.approx(1.24, abs=1e-3) and broken[1, 2] > 1.6 * 0.97
+    assert ch.classify(np.array([stretched, broken])).tolist() == ["transition", "unphysical"]
 
 
 WATER_DECK = """# a user's own system: one water molecule, its O-H1 distance biased

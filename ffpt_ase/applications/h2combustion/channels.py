@@ -87,12 +87,15 @@ class Channel:
         1.25 and ``SEPARATED`` = 1.6 times the sum of covalent radii (a bond in that zone is
         breaking or forming, not broken: H 1.3 A from an O of O2 is not yet H + O2);
         ``'product'`` likewise; ``'unphysical'`` when atoms collide (closer than half the
-        sum of their covalent radii) or a fragment is none of the allowed species (O + OH
-        from HO2); else ``'transition'``.
+        sum of their covalent radii) or when a fragment is none of the allowed species
+        (O + OH from HO2) both with bonds at 1.25 and at 1.6 times the covalent radii, i.e.
+        however its stretched bonds are counted: an H2O whose O-H is stretched to 1.24 A
+        (beyond 1.25 x 0.97 A) is a breaking bond, not H + OH; else ``'transition'``.
         """
         d = np.asarray(distances, float)
         numbers = Atoms(list(self.symbols)).numbers
         formulas = fragment_formulas_from_distances(numbers, d)
+        loose = fragment_formulas_from_distances(numbers, d, scale=SEPARATED)
         collide = close_contacts(numbers, d)
         rad = covalent_radii[numbers]
         radsum = rad[:, None] + rad[None]
@@ -101,8 +104,9 @@ class Channel:
         prod = tuple(sorted(s for s, _ in self.products))
         allowed = self.allowed_species
         out = np.empty(len(d), dtype=object)
-        for k, f in enumerate(formulas):
-            if collide[k] or any(x not in allowed for x in f):
+        for k, (f, f_loose) in enumerate(zip(formulas, loose)):
+            if collide[k] or (any(x not in allowed for x in f)
+                              and any(x not in allowed for x in f_loose)):
                 out[k] = "unphysical"
             elif f == reac and not (len(f) > 1 and touching[k]):
                 out[k] = "reactant"

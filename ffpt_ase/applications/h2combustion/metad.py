@@ -2,9 +2,10 @@
 shipped deck, its reactant complex as the start, and a monitor of unphysical species.
 
 Unphysical events are checked every ``check_interval`` steps: two atoms closer than half
-the sum of their covalent radii, or a molecular fragment (bonds: 1.25 x covalent radii)
-that is neither a reactant nor a product of the channel nor the complex of all atoms
-(e.g. O + OH from HO2 in channel 09). They are reported, and stop the run only if asked
+the sum of their covalent radii, or a molecular fragment that is neither a reactant nor a
+product of the channel nor the complex of all atoms (e.g. O + OH from HO2 in channel 09),
+with bonds at 1.25 and still at 1.6 times the covalent radii (a bond stretched between the
+two is breaking, not broken: :meth:`Channel.classify`). They are reported, and stop the run only if asked
 (``stop_on_event``).
 """
 

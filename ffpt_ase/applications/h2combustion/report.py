@@ -3,8 +3,8 @@
 A COLVAR frame of a combustion channel is reactant when its fragments (bonds from the
 printed interatomic distances ``r_I_J``, 1.25 x covalent radii) are exactly the reactant
 species, in any isomer (the H-shifted HO2 is HO2), product likewise; frames the channel
-calls unphysical (colliding atoms, foreign species such as O + OH from HO2) belong to no
-basin, and their fraction is reported.
+calls unphysical (colliding atoms, foreign species such as O + OH from HO2, foreign
+however stretched bonds are counted) belong to no basin, and their fraction is reported.
 """
 
 from __future__ import annotations
