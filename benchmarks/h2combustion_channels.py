@@ -19,7 +19,8 @@ of ``benchmarks/h2combustion.py``.
         --model FFPT-FT=PATH --channels 09 01
 
 Writes ``benchmarks/results/h2combustion_channels.{json,md}`` and
-``h2combustion_channels.png``.
+``h2combustion_channels.png`` (``--stem`` for other names: channel 01's longer walkers,
+``--channels 01 --walkers 8 --ps 150 --stem h2combustion_rxn01_long``).
 """
 
 from __future__ import annotations
@@ -52,7 +53,13 @@ def main():
                     help="channel ids (default: all 21 decks)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", default=str(bench.WORK / "h2combustion_channels"))
+    ap.add_argument("--stem", default="h2combustion_channels",
+                    help="results names: results/STEM.{json,md,png} and the kept walker sets "
+                         "results/STEM_rxnNN_MODEL_walkers.json (another stem for another "
+                         "protocol, e.g. longer walkers of one channel)")
     args = ap.parse_args()
+    if not args.stem or "/" in args.stem:
+        sys.exit(f"--stem must be a plain file name stem, got {args.stem!r}")
     bench.check_walkers(args.walkers)
     if not args.ps > 0:
         sys.exit(f"need --ps > 0, got {args.ps}")
@@ -79,7 +86,7 @@ def main():
         t_job = time.perf_counter()
         results.setdefault(cid, {})[name] = bench.channel_walkers(
             cid, models[name], args.walkers, steps, work / f"rxn{cid}_{name}",
-            f"h2combustion_channels_rxn{cid}_{name}", threads=args.threads,
+            f"{args.stem}_rxn{cid}_{name}", threads=args.threads,
             compile=args.compile)
         if time.perf_counter() - t_job > 30.0:
             ran.append(time.perf_counter() - t_job)
@@ -113,14 +120,14 @@ def main():
             comparison[cid] = compare_walker_sets(results[cid][a], results[cid][b])
             lines.append(f"| {cid} | "
                          + " | ".join(bench.walker_comparison_cells(comparison[cid])) + " |")
-    plot(results, channels, names)
-    bench.write_results("h2combustion_channels", {
+    plot(results, channels, names, args.stem)
+    bench.write_results(args.stem, {
         "command": command, "models": models, "walkers": args.walkers, "ps_per_walker": args.ps,
         "steps": steps, "timestep_fs": TIMESTEP_FS,
         "channels": results, "comparison": comparison}, "\n".join(lines), command)
 
 
-def plot(results: dict, channels: list, names: list) -> None:
+def plot(results: dict, channels: list, names: list, stem: str) -> None:
     """Unphysical fraction per channel (mean +- sem over walkers), one bar per model."""
     from ffpt_ase.analysis.plots import label_and_save, subplots
     fig, ax = subplots(figsize=(max(6.0, 0.45 * len(channels) * len(names) + 2), 4))
@@ -134,7 +141,7 @@ def plot(results: dict, channels: list, names: list) -> None:
                yerr=[0.0 if s is None else s for s in sem], capsize=2, label=name)
     ax.set_xticks(x, channels, rotation=90)
     ax.set_ylim(0, 1)
-    label_and_save(fig, ax, bench.RESULTS / "h2combustion_channels.png", "channel",
+    label_and_save(fig, ax, bench.RESULTS / f"{stem}.png", "channel",
                    "unphysical fraction of frames", "metadynamics of every deck",
                    legend=True)
 
