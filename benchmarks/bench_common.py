@@ -588,13 +588,17 @@ def walker_run_identity(reaction: str, checkpoint, walkers: int, steps: int,
                         seed: int = 0) -> dict:
     """What makes two multi-walker runs of a channel the same run: the deck's content, the
     model's weights (``FFPTCalculator.fingerprint``, whatever the file), the walkers, their
-    steps and seed; the driver's other settings are its defaults (``ChannelMetadConfig``)."""
+    steps and seed, and the rule that classifies its frames (``CLASSIFICATION_RULE``: a
+    run kept under another rule is recomputed, not read back); the driver's other settings
+    are its defaults (``ChannelMetadConfig``)."""
+    from ffpt_ase.applications.h2combustion.channels import CLASSIFICATION_RULE
     from ffpt_ase.applications.h2combustion.decks import shipped_deck
     from ffpt_ase.calculators import FFPTCalculator
     from ffpt_ase.runfolder import file_digest
     return {"reaction": reaction, "deck": file_digest(shipped_deck(reaction)),
             "model": FFPTCalculator.from_checkpoints(checkpoint, dtype="float64").fingerprint(),
-            "walkers": walkers, "steps": steps, "seed": seed}
+            "walkers": walkers, "steps": steps, "seed": seed,
+            "classification": CLASSIFICATION_RULE}
 
 
 def channel_walkers(reaction: str, checkpoint, walkers: int, steps: int, folder: Path,

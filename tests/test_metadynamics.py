@@ -414,8 +414,8 @@ def test_temperature_monitor_reports_window_means_and_overheating(caplog):
 
 def test_basins_are_chemistry_with_a_breaking_zone():
     """Channel 09: HO2 and its H-shifted isomer are reactant; H + O2 is product only once
-    the H is beyond 1.6 x the O-H covalent sum (1.55 A) from both O; in between it is a
-    breaking bond (transition); O + OH is unphysical."""
+    the H is 3 A (APART_A) from both O; nearer it still binds (transition); O + OH is
+    unphysical."""
     ch = get_channel("09")
 
     def d(oo, o1h, o2h):
@@ -425,7 +425,7 @@ def test_basins_are_chemistry_with_a_breaking_zone():
         m[1, 2] = m[2, 1] = o2h
         return m
 
-    frames = [d(1.33, 0.97, 1.85), d(1.33, 1.85, 0.97), d(1.21, 2.0, 2.9),
+    frames = [d(1.33, 0.97, 1.85), d(1.33, 1.85, 0.97), d(1.21, 3.05, 3.9),
               d(1.21, 1.35, 2.3), d(3.0, 0.97, 3.3), d(1.21, 0.3, 1.3),
               # O-O stretched to 1.8 A: beyond 1.25 x 1.32 A (O + OH) but within 1.6 x
               # (HO2): a breaking bond, not O + OH; at 2.2 A it is O + OH
@@ -433,6 +433,9 @@ def test_basins_are_chemistry_with_a_breaking_zone():
     assert ch.classify(np.array(frames)).tolist() == [
         "reactant", "reactant", "product", "transition", "unphysical", "unphysical",
         "transition", "unphysical"]
+    # H + O2 with the H 2.0 A from the nearer O: no bond (beyond 1.25 x), but not apart
+    assert ch.classify(np.array([d(1.21, 2.0, 2.9), d(1.21, 2.95, 3.8)])).tolist() == [
+        "transition", "transition"]
 
 
 def test_a_stretched_bond_is_no_foreign_species():

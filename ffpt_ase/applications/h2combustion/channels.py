@@ -35,9 +35,21 @@ from ase.data import covalent_radii
 from ...forcefields.topology import (BOND_SCALE, close_contacts,
                                     fragment_formulas_from_distances, hill_formula, perceive)
 
-#: fragments are apart (a basin) only when no pair of atoms lies between BOND_SCALE
-#: (topology's bonding threshold) and SEPARATED times the sum of their covalent radii
-SEPARATED = 1.6
+#: a bond stretched beyond BOND_SCALE (topology's bonding threshold) but within BREAKING
+#: times the sum of covalent radii is breaking or forming: it does not make a foreign species
+BREAKING = 1.6
+
+#: fragments are apart (a basin of several species) only when every pair of atoms in
+#: different fragments is at least APART_A (A) apart: at 3 A the data set's H2 and O2
+#: dissociation curves (05, 06a, 06b) lie 0-3.2 kJ/mol below their last points, while at
+#: 1.6 x the covalent radii (0.99 A for H-H) H2 still holds 383 of its 450 kJ/mol (OH's
+#: curve, 07, still rises by 74 kJ/mol from 3 to 4 A: the walls at 4 A bound any choice)
+APART_A = 3.0
+
+#: what decides the basins and the unphysical frames (part of a kept run's identity, so
+#: that results classified under another rule are not read back as this one's)
+CLASSIFICATION_RULE = (f"bonds < {BOND_SCALE} x covalent radii; foreign species also at "
+                       f"{BREAKING} x; fragments apart beyond {APART_A} A")
 
 #: equilibrium bond lengths (A) used for the CV switching functions and distance checks
 EQUILIBRIUM_BOND = {("H", "H"): 0.74, ("H", "O"): 0.97, ("O", "O"): 1.21}
@@ -83,23 +95,26 @@ class Channel:
         Bonds are pairs closer than 1.25 times the sum of their covalent radii (as in
         :func:`~ffpt_ase.forcefields.topology.perceive`). A frame is ``'reactant'`` when its
         fragments are exactly the reactant species (any isomer: an HO2 whose H sits on the
-        other O is HO2) *and*, when it has several fragments, no pair of atoms lies between
-        1.25 and ``SEPARATED`` = 1.6 times the sum of covalent radii (a bond in that zone is
-        breaking or forming, not broken: H 1.3 A from an O of O2 is not yet H + O2);
-        ``'product'`` likewise; ``'unphysical'`` when atoms collide (closer than half the
+        other O is HO2) *and*, when it has several fragments, every pair of atoms in
+        different fragments is at least :data:`APART_A` = 3 A apart (H 2 A from an O of O2
+        is not yet H + O2: the pair still binds); ``'product'`` likewise; ``'unphysical'`` when atoms collide (closer than half the
         sum of their covalent radii) or when a fragment is none of the allowed species
-        (O + OH from HO2) both with bonds at 1.25 and at 1.6 times the covalent radii, i.e.
+        (O + OH from HO2) both with bonds at 1.25 and at :data:`BREAKING` = 1.6 times the
+        covalent radii, i.e.
         however its stretched bonds are counted: an H2O whose O-H is stretched to 1.24 A
         (beyond 1.25 x 0.97 A) is a breaking bond, not H + OH; else ``'transition'``.
         """
         d = np.asarray(distances, float)
         numbers = Atoms(list(self.symbols)).numbers
         formulas = fragment_formulas_from_distances(numbers, d)
-        loose = fragment_formulas_from_distances(numbers, d, scale=SEPARATED)
+        loose = fragment_formulas_from_distances(numbers, d, scale=BREAKING)
         collide = close_contacts(numbers, d)
         rad = covalent_radii[numbers]
-        radsum = rad[:, None] + rad[None]
-        touching = ((d > BOND_SCALE * radsum) & (d < SEPARATED * radsum)).any(axis=(1, 2))
+        bonded = d < BOND_SCALE * (rad[:, None] + rad[None])
+        same = bonded | np.eye(len(numbers), dtype=bool)
+        for _ in range(max(1, len(numbers).bit_length())):   # transitive closure: fragments
+            same = np.einsum("fij,fjk->fik", same.astype(np.int64), same.astype(np.int64)) > 0
+        touching = (~same & (d < APART_A)).any(axis=(1, 2))
         reac = tuple(sorted(s for s, _ in self.reactants))
         prod = tuple(sorted(s for s, _ in self.products))
         allowed = self.allowed_species
